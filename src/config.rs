@@ -1,0 +1,253 @@
+//! Every limit and timeout of syncws, in one place.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Upper bound on the number of request or response headers parsed in a
+/// handshake (the size of the fixed header array handed to httparse).
+pub const MAX_HEADERS_LIMIT: usize = 128;
+
+/// What happens when the application sends faster than the peer reads and the
+/// outbound queue of a connection is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueuePolicy {
+    /// The sending thread waits up to this long for room, then gets
+    /// [`Error::Send`]`("queue full")` and the message is not sent.
+    Block(Duration),
+    /// The message is dropped at once and the sender gets
+    /// [`Error::Send`]`("queue full")`; the connection stays open.
+    Drop,
+    /// The connection is closed with 1008 (policy violation) and the sender
+    /// gets [`Error::Send`]`("queue full")`.
+    Close,
+}
+
+/// Which `Origin` headers a server accepts on an upgrade request.
+///
+/// Browsers send `Origin` on every WebSocket request and let any page open a
+/// WebSocket to any address, including `localhost` and LAN hosts: checking it
+/// is the defence against cross-site WebSocket hijacking. Clients that are not
+/// browsers usually send no `Origin` at all; every policy lets those through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OriginPolicy {
+    /// Accept any origin.
+    Any,
+    /// Accept a request only if its `Origin` host (and port) equals its
+    /// `Host` header. The default.
+    SameHost,
+    /// Accept only these origins, compared case-insensitively with the whole
+    /// header value (e.g. `"https://example.com"`).
+    AllowList(Vec<String>),
+}
+
+/// Limits and timeouts for connections, handshakes and listeners.
+///
+/// Every field has a safe default, stated in its documentation. Change fields
+/// directly or with the chainable setters of the same name:
+///
+/// ```
+/// use std::time::Duration;
+/// use syncws::Config;
+/// let config = Config::default()
+///     .max_message_size(1 << 20)
+///     .idle_timeout(Some(Duration::from_secs(30)));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest payload of a single frame. Default 16 MiB. A header declaring
+    /// more is refused (close 1009) before anything is allocated for it.
+    pub max_frame_size: usize,
+    /// Largest message after reassembly of fragments. Default 64 MiB
+    /// (Autobahn's largest case is 16 MiB). Close 1009 past it.
+    pub max_message_size: usize,
+    /// Most frames in one fragmented message. Default 65,536 (Autobahn sends
+    /// 4 MiB in 64-byte fragments); close 1008 past it, which bounds the work
+    /// a flood of empty fragments can cause.
+    pub max_fragments: usize,
+    /// Largest HTTP head (request line or status line plus headers).
+    /// Default 16 KiB; 431 past it.
+    pub max_head_size: usize,
+    /// Most headers in an HTTP head. Default 64, at most
+    /// [`MAX_HEADERS_LIMIT`]; 431 past it.
+    pub max_headers: usize,
+    /// Largest plain HTTP request body (`Content-Length`) read for an
+    /// `HttpTrait` handler. Default 1 MiB; 413 past it.
+    pub max_http_body: usize,
+    /// Deadline for the whole handshake head to arrive (and the client's
+    /// connect plus handshake). Default 10 s; 408 when it expires.
+    pub handshake_timeout: Duration,
+    /// Close the connection when nothing at all arrives for this long.
+    /// Default 120 s. With `ping_interval` set, a live peer always answers
+    /// within it.
+    pub idle_timeout: Option<Duration>,
+    /// Send a Ping after this long without traffic from the peer.
+    /// Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the peer's Close reply after sending Close,
+    /// and for it to close TCP after the handshake. Default 5 s.
+    pub close_timeout: Duration,
+    /// Deadline for one write to the socket; a peer that stops reading is
+    /// dropped when it expires. Default 10 s.
+    pub write_timeout: Duration,
+    /// Outbound queue capacity per connection, in messages. Default 1024.
+    pub queue_capacity: usize,
+    /// What a send does when the queue is full. Default
+    /// `QueuePolicy::Block(5 s)`.
+    pub queue_policy: QueuePolicy,
+    /// Most live connections a listener serves at once; connections over it
+    /// are answered 503. Default 16,384.
+    pub max_connections: usize,
+    /// Most live connections from one IP address. Default none.
+    pub max_connections_per_ip: Option<usize>,
+    /// Stack size of each connection thread. Default 128 KiB (only touched
+    /// pages cost memory).
+    pub thread_stack_size: usize,
+    /// Initial read buffer size per connection. Default 4 KiB; it grows for
+    /// large frames and shrinks back to this after them.
+    pub read_buffer_size: usize,
+    /// Which `Origin` headers the server accepts. Default
+    /// [`OriginPolicy::SameHost`].
+    pub origin: OriginPolicy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 65_536,
+            max_head_size: 16 << 10,
+            max_headers: 64,
+            max_http_body: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(120)),
+            ping_interval: Some(Duration::from_secs(30)),
+            close_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            queue_capacity: 1024,
+            queue_policy: QueuePolicy::Block(Duration::from_secs(5)),
+            max_connections: 16_384,
+            max_connections_per_ip: None,
+            thread_stack_size: 128 << 10,
+            read_buffer_size: 4 << 10,
+            origin: OriginPolicy::SameHost,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl Config {
+    setters! {
+        /// Sets [`Config::max_frame_size`].
+        max_frame_size: usize;
+        /// Sets [`Config::max_message_size`].
+        max_message_size: usize;
+        /// Sets [`Config::max_fragments`].
+        max_fragments: usize;
+        /// Sets [`Config::max_head_size`].
+        max_head_size: usize;
+        /// Sets [`Config::max_headers`].
+        max_headers: usize;
+        /// Sets [`Config::max_http_body`].
+        max_http_body: usize;
+        /// Sets [`Config::handshake_timeout`].
+        handshake_timeout: Duration;
+        /// Sets [`Config::idle_timeout`].
+        idle_timeout: Option<Duration>;
+        /// Sets [`Config::ping_interval`].
+        ping_interval: Option<Duration>;
+        /// Sets [`Config::close_timeout`].
+        close_timeout: Duration;
+        /// Sets [`Config::write_timeout`].
+        write_timeout: Duration;
+        /// Sets [`Config::queue_capacity`].
+        queue_capacity: usize;
+        /// Sets [`Config::queue_policy`].
+        queue_policy: QueuePolicy;
+        /// Sets [`Config::max_connections`].
+        max_connections: usize;
+        /// Sets [`Config::max_connections_per_ip`].
+        max_connections_per_ip: Option<usize>;
+        /// Sets [`Config::thread_stack_size`].
+        thread_stack_size: usize;
+        /// Sets [`Config::read_buffer_size`].
+        read_buffer_size: usize;
+        /// Sets [`Config::origin`].
+        origin: OriginPolicy;
+    }
+
+    /// Checks that the values fit together; every entry point calls this.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |s: &str| Err(Error::Config(s.to_owned()));
+        if self.max_frame_size == 0 || self.max_message_size == 0 {
+            return bad("max_frame_size and max_message_size must be above 0");
+        }
+        if self.max_fragments == 0 {
+            return bad("max_fragments must be above 0");
+        }
+        if self.max_headers == 0 || self.max_headers > MAX_HEADERS_LIMIT {
+            return bad("max_headers must be between 1 and MAX_HEADERS_LIMIT");
+        }
+        if self.max_head_size < 256 {
+            return bad("max_head_size must be at least 256 bytes");
+        }
+        if self.queue_capacity == 0 {
+            return bad("queue_capacity must be above 0");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be above 0");
+        }
+        if self.read_buffer_size < 256 {
+            return bad("read_buffer_size must be at least 256 bytes");
+        }
+        if self.thread_stack_size < 32 << 10 {
+            return bad("thread_stack_size must be at least 32 KiB");
+        }
+        let zero = Duration::ZERO;
+        if self.handshake_timeout == zero || self.close_timeout == zero || self.write_timeout == zero {
+            return bad("timeouts must be above zero");
+        }
+        if self.idle_timeout == Some(zero) || self.ping_interval == Some(zero) {
+            return bad("idle_timeout and ping_interval must be above zero when set");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_admits_autobahn() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.max_message_size >= 16 << 20);
+        assert!(c.max_fragments >= 65_536);
+        assert!(c.max_connections >= 10_000);
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        assert!(Config::default().max_frame_size(0).validate().is_err());
+        assert!(Config::default().max_headers(MAX_HEADERS_LIMIT + 1).validate().is_err());
+        assert!(Config::default().idle_timeout(Some(Duration::ZERO)).validate().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The WebSocket protocol core: bytes <-> frames <-> messages, without I/O.
