@@ -1,0 +1,172 @@
+//! Bytes to messages: the incremental frame decoder.
+
+use crate::config::Config;
+use crate::error::{Error, ProtocolError, Result};
+use crate::message::OwnedMessage;
+use crate::protocol::assembler::Assembler;
+use crate::protocol::frame::FrameHeader;
+use crate::protocol::mask::apply_mask;
+use crate::protocol::Role;
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Waiting for (the rest of) a frame header.
+    Header,
+    /// Inside a payload: bytes still to come, mask key, bytes already seen.
+    Payload {
+        remaining: u64,
+        mask: Option<[u8; 4]>,
+        offset: usize,
+    },
+    /// An error or a Close frame ended the stream; nothing more is decoded.
+    Done,
+}
+
+/// Turns bytes from the peer into messages, without I/O.
+///
+/// Feed it whatever arrived; it consumes whole headers and any part of a
+/// payload, unmasks in place, and returns a message each time one completes.
+/// Partial headers are left unconsumed, so the caller keeps them and feeds
+/// them again with more bytes. Payload bytes are delivered as they arrive:
+/// invalid UTF-8 fails on the first bad byte, and a header that declares
+/// more than the configured limits fails before anything is allocated.
+///
+/// ```
+/// use syncws::{Config, OwnedMessage};
+/// use syncws::protocol::{MessageDecoder, Role};
+/// let mut dec = MessageDecoder::new(Role::Client, &Config::default());
+/// let mut bytes = [0x81, 0x05, b'H', b'e', b'l', b'l', b'o'];
+/// let (used, msg) = dec.feed(&mut bytes).unwrap();
+/// assert_eq!((used, msg), (7, Some(OwnedMessage::Text("Hello".into()))));
+/// ```
+#[derive(Debug)]
+pub struct MessageDecoder {
+    role: Role,
+    max_frame: u64,
+    /// RSV bits an extension negotiated for this connection (none yet).
+    allowed_rsv: u8,
+    state: State,
+    assembler: Assembler,
+}
+
+impl MessageDecoder {
+    /// A decoder for the given side of the connection: a server expects
+    /// masked frames, a client unmasked ones.
+    pub fn new(role: Role, config: &Config) -> Self {
+        MessageDecoder {
+            role,
+            max_frame: config.max_frame_size as u64,
+            allowed_rsv: 0,
+            state: State::Header,
+            assembler: Assembler::new(config),
+        }
+    }
+
+    /// Consumes bytes from the front of `input` and returns how many were
+    /// used, with a message if one completed. Call again with the rest
+    /// (`&mut input[used..]`) until it uses nothing and returns no message.
+    ///
+    /// `input` is unmasked in place. After an error, or after a Close
+    /// message, the decoder is finished and returns
+    /// [`Error::AlreadyClosed`].
+    pub fn feed(&mut self, input: &mut [u8]) -> Result<(usize, Option<OwnedMessage>)> {
+        let result = self.feed_inner(input);
+        if result.is_err() {
+            self.state = State::Done;
+        }
+        result
+    }
+
+    fn feed_inner(&mut self, input: &mut [u8]) -> Result<(usize, Option<OwnedMessage>)> {
+        let mut pos = 0;
+        loop {
+            match self.state {
+                State::Done => return Err(Error::AlreadyClosed),
+                State::Header => {
+                    let Some((header, len)) = FrameHeader::parse(&input[pos..])? else {
+                        return Ok((pos, None));
+                    };
+                    self.check(&header)?;
+                    self.assembler.start_frame(&header)?;
+                    pos += len;
+                    self.state = State::Payload {
+                        remaining: header.payload_len,
+                        mask: header.mask,
+                        offset: 0,
+                    };
+                }
+                State::Payload {
+                    remaining,
+                    mask,
+                    offset,
+                } => {
+                    let available = input.len() - pos;
+                    let take = usize::try_from(remaining).map_or(available, |r| r.min(available));
+                    if take == 0 && remaining > 0 {
+                        return Ok((pos, None));
+                    }
+                    let chunk = &mut input[pos..pos + take];
+                    if let Some(key) = mask {
+                        apply_mask(chunk, key, offset);
+                    }
+                    self.assembler.payload(chunk)?;
+                    pos += take;
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        self.state = State::Payload {
+                            remaining,
+                            mask,
+                            offset: offset + take,
+                        };
+                        return Ok((pos, None));
+                    }
+                    self.state = State::Header;
+                    if let Some(msg) = self.assembler.end_frame()? {
+                        if matches!(msg, OwnedMessage::Close(_)) {
+                            self.state = State::Done;
+                        }
+                        return Ok((pos, Some(msg)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn check(&self, h: &FrameHeader) -> Result<()> {
+        if h.rsv & !self.allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBits.into());
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame.into()),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame.into()),
+            _ => {}
+        }
+        if h.payload_len > self.max_frame {
+            return Err(Error::Capacity {
+                what: "frame",
+                size: h.payload_len,
+                max: self.max_frame,
+            });
+        }
+        Ok(())
+    }
+
+    /// Payload bytes still expected for the frame in progress (0 between
+    /// frames). The I/O layer uses it to size reads for large frames.
+    pub fn pending_payload(&self) -> u64 {
+        match self.state {
+            State::Payload { remaining, .. } => remaining,
+            _ => 0,
+        }
+    }
+
+    /// Bytes held for a fragmented message in progress.
+    pub fn buffered(&self) -> usize {
+        self.assembler.buffered()
+    }
+
+    /// True once a Close frame was decoded or an error occurred.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+}

@@ -1,0 +1,154 @@
+//! Messages to frames: a header in a small buffer, the payload moved, never
+//! copied.
+
+use crate::error::{Error, Result};
+use crate::message::OwnedMessage;
+use crate::protocol::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::protocol::mask::apply_mask;
+
+/// One frame ready for the wire: its header bytes and its (already masked)
+/// payload, kept apart so the payload is written with `write_vectored`
+/// instead of being copied behind the header.
+///
+/// ```
+/// use syncws::OwnedMessage;
+/// use syncws::protocol::OutFrame;
+/// let f = OutFrame::new(OwnedMessage::Text("Hello".into()), None).unwrap();
+/// assert_eq!(f.header(), &[0x81, 0x05]);
+/// assert_eq!(f.payload(), b"Hello");
+/// ```
+#[derive(Debug, Clone)]
+pub struct OutFrame {
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    payload: Vec<u8>,
+    opcode: OpCode,
+}
+
+impl OutFrame {
+    /// Encodes `msg` as one final frame, masked with `mask` if given (the
+    /// client side). The payload is masked in place in the message's own
+    /// buffer.
+    ///
+    /// Fails for a Ping or Pong over 125 bytes and for a close code that may
+    /// not be sent ([`CloseCode::is_allowed`](crate::CloseCode::is_allowed)).
+    /// A close reason too long for the frame is cut at a character boundary.
+    pub fn new(msg: OwnedMessage, mask: Option<[u8; 4]>) -> Result<OutFrame> {
+        let (opcode, mut payload) = match msg {
+            OwnedMessage::Text(s) => (OpCode::Text, s.into_bytes()),
+            OwnedMessage::Binary(b) => (OpCode::Binary, b),
+            OwnedMessage::Ping(b) => (OpCode::Ping, control_payload(b)?),
+            OwnedMessage::Pong(b) => (OpCode::Pong, control_payload(b)?),
+            OwnedMessage::Close(None) => (OpCode::Close, Vec::new()),
+            OwnedMessage::Close(Some(c)) => {
+                if !c.code().is_allowed() {
+                    return Err(Error::Send("close code may not be sent on the wire"));
+                }
+                let mut reason = c.reason.as_str();
+                while reason.len() > 123 {
+                    let mut cut = 123;
+                    while !reason.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    reason = &reason[..cut];
+                }
+                let mut p = Vec::with_capacity(2 + reason.len());
+                p.extend_from_slice(&c.status_code.to_be_bytes());
+                p.extend_from_slice(reason.as_bytes());
+                (OpCode::Close, p)
+            }
+        };
+        let h = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header_len = h.encode(&mut header) as u8;
+        if let Some(key) = mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        Ok(OutFrame {
+            header,
+            header_len,
+            payload,
+            opcode,
+        })
+    }
+
+    /// The header bytes.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+
+    /// The payload bytes (masked if a key was given).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Header plus payload length.
+    pub fn wire_len(&self) -> usize {
+        usize::from(self.header_len) + self.payload.len()
+    }
+
+    /// True for a Close frame.
+    pub fn is_close(&self) -> bool {
+        self.opcode == OpCode::Close
+    }
+
+    /// Appends header and payload to `out` (for batching small frames into
+    /// one write).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.header());
+        out.extend_from_slice(&self.payload);
+    }
+}
+
+fn control_payload(b: Vec<u8>) -> Result<Vec<u8>> {
+    if b.len() > 125 {
+        return Err(Error::Capacity {
+            what: "control frame",
+            size: b.len() as u64,
+            max: 125,
+        });
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{CloseCode, CloseData};
+
+    #[test]
+    fn rfc_masked_hello() {
+        let f = OutFrame::new(
+            OwnedMessage::Text("Hello".into()),
+            Some([0x37, 0xfa, 0x21, 0x3d]),
+        )
+        .unwrap();
+        let mut wire = Vec::new();
+        f.write_to(&mut wire);
+        assert_eq!(
+            wire,
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+    }
+
+    #[test]
+    fn control_limits() {
+        assert!(OutFrame::new(OwnedMessage::Ping(vec![0; 125]), None).is_ok());
+        assert!(OutFrame::new(OwnedMessage::Ping(vec![0; 126]), None).is_err());
+        let bad = OwnedMessage::Close(Some(CloseData {
+            status_code: 1005,
+            reason: String::new(),
+        }));
+        assert!(OutFrame::new(bad, None).is_err());
+        let long = OwnedMessage::Close(Some(CloseData::new(CloseCode::NORMAL, "é".repeat(100))));
+        let f = OutFrame::new(long, None).unwrap();
+        assert!(f.payload().len() <= 125);
+        assert!(std::str::from_utf8(&f.payload()[2..]).is_ok());
+    }
+}

@@ -1,0 +1,343 @@
+//! Decoder tests over byte streams: every refusal, limits, fragmentation and
+//! chunking. No sockets.
+
+use super::*;
+use crate::config::Config;
+use crate::error::{Error, ProtocolError};
+use crate::message::{CloseCode, CloseData, OwnedMessage};
+
+/// Encodes one frame as a peer in `role` would send it to us.
+fn frame(from_client: bool, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    raw_frame(from_client, fin, 0, opcode, payload)
+}
+
+fn raw_frame(masked: bool, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    let m = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(m | n as u8),
+        n @ 126..=0xffff => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mut p = payload.to_vec();
+    if masked {
+        let key = [0xa1, 0xb2, 0xc3, 0xd4];
+        out.extend_from_slice(&key);
+        apply_mask(&mut p, key, 0);
+    }
+    out.extend_from_slice(&p);
+    out
+}
+
+/// Feeds `bytes` to a server-side decoder in chunks of the given sizes
+/// (cycled), returning the messages and the first error.
+fn decode_chunked(
+    config: &Config,
+    role: Role,
+    bytes: &[u8],
+    chunks: &[usize],
+) -> (Vec<OwnedMessage>, Option<Error>) {
+    let mut dec = MessageDecoder::new(role, config);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut msgs = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while at < bytes.len() {
+        let n = chunks[i % chunks.len()].max(1).min(bytes.len() - at);
+        i += 1;
+        buf.extend_from_slice(&bytes[at..at + n]);
+        at += n;
+        loop {
+            match dec.feed(&mut buf) {
+                Ok((used, msg)) => {
+                    buf.drain(..used);
+                    match msg {
+                        Some(m) => msgs.push(m),
+                        None => break,
+                    }
+                }
+                Err(e) => return (msgs, Some(e)),
+            }
+            if dec.is_done() {
+                return (msgs, None);
+            }
+        }
+    }
+    (msgs, None)
+}
+
+fn decode(bytes: &[u8]) -> (Vec<OwnedMessage>, Option<Error>) {
+    decode_chunked(&Config::default(), Role::Server, bytes, &[usize::MAX])
+}
+
+fn recorded_stream() -> (Vec<u8>, Vec<OwnedMessage>) {
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let mut s = Vec::new();
+    s.extend(frame(true, true, 1, "héllo wörld".as_bytes()));
+    s.extend(frame(true, false, 1, &"€".as_bytes()[..1]));
+    s.extend(frame(true, true, 9, b"ping!"));
+    s.extend(frame(true, false, 0, &"€".as_bytes()[1..]));
+    s.extend(frame(true, true, 0, b" done"));
+    s.extend(frame(true, true, 2, &big));
+    s.extend(frame(true, true, 2, &big[..126]));
+    s.extend(frame(true, true, 2, &[]));
+    s.extend(frame(true, true, 10, b""));
+    s.extend(frame(true, true, 8, &[0x03, 0xe8, b'b', b'y', b'e']));
+    let expect = vec![
+        OwnedMessage::Text("héllo wörld".into()),
+        OwnedMessage::Ping(b"ping!".to_vec()),
+        OwnedMessage::Text("€ done".into()),
+        OwnedMessage::Binary(big.clone()),
+        OwnedMessage::Binary(big[..126].to_vec()),
+        OwnedMessage::Binary(vec![]),
+        OwnedMessage::Pong(vec![]),
+        OwnedMessage::Close(Some(CloseData::new(CloseCode::NORMAL, "bye"))),
+    ];
+    (s, expect)
+}
+
+#[test]
+fn whole_stream_decodes() {
+    let (s, expect) = recorded_stream();
+    let (msgs, err) = decode(&s);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(msgs, expect);
+}
+
+#[test]
+fn one_byte_at_a_time_gives_the_same_messages() {
+    let (s, expect) = recorded_stream();
+    let (msgs, err) = decode_chunked(&Config::default(), Role::Server, &s, &[1]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(msgs, expect);
+}
+
+#[test]
+fn random_chunks_give_the_same_messages() {
+    let (s, expect) = recorded_stream();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..50 {
+        let chunks: Vec<usize> = (0..64)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % 3000) as usize + 1
+            })
+            .collect();
+        let (msgs, err) = decode_chunked(&Config::default(), Role::Server, &s, &chunks);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(msgs, expect);
+    }
+}
+
+fn expect_protocol(bytes: &[u8], want: ProtocolError) {
+    match decode(bytes) {
+        (_, Some(Error::Protocol(p))) => assert_eq!(p, want),
+        other => panic!("wanted {want:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn refusals_map_to_close_codes() {
+    expect_protocol(&frame(false, true, 1, b"x"), ProtocolError::UnmaskedFrame);
+    expect_protocol(
+        &raw_frame(true, true, 0b100, 1, b"x"),
+        ProtocolError::ReservedBits,
+    );
+    expect_protocol(
+        &raw_frame(true, true, 0b001, 2, b"x"),
+        ProtocolError::ReservedBits,
+    );
+    expect_protocol(&frame(true, true, 3, b""), ProtocolError::ReservedOpcode(3));
+    expect_protocol(
+        &frame(true, true, 0, b"x"),
+        ProtocolError::UnexpectedContinuation,
+    );
+    let mut s = frame(true, false, 1, b"a");
+    s.extend(frame(true, true, 1, b"b"));
+    expect_protocol(&s, ProtocolError::ExpectedContinuation);
+    expect_protocol(
+        &frame(true, true, 8, &[3]),
+        ProtocolError::ClosePayloadOneByte,
+    );
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+        expect_protocol(
+            &frame(true, true, 8, &code.to_be_bytes()),
+            ProtocolError::InvalidCloseCode(code),
+        );
+    }
+    let mut long_ping = frame(true, true, 9, &[0; 125]);
+    long_ping[1] = 0x80 | 126;
+    expect_protocol(&long_ping, ProtocolError::ControlFrameTooLong);
+    expect_protocol(
+        &frame(true, false, 9, b""),
+        ProtocolError::FragmentedControlFrame,
+    );
+    let e = Error::Protocol(ProtocolError::UnmaskedFrame);
+    assert_eq!(e.close_code(), Some(CloseCode::PROTOCOL));
+}
+
+#[test]
+fn client_refuses_masked_frames() {
+    let (_, err) = decode_chunked(
+        &Config::default(),
+        Role::Client,
+        &frame(true, true, 2, b"x"),
+        &[100],
+    );
+    assert!(
+        matches!(err, Some(Error::Protocol(ProtocolError::MaskedFrame))),
+        "{err:?}"
+    );
+    let (msgs, err) = decode_chunked(
+        &Config::default(),
+        Role::Client,
+        &frame(false, true, 2, b"x"),
+        &[100],
+    );
+    assert!(err.is_none());
+    assert_eq!(msgs, vec![OwnedMessage::Binary(b"x".to_vec())]);
+}
+
+#[test]
+fn invalid_utf8_fails_on_the_bad_byte() {
+    // One frame whose payload is invalid after 3 bytes; only the first 8
+    // payload bytes are fed: the error must come without the rest.
+    let mut payload = b"abc".to_vec();
+    payload.push(0xff);
+    payload.extend_from_slice(&[b'z'; 1000]);
+    let bytes = frame(true, true, 1, &payload);
+    let mut dec = MessageDecoder::new(Role::Server, &Config::default());
+    let mut part = bytes[..8 + 8].to_vec();
+    assert!(matches!(dec.feed(&mut part), Err(Error::Utf8)));
+
+    // Split across fragments: the second fragment makes it invalid.
+    let mut s = frame(true, false, 1, &[0xce]);
+    s.extend(frame(true, true, 0, &[0x41]));
+    let (_, err) = decode(&s);
+    assert!(matches!(err, Some(Error::Utf8)));
+    assert_eq!(Error::Utf8.close_code(), Some(CloseCode::INVALID_PAYLOAD));
+
+    // Truncated at the end of the message.
+    let (_, err) = decode(&frame(true, true, 1, &[b'a', 0xe2, 0x82]));
+    assert!(matches!(err, Some(Error::Utf8)));
+    // Invalid close reason.
+    let (_, err) = decode(&frame(true, true, 8, &[0x03, 0xe8, 0xc0, 0x80]));
+    assert!(matches!(err, Some(Error::Utf8)));
+}
+
+#[test]
+fn declared_giant_frame_is_refused_before_allocation() {
+    // 200 MB declared, nothing of it sent.
+    let mut h = vec![0x82, 0xff];
+    h.extend_from_slice(&(200u64 << 20).to_be_bytes());
+    h.extend_from_slice(&[1, 2, 3, 4]);
+    let (_, err) = decode(&h);
+    match err {
+        Some(e @ Error::Capacity { what: "frame", .. }) => {
+            assert_eq!(e.close_code(), Some(CloseCode::TOO_BIG))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Under the frame limit but over the message limit.
+    let config = Config::default()
+        .max_message_size(1000)
+        .max_frame_size(10_000);
+    let (_, err) = decode_chunked(
+        &config,
+        Role::Server,
+        &frame(true, true, 2, &[0; 1001]),
+        &[4096],
+    );
+    assert!(
+        matches!(
+            err,
+            Some(Error::Capacity {
+                what: "message",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // Fragments that add up past the message limit, refused at the header.
+    let mut s = frame(true, false, 2, &[0; 600]);
+    s.extend(frame(true, true, 0, &[0; 600]));
+    let (_, err) = decode_chunked(&config, Role::Server, &s[..s.len() - 600], &[4096]);
+    assert!(
+        matches!(
+            err,
+            Some(Error::Capacity {
+                what: "message",
+                size: 1200,
+                max: 1000
+            })
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn fragment_flood_is_bounded() {
+    let config = Config::default().max_fragments(1000);
+    let mut s = frame(true, false, 2, b"x");
+    for _ in 0..100_000 {
+        s.extend(frame(true, false, 0, b"x"));
+    }
+    let (_, err) = decode_chunked(&config, Role::Server, &s, &[65536]);
+    match err {
+        Some(
+            e @ Error::Capacity {
+                what: "fragments",
+                size: 1001,
+                max: 1000,
+            },
+        ) => {
+            assert_eq!(e.close_code(), Some(CloseCode::POLICY));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn decoder_is_done_after_error_and_after_close() {
+    let mut dec = MessageDecoder::new(Role::Server, &Config::default());
+    let mut bad = frame(false, true, 1, b"x");
+    assert!(dec.feed(&mut bad).is_err());
+    assert!(matches!(dec.feed(&mut bad), Err(Error::AlreadyClosed)));
+
+    let mut dec = MessageDecoder::new(Role::Server, &Config::default());
+    let mut s = frame(true, true, 8, &[]);
+    s.extend(frame(true, true, 1, b"late"));
+    let (used, msg) = dec.feed(&mut s).unwrap();
+    assert_eq!(msg, Some(OwnedMessage::Close(None)));
+    assert!(dec.is_done());
+    assert!(used < s.len());
+}
+
+#[test]
+fn encoder_output_decodes_back() {
+    let mut gen = MaskGen::new();
+    let msgs = vec![
+        OwnedMessage::Text("x".repeat(126)),
+        OwnedMessage::Binary(vec![7; 65536]),
+        OwnedMessage::Binary(vec![1; 65535]),
+        OwnedMessage::Ping(vec![1, 2, 3]),
+        OwnedMessage::Close(Some(CloseData::new(CloseCode(4000), "custom"))),
+    ];
+    let mut wire = Vec::new();
+    for m in &msgs {
+        OutFrame::new(m.clone(), Some(gen.next_key()))
+            .unwrap()
+            .write_to(&mut wire);
+    }
+    let (got, err) = decode_chunked(&Config::default(), Role::Server, &wire, &[777]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, msgs);
+}
