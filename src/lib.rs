@@ -9,4 +9,5 @@ pub mod protocol;
 
 pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use error::{Error, ProtocolError, Result};
+pub use handshake::{Headers, Request, Response};
 pub use message::{CloseCode, CloseData, OwnedMessage};
