@@ -221,10 +221,7 @@ impl Config {
             return bad("thread_stack_size must be at least 32 KiB");
         }
         let zero = Duration::ZERO;
-        if self.handshake_timeout == zero
-            || self.close_timeout == zero
-            || self.write_timeout == zero
-        {
+        if self.handshake_timeout == zero || self.close_timeout == zero || self.write_timeout == zero {
             return bad("timeouts must be above zero");
         }
         if self.idle_timeout == Some(zero) || self.ping_interval == Some(zero) {
@@ -250,13 +247,7 @@ mod tests {
     #[test]
     fn validate_rejects_nonsense() {
         assert!(Config::default().max_frame_size(0).validate().is_err());
-        assert!(Config::default()
-            .max_headers(MAX_HEADERS_LIMIT + 1)
-            .validate()
-            .is_err());
-        assert!(Config::default()
-            .idle_timeout(Some(Duration::ZERO))
-            .validate()
-            .is_err());
+        assert!(Config::default().max_headers(MAX_HEADERS_LIMIT + 1).validate().is_err());
+        assert!(Config::default().idle_timeout(Some(Duration::ZERO)).validate().is_err());
     }
 }

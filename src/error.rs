@@ -112,9 +112,7 @@ impl fmt::Display for ProtocolError {
             Self::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             Self::ControlFrameTooLong => f.write_str("control frame payload over 125 bytes"),
             Self::FragmentedControlFrame => f.write_str("fragmented control frame"),
-            Self::UnexpectedContinuation => {
-                f.write_str("continuation frame without a message in progress")
-            }
+            Self::UnexpectedContinuation => f.write_str("continuation frame without a message in progress"),
             Self::ExpectedContinuation => f.write_str("new data frame inside a fragmented message"),
             Self::UnmaskedFrame => f.write_str("client frame is not masked"),
             Self::MaskedFrame => f.write_str("server frame is masked"),
@@ -139,9 +137,7 @@ impl Error {
         match self {
             Error::Protocol(_) => Some(CloseCode::PROTOCOL),
             Error::Utf8 => Some(CloseCode::INVALID_PAYLOAD),
-            Error::Capacity {
-                what: "fragments", ..
-            } => Some(CloseCode::POLICY),
+            Error::Capacity { what: "fragments", .. } => Some(CloseCode::POLICY),
             Error::Capacity { .. } => Some(CloseCode::TOO_BIG),
             Error::Application(_) => Some(CloseCode::INTERNAL),
             Error::Timeout { phase: "idle" } => Some(CloseCode::AWAY),
@@ -150,11 +146,7 @@ impl Error {
     }
 
     pub(crate) fn handshake(status: u16, reason: impl Into<String>) -> Error {
-        Error::Handshake {
-            status,
-            reason: reason.into(),
-            body: Vec::new(),
-        }
+        Error::Handshake { status, reason: reason.into(), body: Vec::new() }
     }
 
     /// True for the two "connection is over" variants, which are not faults.
@@ -216,31 +208,16 @@ mod tests {
 
     #[test]
     fn error_stays_small() {
-        assert!(
-            std::mem::size_of::<Error>() <= 64,
-            "{}",
-            std::mem::size_of::<Error>()
-        );
+        assert!(std::mem::size_of::<Error>() <= 64, "{}", std::mem::size_of::<Error>());
     }
 
     #[test]
     fn close_codes_follow_rfc_7_4_1() {
-        assert_eq!(
-            Error::Protocol(ProtocolError::ReservedBits).close_code(),
-            Some(CloseCode::PROTOCOL)
-        );
+        assert_eq!(Error::Protocol(ProtocolError::ReservedBits).close_code(), Some(CloseCode::PROTOCOL));
         assert_eq!(Error::Utf8.close_code(), Some(CloseCode::INVALID_PAYLOAD));
-        let big = Error::Capacity {
-            what: "message",
-            size: 10,
-            max: 5,
-        };
+        let big = Error::Capacity { what: "message", size: 10, max: 5 };
         assert_eq!(big.close_code(), Some(CloseCode::TOO_BIG));
-        let frags = Error::Capacity {
-            what: "fragments",
-            size: 10,
-            max: 5,
-        };
+        let frags = Error::Capacity { what: "fragments", size: 10, max: 5 };
         assert_eq!(frags.close_code(), Some(CloseCode::POLICY));
         assert_eq!(Error::ConnectionClosed.close_code(), None);
     }

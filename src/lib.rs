@@ -1,13 +1,75 @@
-//! syncws: a synchronous, thread-per-connection WebSocket library (RFC 6455).
+//! syncws: a synchronous, thread-per-connection WebSocket library (RFC 6455),
+//! with a server and a client, one callback trait for both, and HTTP and
+//! WebSocket on the same port. No async runtime.
+//!
+//! ```no_run
+//! use syncws::{Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
+//!
+//! struct Echo(Option<Sender>);
+//!
+//! impl WsTrait for Echo {
+//!     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+//!         self.0 = Some(shake.sender); // Clone + Send: usable from any thread
+//!         Ok(None)
+//!     }
+//!     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+//!         self.0.as_ref().unwrap().send(msg)
+//!     }
+//! }
+//!
+//! fn main() -> Result<()> {
+//!     Listener::bind("127.0.0.1:8081")?.serve(|server| server.set_callback_ws(Box::new(Echo(None))))
+//! }
+//! ```
+//!
+//! # Shape
+//!
+//! - [`protocol`]: bytes to frames to messages and back, without I/O;
+//! - [`handshake`]: the HTTP/1.1 upgrade on both sides, without I/O;
+//! - the blocking shell: one thread reads each connection, with a read
+//!   timeout set to the next deadline (interval, keepalive, idle, close);
+//!   sends from that thread are batched into one write, sends from other
+//!   threads go through a bounded channel to a writer thread;
+//! - entry points: [`Server`] (one connection, HTTP and WebSocket),
+//!   [`Listener`] (accept loop, caps, graceful shutdown), [`Client`], and the
+//!   plain blocking [`WebSocket`] from [`accept`] or
+//!   [`Client::into_websocket`].
+//!
+//! # Errors
+//!
+//! One [`Error`] type; protocol violations carry the close code that was
+//! sent to the peer ([`Error::close_code`]).
+//!
+//! # Logging
+//!
+//! Through the `log` crate: `info` for connections opened and listeners
+//! started, `warn` for peers closed for violations, `debug` for every
+//! connection's end and each request.
 #![deny(missing_docs)]
 
+mod callback;
+mod client;
 pub mod config;
+mod conn;
 pub mod error;
 pub mod handshake;
+mod listener;
 pub mod message;
 pub mod protocol;
+mod server;
+pub mod transport;
 
+pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
+pub use client::{Client, ClientBuilder};
 pub use config::{Config, OriginPolicy, QueuePolicy};
+pub use conn::{Sender, WebSocket, WsReader, WsWriter};
 pub use error::{Error, ProtocolError, Result};
 pub use handshake::{Headers, Request, Response};
+pub use listener::{Listener, Running, ShutdownHandle};
 pub use message::{CloseCode, CloseData, OwnedMessage};
+pub use server::{accept, accept_with_config, Server};
+pub use transport::Transport;
+
+/// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
+/// re-exported so its version always matches.
+pub use crossbeam_channel;

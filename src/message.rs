@@ -83,10 +83,7 @@ pub struct CloseData {
 impl CloseData {
     /// A close body with `code` and `reason`.
     pub fn new(code: CloseCode, reason: impl Into<String>) -> Self {
-        Self {
-            status_code: code.0,
-            reason: reason.into(),
-        }
+        Self { status_code: code.0, reason: reason.into() }
     }
 
     /// The status code as a [`CloseCode`].
@@ -177,25 +174,17 @@ mod tests {
 
     #[test]
     fn allowed_close_codes() {
-        for c in [
-            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-        ] {
+        for c in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
             assert!(!CloseCode(c).is_allowed(), "{c}");
         }
-        for c in [
-            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
-            4000, 4999,
-        ] {
+        for c in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
             assert!(CloseCode(c).is_allowed(), "{c}");
         }
     }
 
     #[test]
     fn message_len_counts_wire_bytes() {
-        assert_eq!(
-            OwnedMessage::Close(Some(CloseData::new(CloseCode::NORMAL, "ab"))).len(),
-            4
-        );
+        assert_eq!(OwnedMessage::Close(Some(CloseData::new(CloseCode::NORMAL, "ab"))).len(), 4);
         assert_eq!(OwnedMessage::Text("héllo".into()).len(), 6);
         assert!(OwnedMessage::Close(None).is_empty());
     }

@@ -27,18 +27,12 @@ mod tests {
 
     #[test]
     fn rfc_6455_section_1_3_vector() {
-        assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
     fn other_keys_give_other_values() {
-        assert_ne!(
-            accept_key("AAAAAAAAAAAAAAAAAAAAAA=="),
-            accept_key("dGhlIHNhbXBsZSBub25jZQ==")
-        );
+        assert_ne!(accept_key("AAAAAAAAAAAAAAAAAAAAAA=="), accept_key("dGhlIHNhbXBsZSBub25jZQ=="));
         assert_eq!(accept_key("").len(), 28);
     }
 }

@@ -88,10 +88,7 @@ impl WsUrl {
             if host.is_empty() {
                 return bad("URL has an empty host");
             }
-            if !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            {
+            if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
                 return bad("invalid character in host (IPv6 needs brackets, IDNs need punycode)");
             }
             (host.to_ascii_lowercase(), port)
@@ -120,12 +117,7 @@ impl WsUrl {
                 full_path.push_str(&format!("%{b:02X}"));
             }
         }
-        Ok(WsUrl {
-            secure,
-            host,
-            port,
-            path: full_path,
-        })
+        Ok(WsUrl { secure, host, port, path: full_path })
     }
 
     fn default_port(&self) -> u16 {
@@ -206,12 +198,7 @@ const RESERVED: [&str; 6] = [
 /// default; the upgrade headers above (and `Sec-WebSocket-Extensions`,
 /// since syncws negotiates none) cannot be set this way and are skipped
 /// with a warning in the log; any other header is appended.
-pub fn build_request(
-    url: &WsUrl,
-    key: &str,
-    protocols: &[String],
-    extra_headers: &Headers,
-) -> Request {
+pub fn build_request(url: &WsUrl, key: &str, protocols: &[String], extra_headers: &Headers) -> Request {
     let mut req = Request::new("GET", url.path.clone());
     let h = &mut req.headers;
     h.append("Host", url.host_header());
@@ -267,23 +254,14 @@ pub fn check_response(resp: &Response, key: &str, protocols: &[String]) -> Resul
         (Some(a), None) if a.trim() == expected => {}
         _ => return bad("Sec-WebSocket-Accept does not match the key".into()),
     }
-    if let Some(ext) = resp
-        .headers
-        .get_all("sec-websocket-extensions")
-        .find(|e| !e.trim().is_empty())
-    {
-        return bad(format!(
-            "server negotiated extension {ext:?}, but none was offered"
-        ));
+    if let Some(ext) = resp.headers.get_all("sec-websocket-extensions").find(|e| !e.trim().is_empty()) {
+        return bad(format!("server negotiated extension {ext:?}, but none was offered"));
     }
     let chosen: Vec<&str> = resp.headers.get_all("sec-websocket-protocol").collect();
     match chosen.as_slice() {
         [] => Ok(None),
         [p] if protocols.iter().any(|o| o == p.trim()) => Ok(Some(p.trim().to_owned())),
-        _ => bad(format!(
-            "server chose subprotocol {:?}, which was not offered",
-            chosen.join(", ")
-        )),
+        _ => bad(format!("server chose subprotocol {:?}, which was not offered", chosen.join(", "))),
     }
 }
 
@@ -297,102 +275,21 @@ mod tests {
     fn url_table() {
         // (input, secure, host, port, path, host header, socket addr)
         let good: &[(&str, bool, &str, u16, &str, &str, &str)] = &[
-            (
-                "ws://localhost",
-                false,
-                "localhost",
-                80,
-                "/",
-                "localhost",
-                "localhost:80",
-            ),
-            (
-                "ws://localhost/",
-                false,
-                "localhost",
-                80,
-                "/",
-                "localhost",
-                "localhost:80",
-            ),
-            (
-                "wss://Example.COM",
-                true,
-                "example.com",
-                443,
-                "/",
-                "example.com",
-                "example.com:443",
-            ),
-            (
-                "WS://h:8081/chat",
-                false,
-                "h",
-                8081,
-                "/chat",
-                "h:8081",
-                "h:8081",
-            ),
-            (
-                "ws://h:80/a/b?c=d&e",
-                false,
-                "h",
-                80,
-                "/a/b?c=d&e",
-                "h",
-                "h:80",
-            ),
+            ("ws://localhost", false, "localhost", 80, "/", "localhost", "localhost:80"),
+            ("ws://localhost/", false, "localhost", 80, "/", "localhost", "localhost:80"),
+            ("wss://Example.COM", true, "example.com", 443, "/", "example.com", "example.com:443"),
+            ("WS://h:8081/chat", false, "h", 8081, "/chat", "h:8081", "h:8081"),
+            ("ws://h:80/a/b?c=d&e", false, "h", 80, "/a/b?c=d&e", "h", "h:80"),
             ("ws://h?x=1", false, "h", 80, "/?x=1", "h", "h:80"),
             ("wss://h:80/", true, "h", 80, "/", "h:80", "h:80"),
-            (
-                "ws://127.0.0.1:9001",
-                false,
-                "127.0.0.1",
-                9001,
-                "/",
-                "127.0.0.1:9001",
-                "127.0.0.1:9001",
-            ),
-            (
-                "ws://[::1]:9001/x",
-                false,
-                "::1",
-                9001,
-                "/x",
-                "[::1]:9001",
-                "[::1]:9001",
-            ),
-            (
-                "wss://[2001:DB8::1]/",
-                true,
-                "2001:db8::1",
-                443,
-                "/",
-                "[2001:db8::1]",
-                "[2001:db8::1]:443",
-            ),
-            (
-                "ws://h/caf\u{e9}",
-                false,
-                "h",
-                80,
-                "/caf%C3%A9",
-                "h",
-                "h:80",
-            ),
+            ("ws://127.0.0.1:9001", false, "127.0.0.1", 9001, "/", "127.0.0.1:9001", "127.0.0.1:9001"),
+            ("ws://[::1]:9001/x", false, "::1", 9001, "/x", "[::1]:9001", "[::1]:9001"),
+            ("wss://[2001:DB8::1]/", true, "2001:db8::1", 443, "/", "[2001:db8::1]", "[2001:db8::1]:443"),
+            ("ws://h/caf\u{e9}", false, "h", 80, "/caf%C3%A9", "h", "h:80"),
         ];
         for &(input, secure, host, port, path, hh, sa) in good {
             let url = WsUrl::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!(
-                url,
-                WsUrl {
-                    secure,
-                    host: host.into(),
-                    port,
-                    path: path.into()
-                },
-                "{input}"
-            );
+            assert_eq!(url, WsUrl { secure, host: host.into(), port, path: path.into() }, "{input}");
             assert_eq!(url.host_header(), hh, "{input}");
             assert_eq!(url.socket_addr_string(), sa, "{input}");
             assert_eq!(WsUrl::parse(&url.to_string()).unwrap(), url, "{input}");
@@ -477,19 +374,13 @@ mod tests {
         let mut out = Vec::new();
         resp.write_to(&mut out);
         let (resp, _) = Response::parse(&out, &Config::default()).unwrap().unwrap();
-        assert_eq!(
-            check_response(&resp, &key, &offered()).unwrap().as_deref(),
-            Some("superchat")
-        );
+        assert_eq!(check_response(&resp, &key, &offered()).unwrap().as_deref(), Some("superchat"));
 
         // Host can be overridden; no protocols means no header.
         let mut extra = Headers::new();
         extra.append("host", "example.com");
         let req = build_request(&url, &key, &[], &extra);
-        assert_eq!(
-            req.headers.get_all("host").collect::<Vec<_>>(),
-            ["example.com"]
-        );
+        assert_eq!(req.headers.get_all("host").collect::<Vec<_>>(), ["example.com"]);
         assert_eq!(req.header("sec-websocket-protocol"), None);
     }
 
@@ -514,19 +405,12 @@ mod tests {
     fn check_response_table() {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         assert_eq!(check_response(&good_response(key), key, &[]).unwrap(), None);
-        assert_eq!(
-            check_response(&good_response(key), key, &offered()).unwrap(),
-            None
-        );
-        let lower = good_response(key)
-            .with_header("upgrade", "WebSocket")
-            .with_header("connection", "keep-alive, upgrade");
+        assert_eq!(check_response(&good_response(key), key, &offered()).unwrap(), None);
+        let lower =
+            good_response(key).with_header("upgrade", "WebSocket").with_header("connection", "keep-alive, upgrade");
         assert_eq!(check_response(&lower, key, &[]).unwrap(), None);
         let chosen = good_response(key).with_header("Sec-WebSocket-Protocol", "chat");
-        assert_eq!(
-            check_response(&chosen, key, &offered()).unwrap().as_deref(),
-            Some("chat")
-        );
+        assert_eq!(check_response(&chosen, key, &offered()).unwrap().as_deref(), Some("chat"));
 
         let without = |name: &str| {
             let mut r = good_response(key);
@@ -535,46 +419,22 @@ mod tests {
         };
         let proto = |p: &str| good_response(key).with_header("Sec-WebSocket-Protocol", p);
         let cases: Vec<(Response, Vec<String>, &str)> = vec![
-            (
-                good_response("AAAAAAAAAAAAAAAAAAAAAA=="),
-                offered(),
-                "does not match",
-            ),
+            (good_response("AAAAAAAAAAAAAAAAAAAAAA=="), offered(), "does not match"),
             (without("sec-websocket-accept"), vec![], "does not match"),
-            (
-                good_response(key).with_header("Sec-WebSocket-Accept", "x"),
-                vec![],
-                "does not match",
-            ),
+            (good_response(key).with_header("Sec-WebSocket-Accept", "x"), vec![], "does not match"),
             (without("upgrade"), vec![], "Upgrade"),
-            (
-                good_response(key).with_header("Upgrade", "h2c"),
-                vec![],
-                "Upgrade",
-            ),
+            (good_response(key).with_header("Upgrade", "h2c"), vec![], "Upgrade"),
             (without("connection"), vec![], "Connection"),
-            (
-                good_response(key).with_header("Connection", "close"),
-                vec![],
-                "Connection",
-            ),
+            (good_response(key).with_header("Connection", "close"), vec![], "Connection"),
             (proto("chat"), vec![], "not offered"),
             (proto("mqtt"), offered(), "not offered"),
             (proto("chat, superchat"), offered(), "not offered"),
             (proto("CHAT"), offered(), "not offered"),
-            (
-                good_response(key).with_header("Sec-WebSocket-Extensions", "permessage-deflate"),
-                vec![],
-                "extension",
-            ),
+            (good_response(key).with_header("Sec-WebSocket-Extensions", "permessage-deflate"), vec![], "extension"),
         ];
         for (resp, protocols, want) in &cases {
             match check_response(resp, key, protocols) {
-                Err(Error::Handshake {
-                    status: 101,
-                    reason,
-                    ..
-                }) => {
+                Err(Error::Handshake { status: 101, reason, .. }) => {
                     assert!(reason.contains(want), "{reason} should mention {want}")
                 }
                 other => panic!("{resp:?} gave {other:?}"),
@@ -589,11 +449,7 @@ mod tests {
         assert_eq!(resp.content_length().unwrap(), Some(9));
         resp.body = raw[len..].to_vec();
         match check_response(&resp, "k", &[]) {
-            Err(Error::Handshake {
-                status,
-                reason,
-                body,
-            }) => {
+            Err(Error::Handshake { status, reason, body }) => {
                 assert_eq!(status, 403);
                 assert_eq!(reason, "server answered 403 Forbidden");
                 assert_eq!(body, b"no thanks");

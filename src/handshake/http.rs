@@ -40,18 +40,12 @@ impl Headers {
 
     /// The value of the first header called `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.list
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.list.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The values of every header called `name` (case-insensitive), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.list
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.list.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// True if `token` is in the comma-separated lists of the headers called
@@ -59,9 +53,7 @@ impl Headers {
     /// `Connection: keep-alive, Upgrade`).
     pub fn contains_token(&self, name: &str, token: &str) -> bool {
         let token = token.trim();
-        self.get_all(name)
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        self.get_all(name).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
     /// Sets `name` to `value`, replacing every header of that name. The new
@@ -69,11 +61,7 @@ impl Headers {
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         let value = value.into();
-        match self
-            .list
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(&name))
-        {
+        match self.list.iter().position(|(n, _)| n.eq_ignore_ascii_case(&name)) {
             Some(first) => {
                 let mut i = 0;
                 self.list.retain(|(n, _)| {
@@ -128,13 +116,9 @@ impl Headers {
     fn from_parsed(parsed: &[httparse::Header<'_>]) -> Result<Headers> {
         let mut list = Vec::with_capacity(parsed.len());
         for h in parsed {
-            let value = std::str::from_utf8(h.value).map_err(|_| {
-                Error::handshake(400, format!("header {} is not valid UTF-8", h.name))
-            })?;
-            list.push((
-                h.name.to_owned(),
-                value.trim_matches([' ', '\t']).to_owned(),
-            ));
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| Error::handshake(400, format!("header {} is not valid UTF-8", h.name)))?;
+            list.push((h.name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
         }
         Ok(Headers { list })
     }
@@ -159,13 +143,7 @@ pub struct Request {
 impl Request {
     /// An HTTP/1.1 request with no headers and no body.
     pub fn new(method: impl Into<String>, path: impl Into<String>) -> Request {
-        Request {
-            method: method.into(),
-            path: path.into(),
-            version: 1,
-            headers: Headers::new(),
-            body: Vec::new(),
-        }
+        Request { method: method.into(), path: path.into(), version: 1, headers: Headers::new(), body: Vec::new() }
     }
 
     /// Parses a request head from the start of `buf`.
@@ -240,11 +218,7 @@ impl Request {
     pub fn body_length(&self, config: &Config) -> Result<usize> {
         let len = self.content_length()?.unwrap_or(0);
         if len > config.max_http_body {
-            return Err(Error::Capacity {
-                what: "body",
-                size: len as u64,
-                max: config.max_http_body as u64,
-            });
+            return Err(Error::Capacity { what: "body", size: len as u64, max: config.max_http_body as u64 });
         }
         Ok(len)
     }
@@ -264,8 +238,7 @@ impl Request {
     /// websocket` and `Connection: upgrade`, case-insensitively, in any
     /// list). Plain HTTP requests give false.
     pub fn is_upgrade(&self) -> bool {
-        self.headers.contains_token("upgrade", "websocket")
-            && self.headers.contains_token("connection", "upgrade")
+        self.headers.contains_token("upgrade", "websocket") && self.headers.contains_token("connection", "upgrade")
     }
 
     /// Appends the request as it goes on the wire: request line, headers,
@@ -312,12 +285,7 @@ impl Response {
     /// A response with this status, its usual reason phrase (`Unknown` for
     /// uncommon codes), no headers and no body.
     pub fn new(status: u16) -> Response {
-        Response {
-            status,
-            reason: reason_phrase(status).to_owned(),
-            headers: Headers::new(),
-            body: Vec::new(),
-        }
+        Response { status, reason: reason_phrase(status).to_owned(), headers: Headers::new(), body: Vec::new() }
     }
 
     /// Sets a header, replacing any of the same name (use
@@ -333,8 +301,7 @@ impl Response {
     pub fn with_body(mut self, body: impl Into<Vec<u8>>, content_type: &str) -> Response {
         self.body = body.into();
         self.headers.insert("Content-Type", content_type);
-        self.headers
-            .insert("Content-Length", self.body.len().to_string());
+        self.headers.insert("Content-Length", self.body.len().to_string());
         self
     }
 
@@ -355,9 +322,7 @@ impl Response {
             Ok(httparse::Status::Partial) => return partial(buf.len(), config),
             Err(e) => return Err(parse_error("response", e, max_headers)),
         };
-        let status = parsed
-            .code
-            .ok_or_else(|| Error::handshake(400, "malformed response head: no status"))?;
+        let status = parsed.code.ok_or_else(|| Error::handshake(400, "malformed response head: no status"))?;
         let response = Response {
             status,
             reason: parsed.reason.unwrap_or("").to_owned(),
@@ -441,10 +406,7 @@ fn has_body(status: u16) -> bool {
 /// longer fit in `max_head_size`.
 fn partial<T>(buffered: usize, config: &Config) -> Result<Option<T>> {
     if buffered >= config.max_head_size {
-        Err(Error::handshake(
-            431,
-            format!("head is longer than {} bytes", config.max_head_size),
-        ))
+        Err(Error::handshake(431, format!("head is longer than {} bytes", config.max_head_size)))
     } else {
         Ok(None)
     }
@@ -452,9 +414,7 @@ fn partial<T>(buffered: usize, config: &Config) -> Result<Option<T>> {
 
 fn parse_error(what: &str, e: httparse::Error, max_headers: usize) -> Error {
     match e {
-        httparse::Error::TooManyHeaders => {
-            Error::handshake(431, format!("more than {max_headers} headers"))
-        }
+        httparse::Error::TooManyHeaders => Error::handshake(431, format!("more than {max_headers} headers")),
         e => Error::handshake(400, format!("malformed {what} head: {e}")),
     }
 }
@@ -466,18 +426,11 @@ fn content_length(headers: &Headers) -> Result<Option<usize>> {
     for item in headers.get_all("content-length").flat_map(|v| v.split(',')) {
         let item = item.trim();
         if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::handshake(
-                400,
-                format!("bad Content-Length {item:?}"),
-            ));
+            return Err(Error::handshake(400, format!("bad Content-Length {item:?}")));
         }
-        let n: usize = item
-            .parse()
-            .map_err(|_| Error::handshake(400, "Content-Length is too large"))?;
+        let n: usize = item.parse().map_err(|_| Error::handshake(400, "Content-Length is too large"))?;
         match found {
-            Some(m) if m != n => {
-                return Err(Error::handshake(400, "conflicting Content-Length values"))
-            }
+            Some(m) if m != n => return Err(Error::handshake(400, "conflicting Content-Length values")),
             _ => found = Some(n),
         }
     }
@@ -492,10 +445,7 @@ fn push_content_length(out: &mut Vec<u8>, len: usize) {
 
 /// Writes a header value or reason, turning CR and LF into spaces.
 fn push_text(out: &mut Vec<u8>, s: &str) {
-    out.extend(
-        s.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    out.extend(s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
 }
 
 /// Writes a header name or method, turning bytes that may not appear in a
@@ -547,10 +497,7 @@ mod tests {
         h.insert("X-Two", "2");
         assert_eq!(h.get("x-two"), Some("2"));
         h.remove("x-one");
-        assert_eq!(
-            h.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            ["VIA", "X-Two"]
-        );
+        assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["VIA", "X-Two"]);
         h.remove("absent");
         assert_eq!(h.len(), 2);
     }
@@ -602,25 +549,13 @@ mod tests {
         let long = HEAD.replacen("\r\n\r\n", &format!("\r\n{filler}\r\n"), 1);
         assert_eq!(status(Request::parse(long.as_bytes(), &config)), 431);
         // Partial but already over the limit.
-        assert_eq!(
-            status(Request::parse(&long.as_bytes()[..257], &config)),
-            431
-        );
-        assert_eq!(
-            status(Request::parse(&long.as_bytes()[..256], &config)),
-            431
-        );
-        assert!(matches!(
-            Request::parse(&long.as_bytes()[..255], &config),
-            Ok(None)
-        ));
+        assert_eq!(status(Request::parse(&long.as_bytes()[..257], &config)), 431);
+        assert_eq!(status(Request::parse(&long.as_bytes()[..256], &config)), 431);
+        assert!(matches!(Request::parse(&long.as_bytes()[..255], &config), Ok(None)));
         let resp = format!("HTTP/1.1 200 OK\r\n{filler}\r\n");
         assert_eq!(status(Response::parse(resp.as_bytes(), &config)), 431);
         // A head of exactly the limit is fine, even with bytes after it.
-        let exact = format!(
-            "GET / HTTP/1.1\r\nX: {}\r\n\r\n",
-            "b".repeat(256 - "GET / HTTP/1.1\r\nX: \r\n\r\n".len())
-        );
+        let exact = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(256 - "GET / HTTP/1.1\r\nX: \r\n\r\n".len()));
         assert_eq!(exact.len(), 256);
         let mut buf = exact.clone().into_bytes();
         buf.extend_from_slice(&[0x81; 100]);
@@ -638,21 +573,13 @@ mod tests {
             }
             s + "\r\n"
         };
-        let (req, _) = Request::parse(head(64).as_bytes(), &config)
-            .unwrap()
-            .unwrap();
+        let (req, _) = Request::parse(head(64).as_bytes(), &config).unwrap().unwrap();
         assert_eq!(req.headers.len(), 64);
         assert_eq!(status(Request::parse(head(65).as_bytes(), &config)), 431);
         let resp = head(65).replacen("GET / HTTP/1.1", "HTTP/1.1 200 OK", 1);
         assert_eq!(status(Response::parse(resp.as_bytes(), &config)), 431);
         let over = Config::default().max_headers(MAX_HEADERS_LIMIT + 10);
-        assert_eq!(
-            status(Request::parse(
-                head(MAX_HEADERS_LIMIT + 1).as_bytes(),
-                &over
-            )),
-            431
-        );
+        assert_eq!(status(Request::parse(head(MAX_HEADERS_LIMIT + 1).as_bytes(), &over)), 431);
     }
 
     #[test]
@@ -676,13 +603,7 @@ mod tests {
             Err(Error::Handshake { reason, .. }) => assert!(reason.contains("version"), "{reason}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            status(Response::parse(
-                b"HTTP/1.1 abc OK\r\n\r\n",
-                &Config::default()
-            )),
-            400
-        );
+        assert_eq!(status(Response::parse(b"HTTP/1.1 abc OK\r\n\r\n", &Config::default())), 400);
     }
 
     #[test]
@@ -717,14 +638,7 @@ mod tests {
         let mut req = Request::new("POST", "/");
         req.headers.append("Content-Length", "11");
         let config = Config::default().max_http_body(10);
-        assert!(matches!(
-            req.body_length(&config),
-            Err(Error::Capacity {
-                what: "body",
-                size: 11,
-                max: 10
-            })
-        ));
+        assert!(matches!(req.body_length(&config), Err(Error::Capacity { what: "body", size: 11, max: 10 })));
         assert_eq!(req.body_length(&config.max_http_body(11)).unwrap(), 11);
 
         let mut resp = Response::new(200);
@@ -747,7 +661,10 @@ mod tests {
             (Response::new(200), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
             (Response::new(204), "HTTP/1.1 204 No Content\r\n\r\n"),
             (Response::new(304), "HTTP/1.1 304 Unknown\r\n\r\n"),
-            (Response::new(101).with_header("Upgrade", "websocket"), "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"),
+            (
+                Response::new(101).with_header("Upgrade", "websocket"),
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            ),
             (
                 Response::text(404, "nope"),
                 "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 4\r\n\r\nnope",
@@ -816,9 +733,7 @@ mod tests {
                     buf[i] = alphabet[(next(&mut state) as usize) % alphabet.len()];
                 }
             } else {
-                buf = (0..len)
-                    .map(|_| alphabet[(next(&mut state) as usize) % alphabet.len()])
-                    .collect();
+                buf = (0..len).map(|_| alphabet[(next(&mut state) as usize) % alphabet.len()]).collect();
             }
             if let Ok(Some((req, n))) = Request::parse(&buf, &config) {
                 assert!(n <= buf.len() && n <= 512);

@@ -53,18 +53,12 @@ mod tests {
         client::build_request(&url, &key, &protocols, &Headers::new()).write_to(&mut head);
         let parsed = Request::parse(&head, &config).unwrap().unwrap().0;
         let mut answer = Vec::new();
-        server::build_response(&parsed)
-            .unwrap()
-            .write_to(&mut answer);
+        server::build_response(&parsed).unwrap().write_to(&mut answer);
 
         let alphabet = b"\r\n:, \t\x00\xff13GETwebsocketUpgrade=/";
         let mut state = 0x2545_f491_4f6c_dd1d;
         for round in 0..20_000 {
-            let mut buf = if round % 2 == 0 {
-                head.clone()
-            } else {
-                answer.clone()
-            };
+            let mut buf = if round % 2 == 0 { head.clone() } else { answer.clone() };
             for _ in 0..(1 + next(&mut state) % 4) {
                 let i = next(&mut state) % buf.len();
                 let b = alphabet[next(&mut state) % alphabet.len()];

@@ -52,10 +52,7 @@ pub fn validate_upgrade(req: &Request) -> Result<()> {
         [] => return bad("missing Sec-WebSocket-Version"),
         [v] if v.trim() == "13" => {}
         _ => {
-            let reason = format!(
-                "unsupported Sec-WebSocket-Version {:?}, only 13 is supported",
-                versions.join(", ")
-            );
+            let reason = format!("unsupported Sec-WebSocket-Version {:?}, only 13 is supported", versions.join(", "));
             return Err(Error::handshake(426, reason));
         }
     }
@@ -69,16 +66,11 @@ fn client_key(req: &Request) -> Result<&str> {
     let key = match (keys.next(), keys.next()) {
         (Some(key), None) => key.trim(),
         (None, _) => return Err(Error::handshake(400, "missing Sec-WebSocket-Key")),
-        (Some(_), Some(_)) => {
-            return Err(Error::handshake(400, "several Sec-WebSocket-Key headers"))
-        }
+        (Some(_), Some(_)) => return Err(Error::handshake(400, "several Sec-WebSocket-Key headers")),
     };
     match STANDARD.decode(key) {
         Ok(bytes) if bytes.len() == 16 => Ok(key),
-        _ => Err(Error::handshake(
-            400,
-            "Sec-WebSocket-Key is not 16 bytes in base64",
-        )),
+        _ => Err(Error::handshake(400, "Sec-WebSocket-Key is not 16 bytes in base64")),
     }
 }
 
@@ -221,21 +213,13 @@ pub fn check_origin(req: &Request, policy: &OriginPolicy) -> Result<()> {
         OriginPolicy::SameHost => same_host(origin, req.header("host").unwrap_or("")),
         OriginPolicy::AllowList(list) => {
             let origin = origin.trim_end_matches('/');
-            list.iter().any(|entry| {
-                entry
-                    .trim()
-                    .trim_end_matches('/')
-                    .eq_ignore_ascii_case(origin)
-            })
+            list.iter().any(|entry| entry.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
         }
     };
     if allowed {
         Ok(())
     } else {
-        Err(Error::handshake(
-            403,
-            format!("origin {origin} not allowed"),
-        ))
+        Err(Error::handshake(403, format!("origin {origin} not allowed")))
     }
 }
 
@@ -303,9 +287,7 @@ mod tests {
         \r\n";
 
     fn parse(head: &str) -> Request {
-        let (req, len) = Request::parse(head.as_bytes(), &Config::default())
-            .expect("parses")
-            .expect("complete");
+        let (req, len) = Request::parse(head.as_bytes(), &Config::default()).expect("parses").expect("complete");
         assert_eq!(len, head.len());
         req
     }
@@ -319,10 +301,7 @@ mod tests {
 
     #[test]
     fn browser_upgrades_are_accepted() {
-        for (head, accept) in [
-            (CHROME, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-            (FIREFOX, "HSmrc0sMlYUkAGmm5OPpG2HaGWk="),
-        ] {
+        for (head, accept) in [(CHROME, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), (FIREFOX, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=")] {
             let req = parse(head);
             assert!(req.is_upgrade());
             validate_upgrade(&req).unwrap();
@@ -337,10 +316,7 @@ mod tests {
             let mut out = Vec::new();
             resp.write_to(&mut out);
             let text = String::from_utf8(out).unwrap();
-            assert!(
-                text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
-                "{text}"
-            );
+            assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{text}");
             assert!(!text.contains("Content-Length"), "{text}");
             assert!(text.ends_with("\r\n\r\n"));
         }
@@ -363,11 +339,7 @@ mod tests {
             ("Sec-WebSocket-Version: 13\r\n", "", 400),
             ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version: 8\r\n", 426),
             ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version: 13, 8\r\n", 426),
-            (
-                "Sec-WebSocket-Version: 13\r\n",
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8\r\n",
-                426,
-            ),
+            ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8\r\n", 426),
             ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 400),
             ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==", 400),
             ("dGhlIHNhbXBsZSBub25jZQ==", "not base64 at all!!", 400),
@@ -390,14 +362,8 @@ mod tests {
     #[test]
     fn case_insensitive_tokens_and_lists_are_accepted() {
         let cases = [
-            (
-                "Connection: Upgrade\r\n",
-                "Connection: keep-alive, UPGRADE\r\n",
-            ),
-            (
-                "Connection: Upgrade\r\n",
-                "Connection: keep-alive\r\nConnection: upgrade\r\n",
-            ),
+            ("Connection: Upgrade\r\n", "Connection: keep-alive, UPGRADE\r\n"),
+            ("Connection: Upgrade\r\n", "Connection: keep-alive\r\nConnection: upgrade\r\n"),
             ("Upgrade: websocket\r\n", "Upgrade: WebSocket\r\n"),
             ("Upgrade: websocket\r\n", "Upgrade: foo/1, websocket\r\n"),
         ];
@@ -417,31 +383,14 @@ mod tests {
         let mut out = Vec::new();
         resp.write_to(&mut out);
         let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{text}");
         assert!(text.contains("Content-Length: 20\r\n"), "{text}");
 
-        assert_eq!(
-            refusal(&Error::handshake(405, "x")).header("allow"),
-            Some("GET")
-        );
-        assert_eq!(
-            refusal(&Error::handshake(403, "x")).header("sec-websocket-version"),
-            None
-        );
-        let big = Error::Capacity {
-            what: "body",
-            size: 10,
-            max: 5,
-        };
+        assert_eq!(refusal(&Error::handshake(405, "x")).header("allow"), Some("GET"));
+        assert_eq!(refusal(&Error::handshake(403, "x")).header("sec-websocket-version"), None);
+        let big = Error::Capacity { what: "body", size: 10, max: 5 };
         assert_eq!(refusal(&big).status, 413);
-        let head = Error::Capacity {
-            what: "head",
-            size: 10,
-            max: 5,
-        };
+        let head = Error::Capacity { what: "head", size: 10, max: 5 };
         assert_eq!(refusal(&head).status, 431);
         assert_eq!(refusal(&Error::Timeout { phase: "handshake" }).status, 408);
         assert_eq!(refusal(&Error::Application("x".into())).status, 500);
@@ -453,10 +402,7 @@ mod tests {
         // The application only chose a subprotocol.
         let resp = Response::new(101).with_header("Sec-WebSocket-Protocol", "superchat");
         let resp = finish_response(&req, resp).unwrap();
-        assert_eq!(
-            resp.header("sec-websocket-accept"),
-            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-        );
+        assert_eq!(resp.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
         assert_eq!(resp.header("connection"), Some("Upgrade"));
         assert_eq!(resp.header("sec-websocket-protocol"), Some("superchat"));
 
@@ -487,93 +433,25 @@ mod tests {
 
     #[test]
     fn origin_policies() {
-        let allow = OriginPolicy::AllowList(vec![
-            "https://example.com/".into(),
-            "http://LOCALHOST:8080".into(),
-        ]);
+        let allow = OriginPolicy::AllowList(vec!["https://example.com/".into(), "http://LOCALHOST:8080".into()]);
         // (host, origin, policy, allowed)
         let cases: &[(&str, Option<&str>, &OriginPolicy, bool)] = &[
             ("example.com", None, &OriginPolicy::SameHost, true),
             ("example.com", None, &allow, true),
-            (
-                "example.com",
-                Some("https://evil.com"),
-                &OriginPolicy::Any,
-                true,
-            ),
-            (
-                "example.com",
-                Some("https://example.com"),
-                &OriginPolicy::SameHost,
-                true,
-            ),
-            (
-                "Example.COM",
-                Some("http://example.com"),
-                &OriginPolicy::SameHost,
-                true,
-            ),
-            (
-                "example.com:443",
-                Some("https://example.com"),
-                &OriginPolicy::SameHost,
-                true,
-            ),
-            (
-                "example.com",
-                Some("https://example.com:443/"),
-                &OriginPolicy::SameHost,
-                true,
-            ),
-            (
-                "localhost:8080",
-                Some("http://localhost:8080"),
-                &OriginPolicy::SameHost,
-                true,
-            ),
-            (
-                "[::1]:8080",
-                Some("http://[::1]:8080"),
-                &OriginPolicy::SameHost,
-                true,
-            ),
-            (
-                "localhost:8080",
-                Some("http://localhost:3000"),
-                &OriginPolicy::SameHost,
-                false,
-            ),
-            (
-                "localhost:8080",
-                Some("http://localhost"),
-                &OriginPolicy::SameHost,
-                false,
-            ),
-            (
-                "example.com",
-                Some("https://evil.com"),
-                &OriginPolicy::SameHost,
-                false,
-            ),
-            (
-                "example.com",
-                Some("https://example.com.evil.com"),
-                &OriginPolicy::SameHost,
-                false,
-            ),
+            ("example.com", Some("https://evil.com"), &OriginPolicy::Any, true),
+            ("example.com", Some("https://example.com"), &OriginPolicy::SameHost, true),
+            ("Example.COM", Some("http://example.com"), &OriginPolicy::SameHost, true),
+            ("example.com:443", Some("https://example.com"), &OriginPolicy::SameHost, true),
+            ("example.com", Some("https://example.com:443/"), &OriginPolicy::SameHost, true),
+            ("localhost:8080", Some("http://localhost:8080"), &OriginPolicy::SameHost, true),
+            ("[::1]:8080", Some("http://[::1]:8080"), &OriginPolicy::SameHost, true),
+            ("localhost:8080", Some("http://localhost:3000"), &OriginPolicy::SameHost, false),
+            ("localhost:8080", Some("http://localhost"), &OriginPolicy::SameHost, false),
+            ("example.com", Some("https://evil.com"), &OriginPolicy::SameHost, false),
+            ("example.com", Some("https://example.com.evil.com"), &OriginPolicy::SameHost, false),
             ("example.com", Some("null"), &OriginPolicy::SameHost, false),
-            (
-                "example.com",
-                Some("file://"),
-                &OriginPolicy::SameHost,
-                false,
-            ),
-            (
-                "example.com",
-                Some("chrome-extension://example.com"),
-                &OriginPolicy::SameHost,
-                false,
-            ),
+            ("example.com", Some("file://"), &OriginPolicy::SameHost, false),
+            ("example.com", Some("chrome-extension://example.com"), &OriginPolicy::SameHost, false),
             ("example.com", Some(""), &OriginPolicy::SameHost, false),
             ("", Some("http://"), &OriginPolicy::SameHost, false),
             ("x", Some("https://example.com"), &allow, true),
@@ -607,11 +485,7 @@ mod tests {
     fn no_panic_on_odd_headers() {
         let mut req = Request::new("GET", "/");
         let mut h = Headers::new();
-        for (n, v) in [
-            ("Host", ""),
-            ("Upgrade", ",,,"),
-            ("Connection", ", ,upgrade,"),
-        ] {
+        for (n, v) in [("Host", ""), ("Upgrade", ",,,"), ("Connection", ", ,upgrade,")] {
             h.append(n, v);
         }
         req.headers = h;

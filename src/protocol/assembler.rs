@@ -85,11 +85,7 @@ impl Assembler {
                 p.fragments += 1;
                 if p.fragments > self.max_fragments {
                     let (size, max) = (p.fragments as u64, self.max_fragments as u64);
-                    return Err(Error::Capacity {
-                        what: "fragments",
-                        size,
-                        max,
-                    });
+                    return Err(Error::Capacity { what: "fragments", size, max });
                 }
                 let held = p.buf.len() as u64;
                 self.check_size(held, h.payload_len)?;
@@ -102,11 +98,7 @@ impl Assembler {
     fn check_size(&self, held: u64, more: u64) -> Result<()> {
         let size = held.saturating_add(more);
         if size > self.max_message {
-            return Err(Error::Capacity {
-                what: "message",
-                size,
-                max: self.max_message,
-            });
+            return Err(Error::Capacity { what: "message", size, max: self.max_message });
         }
         Ok(())
     }
@@ -166,10 +158,7 @@ pub(crate) fn parse_close(payload: &[u8]) -> Result<Option<CloseData>> {
                 return Err(ProtocolError::InvalidCloseCode(code).into());
             }
             let reason = std::str::from_utf8(reason).map_err(|_| Error::Utf8)?;
-            Ok(Some(CloseData {
-                status_code: code,
-                reason: reason.to_owned(),
-            }))
+            Ok(Some(CloseData { status_code: code, reason: reason.to_owned() }))
         }
     }
 }
@@ -181,14 +170,8 @@ mod tests {
     #[test]
     fn close_payloads() {
         assert_eq!(parse_close(&[]).unwrap(), None);
-        assert!(matches!(
-            parse_close(&[3]),
-            Err(Error::Protocol(ProtocolError::ClosePayloadOneByte))
-        ));
-        assert!(matches!(
-            parse_close(&[0x03, 0xed]),
-            Err(Error::Protocol(ProtocolError::InvalidCloseCode(1005)))
-        ));
+        assert!(matches!(parse_close(&[3]), Err(Error::Protocol(ProtocolError::ClosePayloadOneByte))));
+        assert!(matches!(parse_close(&[0x03, 0xed]), Err(Error::Protocol(ProtocolError::InvalidCloseCode(1005)))));
         assert!(matches!(parse_close(&[0x03, 0xe8, 0xff]), Err(Error::Utf8)));
         let c = parse_close(&[0x03, 0xe8, b'o', b'k']).unwrap().unwrap();
         assert_eq!((c.status_code, c.reason.as_str()), (1000, "ok"));

@@ -13,11 +13,7 @@ enum State {
     /// Waiting for (the rest of) a frame header.
     Header,
     /// Inside a payload: bytes still to come, mask key, bytes already seen.
-    Payload {
-        remaining: u64,
-        mask: Option<[u8; 4]>,
-        offset: usize,
-    },
+    Payload { remaining: u64, mask: Option<[u8; 4]>, offset: usize },
     /// An error or a Close frame ended the stream; nothing more is decoded.
     Done,
 }
@@ -89,17 +85,9 @@ impl MessageDecoder {
                     self.check(&header)?;
                     self.assembler.start_frame(&header)?;
                     pos += len;
-                    self.state = State::Payload {
-                        remaining: header.payload_len,
-                        mask: header.mask,
-                        offset: 0,
-                    };
+                    self.state = State::Payload { remaining: header.payload_len, mask: header.mask, offset: 0 };
                 }
-                State::Payload {
-                    remaining,
-                    mask,
-                    offset,
-                } => {
+                State::Payload { remaining, mask, offset } => {
                     let available = input.len() - pos;
                     let take = usize::try_from(remaining).map_or(available, |r| r.min(available));
                     if take == 0 && remaining > 0 {
@@ -113,11 +101,7 @@ impl MessageDecoder {
                     pos += take;
                     let remaining = remaining - take as u64;
                     if remaining > 0 {
-                        self.state = State::Payload {
-                            remaining,
-                            mask,
-                            offset: offset + take,
-                        };
+                        self.state = State::Payload { remaining, mask, offset: offset + take };
                         return Ok((pos, None));
                     }
                     self.state = State::Header;
@@ -142,11 +126,7 @@ impl MessageDecoder {
             _ => {}
         }
         if h.payload_len > self.max_frame {
-            return Err(Error::Capacity {
-                what: "frame",
-                size: h.payload_len,
-                max: self.max_frame,
-            });
+            return Err(Error::Capacity { what: "frame", size: h.payload_len, max: self.max_frame });
         }
         Ok(())
     }

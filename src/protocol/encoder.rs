@@ -58,24 +58,13 @@ impl OutFrame {
                 (OpCode::Close, p)
             }
         };
-        let h = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
+        let h = FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
         let mut header = [0u8; MAX_HEADER_LEN];
         let header_len = h.encode(&mut header) as u8;
         if let Some(key) = mask {
             apply_mask(&mut payload, key, 0);
         }
-        Ok(OutFrame {
-            header,
-            header_len,
-            payload,
-            opcode,
-        })
+        Ok(OutFrame { header, header_len, payload, opcode })
     }
 
     /// The header bytes.
@@ -108,11 +97,7 @@ impl OutFrame {
 
 fn control_payload(b: Vec<u8>) -> Result<Vec<u8>> {
     if b.len() > 125 {
-        return Err(Error::Capacity {
-            what: "control frame",
-            size: b.len() as u64,
-            max: 125,
-        });
+        return Err(Error::Capacity { what: "control frame", size: b.len() as u64, max: 125 });
     }
     Ok(b)
 }
@@ -124,27 +109,17 @@ mod tests {
 
     #[test]
     fn rfc_masked_hello() {
-        let f = OutFrame::new(
-            OwnedMessage::Text("Hello".into()),
-            Some([0x37, 0xfa, 0x21, 0x3d]),
-        )
-        .unwrap();
+        let f = OutFrame::new(OwnedMessage::Text("Hello".into()), Some([0x37, 0xfa, 0x21, 0x3d])).unwrap();
         let mut wire = Vec::new();
         f.write_to(&mut wire);
-        assert_eq!(
-            wire,
-            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
-        );
+        assert_eq!(wire, [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
     }
 
     #[test]
     fn control_limits() {
         assert!(OutFrame::new(OwnedMessage::Ping(vec![0; 125]), None).is_ok());
         assert!(OutFrame::new(OwnedMessage::Ping(vec![0; 126]), None).is_err());
-        let bad = OwnedMessage::Close(Some(CloseData {
-            status_code: 1005,
-            reason: String::new(),
-        }));
+        let bad = OwnedMessage::Close(Some(CloseData { status_code: 1005, reason: String::new() }));
         assert!(OutFrame::new(bad, None).is_err());
         let long = OwnedMessage::Close(Some(CloseData::new(CloseCode::NORMAL, "é".repeat(100))));
         let f = OutFrame::new(long, None).unwrap();

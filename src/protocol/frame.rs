@@ -141,16 +141,7 @@ impl FrameHeader {
             let at = 2 + ext_len;
             [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
         });
-        Ok(Some((
-            FrameHeader {
-                fin,
-                rsv,
-                opcode,
-                mask,
-                payload_len,
-            },
-            header_len,
-        )))
+        Ok(Some((FrameHeader { fin, rsv, opcode, mask, payload_len }, header_len)))
     }
 
     /// Writes the header into `out` and returns its length (2 to 14 bytes).
@@ -196,13 +187,7 @@ mod tests {
     use crate::error::Error;
 
     fn hdr(len: u64, mask: Option<[u8; 4]>) -> FrameHeader {
-        FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode: OpCode::Binary,
-            mask,
-            payload_len: len,
-        }
+        FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask, payload_len: len }
     }
 
     #[test]
@@ -219,11 +204,7 @@ mod tests {
                 } + if mask.is_some() { 4 } else { 0 };
                 assert_eq!(n, expect, "len {len}");
                 for partial in 0..n {
-                    assert_eq!(
-                        FrameHeader::parse(&out[..partial]).unwrap(),
-                        None,
-                        "len {len} partial {partial}"
-                    );
+                    assert_eq!(FrameHeader::parse(&out[..partial]).unwrap(), None, "len {len} partial {partial}");
                 }
                 assert_eq!(FrameHeader::parse(&out[..n]).unwrap(), Some((h, n)));
             }
@@ -233,9 +214,7 @@ mod tests {
     #[test]
     fn rfc_6455_5_7_examples() {
         // Single-frame masked text "Hello".
-        let masked = [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let masked = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let (h, n) = FrameHeader::parse(&masked).unwrap().unwrap();
         assert_eq!(n, 6);
         assert_eq!(h.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
@@ -243,32 +222,21 @@ mod tests {
         crate::protocol::apply_mask(&mut payload, h.mask.unwrap(), 0);
         assert_eq!(payload, b"Hello");
         // Fragmented unmasked text: "Hel" then "lo".
-        let (h, _) = FrameHeader::parse(&[0x01, 0x03, 0x48, 0x65, 0x6c])
-            .unwrap()
-            .unwrap();
+        let (h, _) = FrameHeader::parse(&[0x01, 0x03, 0x48, 0x65, 0x6c]).unwrap().unwrap();
         assert!(!h.fin && h.opcode == OpCode::Text);
-        let (h, _) = FrameHeader::parse(&[0x80, 0x02, 0x6c, 0x6f])
-            .unwrap()
-            .unwrap();
+        let (h, _) = FrameHeader::parse(&[0x80, 0x02, 0x6c, 0x6f]).unwrap().unwrap();
         assert!(h.fin && h.opcode == OpCode::Continue);
         // Ping "Hello" unmasked, and its masked pong.
         let (h, _) = FrameHeader::parse(&[0x89, 0x05]).unwrap().unwrap();
         assert_eq!((h.opcode, h.payload_len), (OpCode::Ping, 5));
-        let (h, _) = FrameHeader::parse(&[0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d])
-            .unwrap()
-            .unwrap();
+        let (h, _) = FrameHeader::parse(&[0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d]).unwrap().unwrap();
         assert_eq!(h.opcode, OpCode::Pong);
         // 256 bytes binary in one unmasked frame: 0x82 0x7E 0x0100.
-        let (h, n) = FrameHeader::parse(&[0x82, 0x7e, 0x01, 0x00])
-            .unwrap()
-            .unwrap();
+        let (h, n) = FrameHeader::parse(&[0x82, 0x7e, 0x01, 0x00]).unwrap().unwrap();
         assert_eq!((h.payload_len, n), (256, 4));
         // 64 KiB binary: 0x82 0x7F 0x0000000000010000.
         let b = [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0];
-        assert_eq!(
-            FrameHeader::parse(&b).unwrap().unwrap().0.payload_len,
-            65536
-        );
+        assert_eq!(FrameHeader::parse(&b).unwrap().unwrap().0.payload_len, 65536);
     }
 
     #[test]
@@ -276,20 +244,11 @@ mod tests {
         let cases: &[(&[u8], ProtocolError)] = &[
             (&[0x83, 0x00], ProtocolError::ReservedOpcode(3)),
             (&[0x8b, 0x00], ProtocolError::ReservedOpcode(0xb)),
-            (
-                &[0x89, 0x7e, 0x00, 0x7e],
-                ProtocolError::ControlFrameTooLong,
-            ),
+            (&[0x89, 0x7e, 0x00, 0x7e], ProtocolError::ControlFrameTooLong),
             (&[0x09, 0x00], ProtocolError::FragmentedControlFrame),
             (&[0x82, 0x7e, 0x00, 0x7d], ProtocolError::NonMinimalLength),
-            (
-                &[0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
-                ProtocolError::NonMinimalLength,
-            ),
-            (
-                &[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0],
-                ProtocolError::LengthOverflow,
-            ),
+            (&[0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff], ProtocolError::NonMinimalLength),
+            (&[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0], ProtocolError::LengthOverflow),
         ];
         for (bytes, want) in cases {
             match FrameHeader::parse(bytes) {

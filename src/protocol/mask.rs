@@ -50,10 +50,7 @@ pub struct MaskGen {
 impl MaskGen {
     /// A generator whose pool is filled on first use.
     pub fn new() -> Self {
-        MaskGen {
-            pool: [0; 1024],
-            pos: 1024,
-        }
+        MaskGen { pool: [0; 1024], pos: 1024 }
     }
 
     /// The next key.

@@ -37,12 +37,7 @@ fn raw_frame(masked: bool, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Ve
 
 /// Feeds `bytes` to a server-side decoder in chunks of the given sizes
 /// (cycled), returning the messages and the first error.
-fn decode_chunked(
-    config: &Config,
-    role: Role,
-    bytes: &[u8],
-    chunks: &[usize],
-) -> (Vec<OwnedMessage>, Option<Error>) {
+fn decode_chunked(config: &Config, role: Role, bytes: &[u8], chunks: &[usize]) -> (Vec<OwnedMessage>, Option<Error>) {
     let mut dec = MessageDecoder::new(role, config);
     let mut buf: Vec<u8> = Vec::new();
     let mut msgs = Vec::new();
@@ -147,61 +142,30 @@ fn expect_protocol(bytes: &[u8], want: ProtocolError) {
 #[test]
 fn refusals_map_to_close_codes() {
     expect_protocol(&frame(false, true, 1, b"x"), ProtocolError::UnmaskedFrame);
-    expect_protocol(
-        &raw_frame(true, true, 0b100, 1, b"x"),
-        ProtocolError::ReservedBits,
-    );
-    expect_protocol(
-        &raw_frame(true, true, 0b001, 2, b"x"),
-        ProtocolError::ReservedBits,
-    );
+    expect_protocol(&raw_frame(true, true, 0b100, 1, b"x"), ProtocolError::ReservedBits);
+    expect_protocol(&raw_frame(true, true, 0b001, 2, b"x"), ProtocolError::ReservedBits);
     expect_protocol(&frame(true, true, 3, b""), ProtocolError::ReservedOpcode(3));
-    expect_protocol(
-        &frame(true, true, 0, b"x"),
-        ProtocolError::UnexpectedContinuation,
-    );
+    expect_protocol(&frame(true, true, 0, b"x"), ProtocolError::UnexpectedContinuation);
     let mut s = frame(true, false, 1, b"a");
     s.extend(frame(true, true, 1, b"b"));
     expect_protocol(&s, ProtocolError::ExpectedContinuation);
-    expect_protocol(
-        &frame(true, true, 8, &[3]),
-        ProtocolError::ClosePayloadOneByte,
-    );
+    expect_protocol(&frame(true, true, 8, &[3]), ProtocolError::ClosePayloadOneByte);
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
-        expect_protocol(
-            &frame(true, true, 8, &code.to_be_bytes()),
-            ProtocolError::InvalidCloseCode(code),
-        );
+        expect_protocol(&frame(true, true, 8, &code.to_be_bytes()), ProtocolError::InvalidCloseCode(code));
     }
     let mut long_ping = frame(true, true, 9, &[0; 125]);
     long_ping[1] = 0x80 | 126;
     expect_protocol(&long_ping, ProtocolError::ControlFrameTooLong);
-    expect_protocol(
-        &frame(true, false, 9, b""),
-        ProtocolError::FragmentedControlFrame,
-    );
+    expect_protocol(&frame(true, false, 9, b""), ProtocolError::FragmentedControlFrame);
     let e = Error::Protocol(ProtocolError::UnmaskedFrame);
     assert_eq!(e.close_code(), Some(CloseCode::PROTOCOL));
 }
 
 #[test]
 fn client_refuses_masked_frames() {
-    let (_, err) = decode_chunked(
-        &Config::default(),
-        Role::Client,
-        &frame(true, true, 2, b"x"),
-        &[100],
-    );
-    assert!(
-        matches!(err, Some(Error::Protocol(ProtocolError::MaskedFrame))),
-        "{err:?}"
-    );
-    let (msgs, err) = decode_chunked(
-        &Config::default(),
-        Role::Client,
-        &frame(false, true, 2, b"x"),
-        &[100],
-    );
+    let (_, err) = decode_chunked(&Config::default(), Role::Client, &frame(true, true, 2, b"x"), &[100]);
+    assert!(matches!(err, Some(Error::Protocol(ProtocolError::MaskedFrame))), "{err:?}");
+    let (msgs, err) = decode_chunked(&Config::default(), Role::Client, &frame(false, true, 2, b"x"), &[100]);
     assert!(err.is_none());
     assert_eq!(msgs, vec![OwnedMessage::Binary(b"x".to_vec())]);
 }
@@ -247,40 +211,14 @@ fn declared_giant_frame_is_refused_before_allocation() {
         other => panic!("{other:?}"),
     }
     // Under the frame limit but over the message limit.
-    let config = Config::default()
-        .max_message_size(1000)
-        .max_frame_size(10_000);
-    let (_, err) = decode_chunked(
-        &config,
-        Role::Server,
-        &frame(true, true, 2, &[0; 1001]),
-        &[4096],
-    );
-    assert!(
-        matches!(
-            err,
-            Some(Error::Capacity {
-                what: "message",
-                ..
-            })
-        ),
-        "{err:?}"
-    );
+    let config = Config::default().max_message_size(1000).max_frame_size(10_000);
+    let (_, err) = decode_chunked(&config, Role::Server, &frame(true, true, 2, &[0; 1001]), &[4096]);
+    assert!(matches!(err, Some(Error::Capacity { what: "message", .. })), "{err:?}");
     // Fragments that add up past the message limit, refused at the header.
     let mut s = frame(true, false, 2, &[0; 600]);
     s.extend(frame(true, true, 0, &[0; 600]));
     let (_, err) = decode_chunked(&config, Role::Server, &s[..s.len() - 600], &[4096]);
-    assert!(
-        matches!(
-            err,
-            Some(Error::Capacity {
-                what: "message",
-                size: 1200,
-                max: 1000
-            })
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, Some(Error::Capacity { what: "message", size: 1200, max: 1000 })), "{err:?}");
 }
 
 #[test]
@@ -292,13 +230,7 @@ fn fragment_flood_is_bounded() {
     }
     let (_, err) = decode_chunked(&config, Role::Server, &s, &[65536]);
     match err {
-        Some(
-            e @ Error::Capacity {
-                what: "fragments",
-                size: 1001,
-                max: 1000,
-            },
-        ) => {
+        Some(e @ Error::Capacity { what: "fragments", size: 1001, max: 1000 }) => {
             assert_eq!(e.close_code(), Some(CloseCode::POLICY));
         }
         other => panic!("{other:?}"),
@@ -333,9 +265,7 @@ fn encoder_output_decodes_back() {
     ];
     let mut wire = Vec::new();
     for m in &msgs {
-        OutFrame::new(m.clone(), Some(gen.next_key()))
-            .unwrap()
-            .write_to(&mut wire);
+        OutFrame::new(m.clone(), Some(gen.next_key())).unwrap().write_to(&mut wire);
     }
     let (got, err) = decode_chunked(&Config::default(), Role::Server, &wire, &[777]);
     assert!(err.is_none(), "{err:?}");

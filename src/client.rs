@@ -1,0 +1,253 @@
+//! [`Client`]: connect to a `ws://` URL, then run callbacks or use the plain
+//! blocking API.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+
+use crate::callback::{WsHandshake, WsTrait};
+use crate::config::Config;
+use crate::conn::runner::{self, Connection};
+use crate::conn::{read_exact_into, read_head, ReadSide, Sender, WebSocket, WriteSide};
+use crate::error::{Error, Result};
+use crate::handshake::client as hs;
+use crate::handshake::{Headers, Request, Response, WsUrl};
+use crate::message::{CloseCode, OwnedMessage};
+use crate::protocol::Role;
+use crate::transport::Transport;
+
+/// Builds a [`Client`]: URL, timeouts, headers, subprotocols, [`Config`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = syncws::Client::builder()
+///     .url("ws://127.0.0.1:8081/chat")?
+///     .connect_timeout(Duration::from_secs(3))
+///     .header("Authorization", "Bearer token")
+///     .protocol("chat.v1")
+///     .connect()?;
+/// # Ok::<(), syncws::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    url: Option<WsUrl>,
+    connect_timeout: Option<Duration>,
+    headers: Headers,
+    protocols: Vec<String>,
+    config: Config,
+}
+
+impl ClientBuilder {
+    /// The server to connect to: `ws://host[:port][/path][?query]`.
+    ///
+    /// `wss://` is refused with [`Error::Url`]: this build has no TLS, and
+    /// sending in plaintext what the URL says must be encrypted would be
+    /// worse than failing.
+    pub fn url(mut self, url: &str) -> Result<Self> {
+        let url = WsUrl::parse(url)?;
+        if url.secure {
+            return Err(Error::Url(
+                "wss:// needs TLS, which this build of syncws does not have; refusing to connect in plaintext".into(),
+            ));
+        }
+        self.url = Some(url);
+        Ok(self)
+    }
+
+    /// Deadline for the TCP connection; default [`Config::handshake_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a header to the upgrade request (e.g. `Origin`,
+    /// `Authorization`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Offers a subprotocol; call once per protocol, in order of preference.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocols.push(protocol.to_owned());
+        self
+    }
+
+    /// Uses `config` instead of the default.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Connects over TCP and performs the handshake.
+    pub fn connect(self) -> Result<Client> {
+        self.config.validate()?;
+        let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
+        let timeout = self.connect_timeout.unwrap_or(self.config.handshake_timeout);
+        let stream = connect_tcp(&url.socket_addr_string(), timeout)?;
+        self.connect_on(stream)
+    }
+
+    /// Performs the handshake over an already connected stream (for
+    /// streams syncws does not open itself).
+    pub fn connect_on<T: Transport>(self, stream: T) -> Result<Client> {
+        self.config.validate()?;
+        let url = self.url.ok_or_else(|| Error::Url("no url given".into()))?;
+        let addr = stream.peer_addr();
+        let (mut reader, mut writer) = stream.split()?;
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        writer.set_write_timeout(Some(self.config.write_timeout))?;
+
+        let key = hs::generate_key();
+        let request = hs::build_request(&url, &key, &self.protocols, &self.headers);
+        let mut out = Vec::new();
+        request.write_to(&mut out);
+        writer.write_all(&out)?;
+
+        let mut buf = Vec::new();
+        let config = &self.config;
+        let head = read_head(&mut *reader, &mut buf, deadline, &mut |b| Response::parse(b, config))?;
+        let mut response = head.ok_or(Error::ConnectionClosed)?;
+        if response.status != 101 {
+            // Carry the body of a refusal, within limits, in the error.
+            if let Ok(Some(len)) = response.content_length() {
+                if len <= config.max_http_body && read_exact_into(&mut *reader, &mut buf, len, deadline).is_ok() {
+                    response.body = buf[..len].to_vec();
+                }
+            }
+        }
+        let protocol = hs::check_response(&response, &key, &self.protocols)?;
+        info!("connected to {}{} ({:?})", url.host_header(), url.path, addr);
+        let read = ReadSide::new(reader, Role::Client, &self.config, buf);
+        let write = WriteSide::new(writer, Role::Client, self.config.write_timeout)?;
+        let ws = WebSocket::new(read, write, Role::Client, self.config);
+        Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
+    }
+}
+
+/// Opens a TCP connection to the first address of `addr` that answers
+/// within `timeout`.
+fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                debug!("connect to {a} failed: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(match last {
+        Some(e) if crate::transport::is_timeout(&e) => Error::Timeout { phase: "connect" },
+        Some(e) => Error::Io(e),
+        None => Error::Url(format!("{addr} resolves to no address")),
+    })
+}
+
+/// A WebSocket client connection.
+///
+/// Either run callbacks on it, as the server side does
+/// ([`set_callback_ws`](Client::set_callback_ws), then
+/// [`wait_ws_operate`](Client::wait_ws_operate)), or use it directly with
+/// [`read`](Client::read) and [`send`](Client::send), or take the
+/// [`WebSocket`] out with [`into_websocket`](Client::into_websocket).
+///
+/// ```no_run
+/// use syncws::{Client, OwnedMessage};
+/// let mut client = Client::builder().url("ws://127.0.0.1:8081")?.connect()?;
+/// client.send(OwnedMessage::Text("hello".into()))?;
+/// println!("{:?}", client.read()?);
+/// # Ok::<(), syncws::Error>(())
+/// ```
+pub struct Client {
+    ws: Option<WebSocket>,
+    callback: Option<Box<dyn WsTrait>>,
+    request: Request,
+    response: Response,
+    protocol: Option<String>,
+    addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("addr", &self.addr).field("protocol", &self.protocol).finish()
+    }
+}
+
+impl Client {
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects to `url` with the defaults.
+    pub fn connect(url: &str) -> Result<Client> {
+        Client::builder().url(url)?.connect()
+    }
+
+    /// The subprotocol the server chose, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The server's handshake response.
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+
+    /// Runs `callback` when [`wait_ws_operate`](Client::wait_ws_operate)
+    /// is called.
+    pub fn set_callback_ws(&mut self, callback: Box<dyn WsTrait>) {
+        self.callback = Some(callback);
+    }
+
+    /// Runs the callback set with [`set_callback_ws`](Client::set_callback_ws)
+    /// on this thread until the connection ends.
+    pub fn wait_ws_operate(&mut self) -> Result<()> {
+        let mut handler = self
+            .callback
+            .take()
+            .ok_or_else(|| Error::Application("no callback set: call set_callback_ws first".into()))?;
+        let ws = self.ws.take().ok_or(Error::AlreadyClosed)?;
+        let (read, write, config) = ws.into_parts();
+        let sender = Sender::new(write.clone(), &config);
+        let shake = WsHandshake {
+            sender: sender.clone(),
+            request: self.request.clone(),
+            response: self.response.clone(),
+            addr: self.addr,
+            protocol: self.protocol.clone(),
+        };
+        let conn = Connection { role: Role::Client, read, write, sender, config };
+        runner::run(conn, &mut *handler, shake);
+        self.callback = Some(handler);
+        Ok(())
+    }
+
+    fn ws(&mut self) -> Result<&mut WebSocket> {
+        self.ws.as_mut().ok_or(Error::AlreadyClosed)
+    }
+
+    /// Reads the next message; see [`WebSocket::read`].
+    pub fn read(&mut self) -> Result<OwnedMessage> {
+        self.ws()?.read()
+    }
+
+    /// Sends a message; see [`WebSocket::send`].
+    pub fn send(&mut self, msg: OwnedMessage) -> Result<()> {
+        self.ws()?.send(msg)
+    }
+
+    /// Starts the close handshake; see [`WebSocket::close`].
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.ws()?.close(code, reason)
+    }
+
+    /// The connection as a plain [`WebSocket`].
+    pub fn into_websocket(mut self) -> Result<WebSocket> {
+        self.ws.take().ok_or(Error::AlreadyClosed)
+    }
+}

@@ -1,0 +1,171 @@
+//! The read side of a connection: a buffer that starts small, the decoder,
+//! and read deadlines armed with as few system calls as possible.
+
+use std::io::{self, ErrorKind};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::message::OwnedMessage;
+use crate::protocol::{MessageDecoder, Role};
+use crate::transport::{is_timeout, ReadHalf};
+
+/// The read buffer grows up to this for large frames, so one read system call
+/// fetches many bytes; payloads go straight on into the message buffer.
+const MAX_READ_CHUNK: usize = 256 << 10;
+
+/// What a bounded read produced.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A complete message (data or control).
+    Message(OwnedMessage),
+    /// The deadline passed before a message completed. Bytes read so far
+    /// are kept.
+    Deadline,
+}
+
+pub(crate) struct ReadSide {
+    io: Box<dyn ReadHalf>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    base_size: usize,
+    decoder: MessageDecoder,
+    /// The read timeout currently set on the socket (`None`: blocking).
+    armed: Option<Duration>,
+    /// When bytes last arrived from the peer.
+    pub(crate) last_activity: Instant,
+}
+
+impl ReadSide {
+    /// `leftover` holds bytes that arrived with the handshake.
+    pub(crate) fn new(io: Box<dyn ReadHalf>, role: Role, config: &Config, leftover: Vec<u8>) -> Self {
+        let base_size = config.read_buffer_size;
+        let end = leftover.len();
+        let mut buf = leftover;
+        if buf.len() < base_size {
+            buf.resize(base_size, 0);
+        }
+        ReadSide {
+            io,
+            buf,
+            start: 0,
+            end,
+            base_size,
+            decoder: MessageDecoder::new(role, config),
+            armed: Some(Duration::MAX),
+            last_activity: Instant::now(),
+        }
+    }
+
+    /// Reads until a message completes or `deadline` passes.
+    /// `before_block` runs each time the call is about to wait for the
+    /// network (the caller flushes queued replies there, so replies to a
+    /// burst of messages leave in one write).
+    pub(crate) fn read(
+        &mut self,
+        deadline: Option<Instant>,
+        before_block: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Read> {
+        loop {
+            if self.start < self.end {
+                let (used, msg) = self.decoder.feed(&mut self.buf[self.start..self.end])?;
+                self.start += used;
+                if let Some(msg) = msg {
+                    return Ok(Read::Message(msg));
+                }
+            }
+            self.make_room();
+            before_block()?;
+            let now = Instant::now();
+            if let Some(d) = deadline {
+                if d <= now {
+                    return Ok(Read::Deadline);
+                }
+            }
+            self.arm(deadline.map(|d| d - now))?;
+            match self.io.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    return Err(Error::Io(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "the peer closed the connection without a close frame",
+                    )))
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.last_activity = Instant::now();
+                }
+                Err(e) if is_timeout(&e) => self.armed = Some(Duration::ZERO),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    }
+
+    /// Compacts the buffer and sizes it for what is coming: back to the base
+    /// size when idle, larger while a big frame streams in.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            let pending = self.decoder.pending_payload();
+            if pending == 0 && self.buf.len() > self.base_size {
+                self.buf = vec![0; self.base_size];
+            }
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let pending = usize::try_from(self.decoder.pending_payload()).unwrap_or(usize::MAX);
+        let want = pending.saturating_add(14).clamp(self.base_size, MAX_READ_CHUNK);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        if self.end == self.buf.len() {
+            // Only a partial header can be left unconsumed; the buffer is
+            // always larger than a header, so this is a safety net.
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+    }
+
+    /// Sets the socket's read timeout so the next read returns by `wait`,
+    /// skipping the system call when the timeout already set is close enough
+    /// (it may then fire a little late, by at most the slack).
+    fn arm(&mut self, wait: Option<Duration>) -> Result<()> {
+        let wanted = match (wait, self.armed) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => None,
+            (Some(w), Some(a)) if a <= w + slack(w) && a > Duration::ZERO && a + slack(w) >= w => return Ok(()),
+            (Some(w), _) => Some(w.max(Duration::from_millis(1))),
+        };
+        self.io.set_read_timeout(wanted)?;
+        self.armed = wanted;
+        Ok(())
+    }
+
+    /// After the close handshake: reads and discards until the peer closes
+    /// TCP or `deadline` passes, so our last frames are not lost to a reset.
+    pub(crate) fn drain_until_eof(&mut self, deadline: Instant) {
+        let mut scratch = [0u8; 1024];
+        loop {
+            let now = Instant::now();
+            if now >= deadline || self.arm(Some(deadline - now)).is_err() {
+                return;
+            }
+            match self.io.read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => self.armed = Some(Duration::ZERO),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// How late a deadline may fire to save re-arming the timeout on every read:
+/// 1/8 of the wait, at most 50 ms.
+fn slack(wait: Duration) -> Duration {
+    (wait / 8).min(Duration::from_millis(50))
+}

@@ -1,0 +1,268 @@
+//! [`Sender`]: send on a connection from any thread.
+//!
+//! Sends made on the connection's own thread (inside a callback) are batched
+//! and written by that thread just before it next waits for the network: an
+//! echo costs no thread hand-off, and replies to a burst of messages leave in
+//! one write. Sends from other threads go through a bounded crossbeam channel
+//! to a writer thread, started on the first such send, which writes at once.
+
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use crossbeam_channel as cb;
+use log::{debug, warn};
+
+use crate::config::{Config, QueuePolicy};
+use crate::conn::write::WriteSide;
+use crate::error::{Error, Result};
+use crate::message::{CloseCode, CloseData, OwnedMessage};
+
+/// Messages the writer thread writes in one batch at most.
+const WRITE_BATCH: usize = 64;
+
+/// Instructions from the connection thread to the writer thread.
+pub(crate) enum Control {
+    /// Also send what arrives on this receiver (`WsOption::set_receiver`).
+    AddReceiver(cb::Receiver<OwnedMessage>),
+}
+
+/// Shared state of one connection's outbound path.
+pub(crate) struct Outbound {
+    tx: cb::Sender<OwnedMessage>,
+    rx: cb::Receiver<OwnedMessage>,
+    write: WriteSide,
+    policy: QueuePolicy,
+    close_timeout: Duration,
+    stack_size: usize,
+    /// The thread running the connection's callbacks.
+    owner: ThreadId,
+    /// Messages sent on the owner thread, written before it next blocks.
+    local: Mutex<Vec<OwnedMessage>>,
+    local_limit: usize,
+    /// Writer thread control channel; `None` until the thread is started.
+    control: Mutex<Option<cb::Sender<Control>>>,
+    writer: Mutex<Option<thread::JoinHandle<()>>>,
+    ended: AtomicBool,
+}
+
+/// Sends messages on one connection; clone it freely and use it from any
+/// thread.
+///
+/// Obtained from [`WsHandshake::sender`](crate::WsHandshake::sender). A send
+/// returns once the message is queued (or, on the connection's own thread,
+/// batched); it fails with [`Error::Send`] when the connection has ended, or
+/// when the outbound queue is full and [`Config::queue_policy`] says so.
+///
+/// ```no_run
+/// # fn demo(sender: syncws::Sender) -> syncws::Result<()> {
+/// let s = sender.clone();
+/// std::thread::spawn(move || s.send(syncws::OwnedMessage::Text("from a worker".into())));
+/// sender.send("hello".into())?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Sender {
+    out: Arc<Outbound>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("ended", &self.out.ended.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Sender {
+    pub(crate) fn new(write: WriteSide, config: &Config) -> Sender {
+        let (tx, rx) = cb::bounded(config.queue_capacity);
+        let out = Outbound {
+            tx,
+            rx,
+            write,
+            policy: config.queue_policy,
+            close_timeout: config.close_timeout,
+            stack_size: config.thread_stack_size,
+            owner: thread::current().id(),
+            local: Mutex::new(Vec::new()),
+            local_limit: config.queue_capacity,
+            control: Mutex::new(None),
+            writer: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        };
+        Sender { out: Arc::new(out) }
+    }
+
+    /// Sends `msg` on the connection.
+    pub fn send(&self, msg: OwnedMessage) -> Result<()> {
+        let out = &*self.out;
+        if out.ended.load(Ordering::Acquire) {
+            return Err(Error::Send("connection closed"));
+        }
+        if thread::current().id() == out.owner {
+            let full = {
+                let mut local = lock(&out.local);
+                local.push(msg);
+                local.len() >= out.local_limit
+            };
+            return if full { self.flush_local() } else { Ok(()) };
+        }
+        if out.write.close_sent().is_some() {
+            return Err(Error::Send("a close frame was already sent"));
+        }
+        self.ensure_writer()?;
+        let queued = match out.policy {
+            QueuePolicy::Block(wait) => out.tx.send_timeout(msg, wait).map_err(|e| e.is_timeout()),
+            QueuePolicy::Drop | QueuePolicy::Close => out.tx.try_send(msg).map_err(|e| e.is_full()),
+        };
+        match queued {
+            Ok(()) => Ok(()),
+            Err(true) => {
+                if out.policy == QueuePolicy::Close {
+                    warn!("outbound queue full: closing the connection (policy Close)");
+                    let close = CloseData::new(CloseCode::POLICY, "outbound queue full");
+                    // The peer is not reading, so the frame may never leave;
+                    // shutting the socket down ends the connection either way.
+                    let _ = out.tx.try_send(OwnedMessage::Close(Some(close)));
+                    out.write.shutdown(Shutdown::Both);
+                }
+                Err(Error::Send("queue full"))
+            }
+            Err(false) => Err(Error::Send("connection closed")),
+        }
+    }
+
+    /// Sends a Close frame with `code` and `reason`.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        self.send(OwnedMessage::Close(Some(CloseData::new(code, reason))))
+    }
+
+    /// True once the connection has ended; sends then fail.
+    pub fn is_closed(&self) -> bool {
+        self.out.ended.load(Ordering::Acquire)
+    }
+
+    /// Writes what the owner thread batched. Called by the connection
+    /// thread before it blocks.
+    pub(crate) fn flush_local(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *lock(&self.out.local));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.out.write.send_all(&mut batch.into_iter())
+    }
+
+    /// Hands the writer thread a receiver of the application's.
+    pub(crate) fn add_receiver(&self, rx: cb::Receiver<OwnedMessage>) -> Result<()> {
+        self.ensure_writer()?;
+        if let Some(ctl) = lock(&self.out.control).as_ref() {
+            let _ = ctl.send(Control::AddReceiver(rx));
+        }
+        Ok(())
+    }
+
+    /// Marks the connection ended, stops the writer thread and waits for it.
+    pub(crate) fn end(&self) {
+        self.out.ended.store(true, Ordering::Release);
+        lock(&self.out.control).take();
+        let writer = lock(&self.out.writer).take();
+        if let Some(handle) = writer {
+            if handle.thread().id() != thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+
+    fn ensure_writer(&self) -> Result<()> {
+        let mut control = lock(&self.out.control);
+        if control.is_some() {
+            return Ok(());
+        }
+        if self.out.ended.load(Ordering::Acquire) {
+            return Err(Error::Send("connection closed"));
+        }
+        let (ctl_tx, ctl_rx) = cb::unbounded();
+        let out = Arc::clone(&self.out);
+        let name = thread::current().name().map_or("syncws-writer".to_owned(), |n| format!("{n}-w"));
+        let handle = thread::Builder::new()
+            .name(name)
+            .stack_size(self.out.stack_size)
+            .spawn(move || writer_loop(&out, &ctl_rx))
+            .map_err(Error::Io)?;
+        *control = Some(ctl_tx);
+        *lock(&self.out.writer) = Some(handle);
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer thread: waits on the queue, the application's receivers and
+/// the control channel; writes whatever arrives, batched.
+fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
+    let mut extra: Vec<cb::Receiver<OwnedMessage>> = Vec::new();
+    loop {
+        let mut sel = cb::Select::new();
+        let ctl_index = sel.recv(control);
+        let main_index = sel.recv(&out.rx);
+        for rx in &extra {
+            sel.recv(rx);
+        }
+        let op = sel.select();
+        let index = op.index();
+        if index == ctl_index {
+            match op.recv(control) {
+                Ok(Control::AddReceiver(rx)) => extra.push(rx),
+                Err(_) => return,
+            }
+            continue;
+        }
+        let source = if index == main_index { &out.rx } else { &extra[index - 2] };
+        let first = match op.recv(source) {
+            Ok(msg) => msg,
+            Err(_) => {
+                // The application dropped every sender of its receiver;
+                // the connection goes on.
+                debug!("an application receiver was disconnected");
+                extra.remove(index - 2);
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match source.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let has_close = batch.iter().any(|m| matches!(m, OwnedMessage::Close(_)));
+        if let Err(e) = out.write.send_all(&mut batch.into_iter()) {
+            if !e.is_closed() {
+                debug!("writer: {e}");
+            }
+        }
+        if has_close {
+            // Give the peer the close timeout to answer, then end the
+            // connection so the reading thread wakes up.
+            if let Err(cb::RecvTimeoutError::Timeout) = wait_ended(control, out.close_timeout) {
+                debug!("no close reply within {:?}: shutting the socket down", out.close_timeout);
+                out.write.shutdown(Shutdown::Both);
+            }
+            return;
+        }
+    }
+}
+
+fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::Result<(), cb::RecvTimeoutError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match control.recv_deadline(deadline) {
+            Ok(_) => continue,
+            Err(cb::RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}

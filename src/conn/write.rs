@@ -1,0 +1,142 @@
+//! The write side of a connection, shared by every thread that writes to it.
+//!
+//! Frames are encoded under a short-held lock and written with one system
+//! call per batch: small frames are copied into one buffer, large payloads
+//! go out with `write_vectored` straight from the message's own memory.
+
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::message::OwnedMessage;
+use crate::protocol::{MaskGen, OutFrame, Role};
+use crate::transport::{is_timeout, WriteHalf};
+
+/// Frames up to this size are copied into the batch buffer; larger ones are
+/// written from their own buffer.
+const COPY_LIMIT: usize = 16 << 10;
+/// The batch buffer is freed back to this after a burst.
+const BATCH_KEEP: usize = 64 << 10;
+
+struct WriteState {
+    io: Box<dyn WriteHalf>,
+    masks: Option<MaskGen>,
+    batch: Vec<u8>,
+    close_sent: Option<Instant>,
+    failed: bool,
+}
+
+/// A cloneable handle on the write half of one connection.
+#[derive(Clone)]
+pub(crate) struct WriteSide {
+    state: Arc<Mutex<WriteState>>,
+}
+
+impl WriteSide {
+    pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
+        io.set_write_timeout(Some(timeout))?;
+        let masks = (role == Role::Client).then(MaskGen::new);
+        let state = WriteState { io, masks, batch: Vec::new(), close_sent: None, failed: false };
+        Ok(WriteSide { state: Arc::new(Mutex::new(state)) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WriteState> {
+        // A panic while holding this lock leaves only bytes half-written;
+        // the connection is then marked failed, so the poison carries no
+        // further meaning.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encodes and writes `msgs` in order, in as few system calls as the
+    /// sizes allow. Messages after a Close are refused with
+    /// [`Error::AlreadyClosed`].
+    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
+        let mut st = self.lock();
+        let result = st.send_all(msgs);
+        if let Err(e) = &result {
+            if !matches!(e, Error::AlreadyClosed | Error::Send(_) | Error::Capacity { .. }) {
+                st.failed = true;
+                let _ = st.io.shutdown(Shutdown::Both);
+            }
+        }
+        result
+    }
+
+    /// Encodes and writes one message.
+    pub(crate) fn send(&self, msg: OwnedMessage) -> Result<()> {
+        self.send_all(&mut std::iter::once(msg))
+    }
+
+    /// When a Close frame was written, if one was.
+    pub(crate) fn close_sent(&self) -> Option<Instant> {
+        self.lock().close_sent
+    }
+
+    /// Shuts down the connection in the given direction(s).
+    pub(crate) fn shutdown(&self, how: Shutdown) {
+        let _ = self.lock().io.shutdown(how);
+    }
+}
+
+impl WriteState {
+    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
+        if self.failed {
+            return Err(Error::AlreadyClosed);
+        }
+        for msg in msgs {
+            if self.close_sent.is_some() {
+                self.flush()?;
+                return Err(Error::AlreadyClosed);
+            }
+            let key = self.masks.as_mut().map(MaskGen::next_key);
+            let frame = OutFrame::new(msg, key)?;
+            if frame.is_close() {
+                self.close_sent = Some(Instant::now());
+            }
+            if frame.wire_len() <= COPY_LIMIT {
+                frame.write_to(&mut self.batch);
+                if self.batch.len() >= BATCH_KEEP {
+                    self.flush()?;
+                }
+            } else {
+                let batch = std::mem::take(&mut self.batch);
+                let mut parts = [IoSlice::new(&batch), IoSlice::new(frame.header()), IoSlice::new(frame.payload())];
+                let result = write_all_vectored(&mut *self.io, &mut parts);
+                self.batch = batch;
+                self.batch.clear();
+                result?;
+            }
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let result = write_all_vectored(&mut *self.io, &mut [IoSlice::new(&self.batch)]);
+        self.batch.clear();
+        if self.batch.capacity() > BATCH_KEEP {
+            self.batch = Vec::new();
+        }
+        result
+    }
+}
+
+fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match io.write_vectored(parts) {
+            Ok(0) => {
+                return Err(Error::Io(io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data")))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(Error::Timeout { phase: "write" }),
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! [`Listener`]: the accept loop. One named OS thread per connection, a cap on
+//! live connections, and a graceful shutdown that closes every connection
+//! with 1001 and joins every thread.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::message::CloseCode;
+use crate::server::{Server, Slot};
+
+struct Entry {
+    /// A clone of the socket, to cut it at shutdown (`None` if cloning failed).
+    stream: Option<TcpStream>,
+    slot: Arc<Slot>,
+    handle: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    entries: HashMap<u64, Entry>,
+    finished: Vec<u64>,
+    live: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+struct Shared {
+    stopping: AtomicBool,
+    registry: Mutex<Registry>,
+    changed: Condvar,
+    local_addr: SocketAddr,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Accepts connections and serves each on its own thread.
+///
+/// ```no_run
+/// use syncws::{Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
+///
+/// struct Echo(Option<Sender>);
+/// impl WsTrait for Echo {
+///     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+///         self.0 = Some(shake.sender);
+///         Ok(None)
+///     }
+///     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+///         self.0.as_ref().unwrap().send(msg)
+///     }
+/// }
+///
+/// let listener = Listener::bind("127.0.0.1:9001")?;
+/// let running = listener.spawn(|server| server.set_callback_ws(Box::new(Echo(None))))?;
+/// // ... later: close every connection with 1001 and join all threads.
+/// running.shutdown();
+/// # Ok::<(), syncws::Error>(())
+/// ```
+pub struct Listener {
+    inner: TcpListener,
+    config: Config,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("local_addr", &self.shared.local_addr).finish()
+    }
+}
+
+/// Stops a [`Listener`] from another thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle").field("local_addr", &self.shared.local_addr).finish()
+    }
+}
+
+/// A [`Listener`] serving on a thread of its own, from [`Listener::spawn`].
+#[derive(Debug)]
+pub struct Running {
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Listener {
+    /// Binds `addr` with the default [`Config`].
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<Listener> {
+        Listener::bind_with_config(addr, Config::default())
+    }
+
+    /// Binds `addr` with `config`.
+    pub fn bind_with_config(addr: impl ToSocketAddrs, config: Config) -> Result<Listener> {
+        config.validate()?;
+        let inner = TcpListener::bind(addr)?;
+        let local_addr = inner.local_addr()?;
+        let shared = Shared {
+            stopping: AtomicBool::new(false),
+            registry: Mutex::new(Registry::default()),
+            changed: Condvar::new(),
+            local_addr,
+        };
+        Ok(Listener { inner, config, shared: Arc::new(shared) })
+    }
+
+    /// The address it listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// A handle that stops this listener from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Serves on a new thread; returns at once.
+    pub fn spawn<F>(self, setup: F) -> Result<Running>
+    where
+        F: Fn(&mut Server) + Send + Sync + 'static,
+    {
+        let handle = self.shutdown_handle();
+        let thread = thread::Builder::new().name("syncws-accept".into()).spawn(move || self.serve(setup))?;
+        Ok(Running { handle, thread: Some(thread) })
+    }
+
+    /// Accepts connections until shut down, serving each on a thread of its
+    /// own. `setup` configures the [`Server`] of each connection (its
+    /// callbacks) before it runs. On shutdown, closes every connection with
+    /// 1001, waits up to [`Config::close_timeout`] for them, then cuts the
+    /// rest and joins every thread before returning.
+    pub fn serve<F>(self, setup: F) -> Result<()>
+    where
+        F: Fn(&mut Server) + Send + Sync + 'static,
+    {
+        let setup = Arc::new(setup);
+        let mut next_id: u64 = 0;
+        info!("listening on {}", self.shared.local_addr);
+        for stream in self.inner.incoming() {
+            if self.shared.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off briefly
+                    // instead of spinning.
+                    warn!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            self.reap();
+            next_id += 1;
+            if let Err(e) = self.start(next_id, stream, &setup) {
+                warn!("connection not started: {e}");
+            }
+        }
+        self.close_all();
+        info!("listener on {} stopped", self.shared.local_addr);
+        Ok(())
+    }
+
+    /// Joins the threads of connections that have ended.
+    fn reap(&self) {
+        let handles: Vec<_> = {
+            let mut reg = self.shared.lock();
+            let done = std::mem::take(&mut reg.finished);
+            done.into_iter().filter_map(|id| reg.entries.remove(&id).and_then(|mut e| e.handle.take())).collect()
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    fn start<F>(&self, id: u64, stream: TcpStream, setup: &Arc<F>) -> Result<()>
+    where
+        F: Fn(&mut Server) + Send + Sync + 'static,
+    {
+        let peer = stream.peer_addr().ok();
+        let ip = peer.map(|a| a.ip());
+        {
+            let mut reg = self.shared.lock();
+            if reg.live >= self.config.max_connections {
+                let (size, max) = (reg.live as u64, self.config.max_connections as u64);
+                drop(reg);
+                turn_away(stream, "server at its connection limit");
+                return Err(Error::Capacity { what: "connections", size, max });
+            }
+            if let (Some(ip), Some(max)) = (ip, self.config.max_connections_per_ip) {
+                let size = reg.per_ip.get(&ip).copied().unwrap_or(0);
+                if size >= max {
+                    drop(reg);
+                    turn_away(stream, "too many connections from your address");
+                    return Err(Error::Capacity { what: "connections per ip", size: size as u64, max: max as u64 });
+                }
+            }
+            reg.live += 1;
+            if let Some(ip) = ip {
+                *reg.per_ip.entry(ip).or_insert(0) += 1;
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        let entry_stream = stream.try_clone();
+        let shared = Arc::clone(&self.shared);
+        let setup = Arc::clone(setup);
+        let config = self.config.clone();
+        let thread_slot = Arc::clone(&slot);
+        let spawned = thread::Builder::new()
+            .name(format!("syncws-conn-{id}"))
+            .stack_size(config.thread_stack_size)
+            .spawn(move || {
+                let mut server = Server::new(stream, peer);
+                server.set_config(config);
+                server.set_slot(thread_slot);
+                setup(&mut server);
+                if let Err(e) = server.incoming() {
+                    debug!("connection {id} from {peer:?}: {e}");
+                }
+                let mut reg = shared.lock();
+                reg.live -= 1;
+                reg.finished.push(id);
+                if let Some(ip) = ip {
+                    if let Some(n) = reg.per_ip.get_mut(&ip) {
+                        *n -= 1;
+                        if *n == 0 {
+                            reg.per_ip.remove(&ip);
+                        }
+                    }
+                }
+                drop(reg);
+                shared.changed.notify_all();
+            });
+        let mut reg = self.shared.lock();
+        match spawned {
+            Ok(handle) => {
+                let stream = entry_stream
+                    .map_err(|e| warn!("connection {id}: shutdown can reach it only by its sender: {e}"))
+                    .ok();
+                reg.entries.insert(id, Entry { stream, slot, handle: Some(handle) });
+                Ok(())
+            }
+            Err(e) => {
+                reg.live -= 1;
+                if let Some(ip) = ip {
+                    if let Some(n) = reg.per_ip.get_mut(&ip) {
+                        *n -= 1;
+                    }
+                }
+                error!("cannot spawn a connection thread: {e}");
+                Err(Error::Io(e))
+            }
+        }
+    }
+
+    /// Closes every connection with 1001, waits for them, cuts what is left,
+    /// and joins every thread.
+    fn close_all(&self) {
+        {
+            let reg = self.shared.lock();
+            for entry in reg.entries.values() {
+                let sender = entry.slot.sender.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                match sender {
+                    Some(s) => {
+                        if s.close(CloseCode::AWAY, "server shutting down").is_err() {
+                            entry.cut();
+                        }
+                    }
+                    None => {
+                        entry.cut();
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + self.config.close_timeout + Duration::from_millis(500);
+        let mut reg = self.shared.lock();
+        while reg.live > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                warn!("{} connections did not close in time; cutting them", reg.live);
+                for entry in reg.entries.values() {
+                    entry.cut();
+                }
+                break;
+            }
+            reg = self
+                .shared
+                .changed
+                .wait_timeout(reg, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        let handles: Vec<_> = reg.entries.drain().filter_map(|(_, mut e)| e.handle.take()).collect();
+        reg.finished.clear();
+        drop(reg);
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Answers 503 to a connection over a cap, without blocking the accept loop.
+fn turn_away(mut stream: TcpStream, why: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let body = format!("{why}\n");
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+impl Entry {
+    fn cut(&self) {
+        if let Some(s) = &self.stream {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl ShutdownHandle {
+    /// Stops accepting, closes every connection with 1001 and joins their
+    /// threads; the listener's `serve` then returns. Returns at once; use
+    /// [`Running::shutdown`] to also wait for all of it.
+    pub fn shutdown(&self) {
+        if self.shared.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Wake the blocked accept() with a connection of our own.
+        let mut addr = self.shared.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            warn!("could not wake the accept loop: {e}");
+        }
+    }
+
+    /// Live connections right now.
+    pub fn connections(&self) -> usize {
+        self.shared.lock().live
+    }
+}
+
+impl Running {
+    /// The address the listener serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.shared.local_addr
+    }
+
+    /// A handle for stopping it from elsewhere.
+    pub fn handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Live connections right now.
+    pub fn connections(&self) -> usize {
+        self.handle.connections()
+    }
+
+    /// Stops the listener, closes every connection with 1001, and waits
+    /// until every thread has ended.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,321 @@
+//! [`Server`]: one accepted connection, serving plain HTTP and WebSocket on the
+//! same port; and [`accept`] for the plain blocking API.
+
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use crate::callback::{HttpTrait, WsHandshake, WsTrait};
+use crate::config::Config;
+use crate::conn::runner::{self, Connection};
+use crate::conn::{read_exact_into, read_head, ReadSide, Sender, WebSocket, WriteSide};
+use crate::error::{Error, Result};
+use crate::handshake::{server as hs, Request, Response};
+use crate::protocol::Role;
+use crate::transport::{ReadHalf, Transport, WriteHalf};
+
+/// Where a listener learns about a connection it may have to close.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub(crate) sender: Mutex<Option<Sender>>,
+}
+
+/// One server-side connection: reads HTTP requests, answers plain ones with
+/// the [`HttpTrait`] callback and turns upgrade requests into WebSocket
+/// connections driven by the [`WsTrait`] callback.
+///
+/// ```no_run
+/// use syncws::{OwnedMessage, Result, Sender, Server, WsHandshake, WsOption, WsTrait};
+///
+/// struct Echo(Option<Sender>);
+/// impl WsTrait for Echo {
+///     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+///         self.0 = Some(shake.sender);
+///         Ok(None)
+///     }
+///     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+///         self.0.as_ref().unwrap().send(msg)
+///     }
+/// }
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:8081")?;
+/// for stream in listener.incoming() {
+///     let stream = stream?;
+///     std::thread::spawn(move || {
+///         let addr = stream.peer_addr().ok();
+///         let mut server = Server::new(stream, addr);
+///         server.set_callback_ws(Box::new(Echo(None)));
+///         server.incoming()
+///     });
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    io: Option<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)>,
+    split_error: Option<std::io::Error>,
+    addr: Option<SocketAddr>,
+    config: Config,
+    ws: Option<Box<dyn WsTrait>>,
+    http: Option<Box<dyn HttpTrait>>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// A server for one accepted `stream`, from the peer at `addr`, with the
+    /// default [`Config`].
+    pub fn new<T: Transport>(stream: T, addr: Option<SocketAddr>) -> Server {
+        let addr = addr.or_else(|| stream.peer_addr());
+        let (io, split_error) = match stream.split() {
+            Ok(io) => (Some(io), None),
+            Err(e) => (None, Some(e)),
+        };
+        Server { io, split_error, addr, config: Config::default(), ws: None, http: None, slot: None }
+    }
+
+    /// Uses `config` instead of the default.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    /// Handles WebSocket upgrade requests with `callback`.
+    pub fn set_callback_ws(&mut self, callback: Box<dyn WsTrait>) {
+        self.ws = Some(callback);
+    }
+
+    /// Handles plain HTTP requests with `callback`.
+    pub fn set_callback_http(&mut self, callback: Box<dyn HttpTrait>) {
+        self.http = Some(callback);
+    }
+
+    /// The peer's address, if known.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub(crate) fn set_slot(&mut self, slot: Arc<Slot>) {
+        self.slot = Some(slot);
+    }
+
+    /// Serves the connection until it ends: HTTP requests (kept alive as
+    /// the client asks), then, after an upgrade, the WebSocket connection.
+    ///
+    /// Returns `Ok` when the connection ended normally, including a
+    /// WebSocket connection that failed after its handshake (the callback's
+    /// `on_error` was told). Returns an error for a refused or failed
+    /// handshake or HTTP exchange; the peer has been answered with the
+    /// matching status where that was still possible.
+    pub fn incoming(&mut self) -> Result<()> {
+        self.config.validate()?;
+        let (mut reader, mut writer) = match self.io.take() {
+            Some(io) => io,
+            None => return Err(self.split_error.take().map_or(Error::AlreadyClosed, Error::Io)),
+        };
+        writer.set_write_timeout(Some(self.config.write_timeout))?;
+        let mut buf = Vec::new();
+        loop {
+            let deadline = Instant::now() + self.config.handshake_timeout;
+            let config = &self.config;
+            let head = read_head(&mut *reader, &mut buf, deadline, &mut |b| Request::parse(b, config));
+            let mut req = match head {
+                Ok(Some(req)) => req,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
+            };
+            debug!("{} {} from {:?}", req.method, req.path, self.addr);
+            let wants_ws =
+                req.headers.contains_token("upgrade", "websocket") || req.header("sec-websocket-key").is_some();
+            if wants_ws && self.ws.is_some() {
+                let resp = match self.upgrade_response(&req) {
+                    Ok(resp) => resp,
+                    Err(e) => return Err(refuse(&mut *writer, e, true)),
+                };
+                write_response(&mut *writer, &resp)?;
+                if resp.status != 101 {
+                    let _ = writer.shutdown(Shutdown::Both);
+                    return Ok(());
+                }
+                return self.run_ws(reader, writer, buf, req, resp);
+            }
+            let keep_alive = match self.http.as_mut() {
+                Some(http) => {
+                    if let Err(e) = read_body(&mut *reader, &mut buf, &mut req, &self.config, deadline) {
+                        return Err(refuse(&mut *writer, e, true));
+                    }
+                    let mut resp = match catch_unwind(AssertUnwindSafe(|| http.operate(&mut req))) {
+                        Ok(Ok(resp)) => resp,
+                        Ok(Err(e)) => {
+                            warn!("http handler failed: {e}");
+                            status_for(&e)
+                        }
+                        Err(_) => {
+                            warn!("http handler panicked");
+                            Response::text(500, "internal server error")
+                        }
+                    };
+                    let keep = req.version == 1
+                        && !req.headers.contains_token("connection", "close")
+                        && !resp.headers.contains_token("connection", "close");
+                    if !keep {
+                        resp.headers.insert("Connection", "close");
+                    }
+                    write_response(&mut *writer, &resp)?;
+                    keep
+                }
+                None => {
+                    let resp = if wants_ws {
+                        Response::text(404, "no WebSocket endpoint here")
+                    } else {
+                        Response::text(426, "this endpoint speaks WebSocket only: send an upgrade request")
+                            .with_header("Upgrade", "websocket")
+                            .with_header("Sec-WebSocket-Version", "13")
+                    };
+                    write_response(&mut *writer, &resp.with_header("Connection", "close"))?;
+                    false
+                }
+            };
+            if !keep_alive {
+                let _ = writer.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Validates the upgrade and asks the callback for the response.
+    fn upgrade_response(&mut self, req: &Request) -> Result<Response> {
+        hs::check_origin(req, &self.config.origin)?;
+        hs::validate_upgrade(req)?;
+        let ws = self.ws.as_mut().ok_or(Error::AlreadyClosed)?;
+        let resp = match catch_unwind(AssertUnwindSafe(|| ws.on_request(req))) {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::handshake(500, "the on_request callback panicked")),
+        };
+        if resp.status != 101 {
+            return Ok(resp);
+        }
+        hs::finish_response(req, resp)
+    }
+
+    fn run_ws(
+        &mut self,
+        reader: Box<dyn ReadHalf>,
+        writer: Box<dyn WriteHalf>,
+        leftover: Vec<u8>,
+        request: Request,
+        response: Response,
+    ) -> Result<()> {
+        let config = self.config.clone();
+        let read = ReadSide::new(reader, Role::Server, &config, leftover);
+        let write = WriteSide::new(writer, Role::Server, config.write_timeout)?;
+        let sender = Sender::new(write.clone(), &config);
+        if let Some(slot) = &self.slot {
+            *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        }
+        let protocol = response.headers.get("sec-websocket-protocol").map(str::to_owned);
+        info!("websocket open: {} from {:?}", request.path, self.addr);
+        let shake = WsHandshake { sender: sender.clone(), request, response, addr: self.addr, protocol };
+        let conn = Connection { role: Role::Server, read, write, sender, config };
+        let Some(handler) = self.ws.as_mut() else { return Err(Error::AlreadyClosed) };
+        runner::run(conn, &mut **handler, shake);
+        Ok(())
+    }
+}
+
+/// Reads a request body announced by `Content-Length`, within the limit.
+fn read_body(
+    reader: &mut dyn ReadHalf,
+    buf: &mut Vec<u8>,
+    req: &mut Request,
+    config: &Config,
+    deadline: Instant,
+) -> Result<()> {
+    let Some(len) = req.content_length()? else { return Ok(()) };
+    if len > config.max_http_body {
+        return Err(Error::Capacity { what: "body", size: len as u64, max: config.max_http_body as u64 });
+    }
+    read_exact_into(reader, buf, len, deadline)?;
+    req.body = buf.drain(..len).collect();
+    Ok(())
+}
+
+fn status_for(e: &Error) -> Response {
+    match e {
+        Error::Handshake { status, reason, .. } => Response::text(*status, reason),
+        Error::Capacity { what: "body", .. } => Response::text(413, &e.to_string()),
+        Error::Capacity { .. } => Response::text(431, &e.to_string()),
+        Error::Timeout { .. } => Response::text(408, "request head not received in time"),
+        _ => Response::text(500, "internal server error"),
+    }
+}
+
+/// Answers a failed request with its status and hands the error back. An I/O
+/// error gets no answer, nor does a deadline that expired before the peer
+/// sent anything (`started` is false then).
+fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
+    let answer = match err {
+        Error::Io(_) => false,
+        Error::Timeout { .. } => started,
+        _ => true,
+    };
+    if answer {
+        debug!("refusing request: {err}");
+        let resp = match &err {
+            Error::Handshake { .. } => hs::refusal(&err),
+            _ => status_for(&err).with_header("Connection", "close"),
+        };
+        let _ = write_response(writer, &resp);
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+    err
+}
+
+fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
+    let mut out = Vec::with_capacity(256 + resp.body.len());
+    resp.write_to(&mut out);
+    writer.write_all(&out).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::Timeout { phase: "write" },
+        _ => Error::Io(e),
+    })
+}
+
+/// Accepts a WebSocket connection on `stream` with the default [`Config`],
+/// for the plain blocking API: reads the upgrade request, answers it, and
+/// returns the connection.
+///
+/// Refused requests are answered (400, 403, 426, ...) and returned as
+/// [`Error::Handshake`].
+pub fn accept<T: Transport>(stream: T) -> Result<WebSocket> {
+    accept_with_config(stream, Config::default())
+}
+
+/// [`accept`] with a [`Config`].
+pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<WebSocket> {
+    config.validate()?;
+    let (mut reader, mut writer) = stream.split()?;
+    writer.set_write_timeout(Some(config.write_timeout))?;
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + config.handshake_timeout;
+    let head = read_head(&mut *reader, &mut buf, deadline, &mut |b| Request::parse(b, &config));
+    let req = match head {
+        Ok(Some(req)) => req,
+        Ok(None) => return Err(Error::ConnectionClosed),
+        Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
+    };
+    let resp = hs::check_origin(&req, &config.origin).and_then(|()| hs::build_response(&req));
+    let resp = match resp {
+        Ok(resp) => resp,
+        Err(e) => return Err(refuse(&mut *writer, e, true)),
+    };
+    write_response(&mut *writer, &resp)?;
+    let read = ReadSide::new(reader, Role::Server, &config, buf);
+    let write = WriteSide::new(writer, Role::Server, config.write_timeout)?;
+    Ok(WebSocket::new(read, write, Role::Server, config))
+}

@@ -1,0 +1,73 @@
+//! The byte stream under a connection, split into a read side and a write
+//! side that can live on different threads.
+//!
+//! Plain TCP splits by cloning the socket. A TLS stream cannot, so the split
+//! is the transport's own business: it may instead share its session behind
+//! a short-held lock. Nothing above this module clones a socket.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// The reading half of a transport.
+pub trait ReadHalf: Read + Send + 'static {
+    /// Sets how long one `read` may block; `None` blocks forever.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// The writing half of a transport.
+pub trait WriteHalf: Write + Send + 'static {
+    /// Sets how long one `write` may block; `None` blocks forever.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Shuts down the given direction(s) of the whole connection. Shutting
+    /// down `Read` (or `Both`) wakes a thread blocked reading on the other
+    /// half.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+/// A connected byte stream that syncws can run a WebSocket over.
+///
+/// Implemented for [`TcpStream`]; implement it for other streams (TLS, Unix
+/// sockets) to use them with [`Server`](crate::Server) and
+/// [`WebSocket`](crate::WebSocket).
+pub trait Transport: Send + 'static {
+    /// The address of the peer, if it has one.
+    fn peer_addr(&self) -> Option<SocketAddr>;
+    /// Splits into a read half and a write half.
+    fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)>;
+}
+
+impl ReadHalf for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl WriteHalf for TcpStream {
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
+
+impl Transport for TcpStream {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        TcpStream::peer_addr(self).ok()
+    }
+
+    fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
+        // Small messages must not wait for Nagle's algorithm.
+        self.set_nodelay(true)?;
+        let writer = self.try_clone()?;
+        Ok((Box::new(self), Box::new(writer)))
+    }
+}
+
+/// True for the error kinds a read or write timeout produces (`WouldBlock`
+/// on Unix, `TimedOut` on Windows).
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
