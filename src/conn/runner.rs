@@ -194,6 +194,8 @@ impl Runner {
             Error::Io(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
             _ => warn!("closing connection: {err}"),
         }
+        // Replies to the messages before the fault go out before the Close.
+        let _ = self.sender.flush_local();
         if let Some(code) = code {
             if self.conn.write.close_sent().is_none() {
                 let text = err.to_string();
