@@ -1,0 +1,1 @@
+//! The tools of the `syncws` command, as a library so tests can drive them.
