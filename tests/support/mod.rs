@@ -184,3 +184,109 @@ pub fn threads_named(prefix: &str) -> usize {
         .filter(|name| name.starts_with(prefix))
         .count()
 }
+
+/// A raw TCP connection that has done the upgrade by hand, for sending
+/// frames a well-behaved library would never send.
+pub fn raw_ws(addr: SocketAddr) -> TcpStream {
+    raw_ws_at(addr, "/")
+}
+
+/// [`raw_ws`] with a request path.
+pub fn raw_ws_at(addr: SocketAddr, path: &str) -> TcpStream {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(upgrade_request(path, &[]).as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// An upgrade request head with extra header lines.
+pub fn upgrade_request(path: &str, extra: &[&str]) -> String {
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for h in extra {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req
+}
+
+/// Reads an HTTP head (through the blank line) byte by byte.
+pub fn read_head(s: &mut TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => buf.push(b[0]),
+            other => panic!("head cut short ({other:?}): {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A frame as a client sends it (masked unless `masked` is false).
+pub fn client_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    let m = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(m | n as u8),
+        n @ 126..=0xffff => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x5a, 0xa5, 0x3c, 0xc3];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads server frames until a Close arrives; returns its code (`None` for
+/// a Close without one) or panics if the connection ends without a Close.
+pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
+    use std::io::Read;
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).expect("connection ended without a close frame");
+        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).unwrap();
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0; len as usize];
+        s.read_exact(&mut payload).unwrap();
+        if h[0] & 0x0f == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+/// Asserts the server at `addr` still echoes for a fresh client.
+pub fn still_serves(addr: SocketAddr) {
+    let mut ws = tung_client(addr, "/");
+    ws.send(tungstenite::Message::text("still here?")).unwrap();
+    assert_eq!(tung_next(&mut ws).into_text().unwrap().as_str(), "still here?");
+}
