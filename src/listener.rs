@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::CloseCode;
 use crate::server::{Server, Slot};
+use crate::transport::Closer;
 
 struct Entry {
-    /// A clone of the socket, to cut it at shutdown (`None` if cloning failed).
-    stream: Option<TcpStream>,
+    /// Cuts the connection at shutdown (`None` if it could not be split).
+    closer: Option<Closer>,
     slot: Arc<Slot>,
     handle: Option<JoinHandle<()>>,
 }
@@ -215,7 +216,8 @@ impl Listener {
             }
         }
         let slot = Arc::new(Slot::default());
-        let entry_stream = stream.try_clone();
+        let server = Server::new(stream, peer);
+        let closer = server.closer();
         let shared = Arc::clone(&self.shared);
         let setup = Arc::clone(setup);
         let config = self.config.clone();
@@ -224,7 +226,7 @@ impl Listener {
             .name(format!("syncws-conn-{id}"))
             .stack_size(config.thread_stack_size)
             .spawn(move || {
-                let mut server = Server::new(stream, peer);
+                let mut server = server;
                 server.set_config(config);
                 server.set_slot(thread_slot);
                 setup(&mut server);
@@ -248,10 +250,7 @@ impl Listener {
         let mut reg = self.shared.lock();
         match spawned {
             Ok(handle) => {
-                let stream = entry_stream
-                    .map_err(|e| warn!("connection {id}: shutdown can reach it only by its sender: {e}"))
-                    .ok();
-                reg.entries.insert(id, Entry { stream, slot, handle: Some(handle) });
+                reg.entries.insert(id, Entry { closer, slot, handle: Some(handle) });
                 Ok(())
             }
             Err(e) => {
@@ -327,8 +326,8 @@ fn turn_away(mut stream: TcpStream, why: &str) {
 
 impl Entry {
     fn cut(&self) {
-        if let Some(s) = &self.stream {
-            let _ = s.shutdown(Shutdown::Both);
+        if let Some(closer) = &self.closer {
+            closer(Shutdown::Both);
         }
     }
 }

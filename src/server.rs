@@ -101,6 +101,11 @@ impl Server {
         self.addr
     }
 
+    /// A handle that cuts this connection from another thread.
+    pub(crate) fn closer(&self) -> Option<crate::transport::Closer> {
+        self.io.as_ref().map(|(_, w)| w.closer())
+    }
+
     pub(crate) fn set_slot(&mut self, slot: Arc<Slot>) {
         self.slot = Some(slot);
     }
@@ -140,7 +145,7 @@ impl Server {
                 };
                 write_response(&mut *writer, &resp)?;
                 if resp.status != 101 {
-                    let _ = writer.shutdown(Shutdown::Both);
+                    writer.shutdown(Shutdown::Both);
                     return Ok(());
                 }
                 return self.run_ws(reader, writer, buf, req, resp);
@@ -183,7 +188,7 @@ impl Server {
                 }
             };
             if !keep_alive {
-                let _ = writer.shutdown(Shutdown::Both);
+                writer.shutdown(Shutdown::Both);
                 return Ok(());
             }
         }
@@ -273,7 +278,7 @@ fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
         };
         let _ = write_response(writer, &resp);
     }
-    let _ = writer.shutdown(Shutdown::Both);
+    writer.shutdown(Shutdown::Both);
     err
 }
 

@@ -1,13 +1,20 @@
 //! The byte stream under a connection, split into a read side and a write
 //! side that can live on different threads.
 //!
-//! Plain TCP splits by cloning the socket. A TLS stream cannot, so the split
-//! is the transport's own business: it may instead share its session behind
-//! a short-held lock. Nothing above this module clones a socket.
+//! Plain TCP shares one socket between the halves (`&TcpStream` reads and
+//! writes), so a connection costs one file descriptor. A TLS stream would
+//! share its session behind a short-held lock the same way. Nothing above
+//! this module clones a socket.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Shuts a connection down from any thread, even while another thread is
+/// blocked writing to it: shutting down `Read` (or `Both`) also wakes a
+/// thread blocked reading.
+pub type Closer = Arc<dyn Fn(Shutdown) + Send + Sync>;
 
 /// The reading half of a transport.
 pub trait ReadHalf: Read + Send + 'static {
@@ -19,10 +26,15 @@ pub trait ReadHalf: Read + Send + 'static {
 pub trait WriteHalf: Write + Send + 'static {
     /// Sets how long one `write` may block; `None` blocks forever.
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
-    /// Shuts down the given direction(s) of the whole connection. Shutting
-    /// down `Read` (or `Both`) wakes a thread blocked reading on the other
-    /// half.
-    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    /// A handle that shuts the whole connection down without taking this
+    /// half (which may be busy in a blocking write on another thread).
+    fn closer(&self) -> Closer;
+
+    /// Shuts down the given direction(s) of the whole connection; errors
+    /// (already closed) are ignored.
+    fn shutdown(&self, how: Shutdown) {
+        (self.closer())(how)
+    }
 }
 
 /// A connected byte stream that syncws can run a WebSocket over.
@@ -37,19 +49,45 @@ pub trait Transport: Send + 'static {
     fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)>;
 }
 
-impl ReadHalf for TcpStream {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, timeout)
+/// One half of a TCP connection; both halves share the socket.
+struct TcpHalf(Arc<TcpStream>);
+
+impl Read for TcpHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
     }
 }
 
-impl WriteHalf for TcpStream {
-    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_write_timeout(self, timeout)
+impl Write for TcpHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
     }
 
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ReadHalf for TcpHalf {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
+    }
+}
+
+impl WriteHalf for TcpHalf {
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_write_timeout(timeout)
+    }
+
+    fn closer(&self) -> Closer {
+        let socket = Arc::clone(&self.0);
+        Arc::new(move |how| {
+            let _ = socket.shutdown(how);
+        })
     }
 }
 
@@ -61,8 +99,8 @@ impl Transport for TcpStream {
     fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
         // Small messages must not wait for Nagle's algorithm.
         self.set_nodelay(true)?;
-        let writer = self.try_clone()?;
-        Ok((Box::new(self), Box::new(writer)))
+        let socket = Arc::new(self);
+        Ok((Box::new(TcpHalf(Arc::clone(&socket))), Box::new(TcpHalf(socket))))
     }
 }
 

@@ -208,3 +208,128 @@ fn shutdown_closes_every_connection_with_1001_and_ends_threads() {
         "nothing serves after shutdown"
     );
 }
+
+#[test]
+fn a_frame_sent_with_the_handshake_is_not_lost() {
+    let server = echo_server(Config::default());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut bytes = upgrade_request("/", &[]).into_bytes();
+    bytes.extend(client_frame(true, 0, 1, b"early bird", true));
+    s.write_all(&bytes).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+    let mut frame = [0u8; 12];
+    s.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame, b"\x81\x0aearly bird");
+}
+
+struct Picky;
+
+impl syncws::WsTrait for Picky {
+    fn on_request(&mut self, req: &Request) -> Result<Response> {
+        let resp = syncws::WsHandshake::build_request(req)?;
+        Ok(if req.protocols().contains(&"chat.v2") {
+            resp.with_header("Sec-WebSocket-Protocol", "chat.v2")
+        } else {
+            resp
+        })
+    }
+    fn on_open(&mut self, _shake: syncws::WsHandshake) -> Result<Option<syncws::WsOption>> {
+        Ok(None)
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn subprotocol_is_echoed_only_when_the_application_chooses_one() {
+    init_log();
+    let running = Listener::bind("127.0.0.1:0").unwrap().spawn(|s| s.set_callback_ws(Box::new(Picky))).unwrap();
+    let url = format!("ws://{}/", running.local_addr());
+    let chosen =
+        syncws::Client::builder().url(&url).unwrap().protocol("chat.v1").protocol("chat.v2").connect().unwrap();
+    assert_eq!(chosen.protocol(), Some("chat.v2"));
+    let none = syncws::Client::builder().url(&url).unwrap().protocol("other").connect().unwrap();
+    assert_eq!(none.protocol(), None, "never a protocol the server did not choose");
+    assert!(none.response().headers.get("sec-websocket-protocol").is_none());
+}
+
+/// Hands its `WsOption` receiver's sender to the test.
+struct OwnChannel(crossbeam_channel::Sender<(crossbeam_channel::Sender<OwnedMessage>, syncws::Sender)>);
+
+impl syncws::WsTrait for OwnChannel {
+    fn on_open(&mut self, shake: syncws::WsHandshake) -> Result<Option<syncws::WsOption>> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut option = syncws::WsOption::default();
+        option.set_receiver(rx);
+        let _ = self.0.send((tx, shake.sender));
+        Ok(Some(option))
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn own_receiver_works_beside_the_handshake_sender_and_outlives_its_senders() {
+    init_log();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let running = Listener::bind("127.0.0.1:0")
+        .unwrap()
+        .spawn(move |s| s.set_callback_ws(Box::new(OwnChannel(tx.clone()))))
+        .unwrap();
+    let mut ws = tung_client(running.local_addr(), "/");
+    let (own, handshake_sender) = rx.recv_timeout(WAIT).unwrap();
+    own.send(OwnedMessage::Text("via own channel".into())).unwrap();
+    assert_eq!(tung_next(&mut ws).into_text().unwrap().as_str(), "via own channel");
+    drop(own);
+    // Every sender of the application's channel is gone: the connection
+    // stays open and the handshake sender still works.
+    handshake_sender.send(OwnedMessage::Text("via handshake sender".into())).unwrap();
+    assert_eq!(tung_next(&mut ws).into_text().unwrap().as_str(), "via handshake sender");
+    ws.send(Message::Ping(b"alive".to_vec().into())).unwrap();
+    assert!(matches!(ws.read().unwrap(), Message::Pong(p) if p.as_ref() == b"alive"));
+}
+
+#[test]
+fn plain_websocket_api_split_reader_and_writer_threads() {
+    init_log();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws = syncws::accept(stream).unwrap();
+        while let Ok(msg) = ws.read() {
+            if msg.is_data() {
+                ws.send(msg).unwrap();
+            }
+        }
+    });
+    let client = syncws::Client::connect(&format!("ws://{addr}/")).unwrap();
+    let (mut reader, writer) = client.into_websocket().unwrap().split();
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let w = writer.clone();
+            thread::spawn(move || {
+                for i in 0..50 {
+                    w.send(OwnedMessage::Text(format!("{t}:{i}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut got = std::collections::HashSet::new();
+    while got.len() < 200 {
+        match reader.read().unwrap() {
+            OwnedMessage::Text(t) => assert!(got.insert(t)),
+            other => panic!("{other:?}"),
+        }
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    writer.close(syncws::CloseCode::NORMAL, "done").unwrap();
+    assert!(matches!(reader.read().unwrap(), OwnedMessage::Close(Some(c)) if c.status_code == 1000));
+    assert!(reader.read().unwrap_err().is_closed());
+    server.join().unwrap();
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{MaskGen, OutFrame, Role};
-use crate::transport::{is_timeout, WriteHalf};
+use crate::transport::{is_timeout, Closer, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
 /// written from their own buffer.
@@ -24,29 +24,35 @@ struct WriteState {
     io: Box<dyn WriteHalf>,
     masks: Option<MaskGen>,
     batch: Vec<u8>,
-    close_sent: Option<Instant>,
     failed: bool,
+    shared: Arc<Shared>,
+}
+
+/// What other threads may look at or do without waiting for a write that
+/// is in progress.
+struct Shared {
+    closer: Closer,
+    close_sent: Mutex<Option<Instant>>,
 }
 
 /// A cloneable handle on the write half of one connection.
 #[derive(Clone)]
 pub(crate) struct WriteSide {
     state: Arc<Mutex<WriteState>>,
+    shared: Arc<Shared>,
 }
 
 impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(MaskGen::new);
-        let state = WriteState { io, masks, batch: Vec::new(), close_sent: None, failed: false };
-        Ok(WriteSide { state: Arc::new(Mutex::new(state)) })
+        let shared = Arc::new(Shared { closer: io.closer(), close_sent: Mutex::new(None) });
+        let state = WriteState { io, masks, batch: Vec::new(), failed: false, shared: Arc::clone(&shared) };
+        Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
 
     fn lock(&self) -> MutexGuard<'_, WriteState> {
-        // A panic while holding this lock leaves only bytes half-written;
-        // the connection is then marked failed, so the poison carries no
-        // further meaning.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Encodes and writes `msgs` in order, in as few system calls as the
@@ -58,7 +64,7 @@ impl WriteSide {
         if let Err(e) = &result {
             if !matches!(e, Error::AlreadyClosed | Error::Send(_) | Error::Capacity { .. }) {
                 st.failed = true;
-                let _ = st.io.shutdown(Shutdown::Both);
+                (self.shared.closer)(Shutdown::Both);
             }
         }
         result
@@ -69,15 +75,24 @@ impl WriteSide {
         self.send_all(&mut std::iter::once(msg))
     }
 
-    /// When a Close frame was written, if one was.
+    /// When a Close frame was written, if one was. Never waits for a write
+    /// in progress.
     pub(crate) fn close_sent(&self) -> Option<Instant> {
-        self.lock().close_sent
+        *lock(&self.shared.close_sent)
     }
 
-    /// Shuts down the connection in the given direction(s).
+    /// Shuts down the connection in the given direction(s), at once, even
+    /// while another thread is blocked writing.
     pub(crate) fn shutdown(&self, how: Shutdown) {
-        let _ = self.lock().io.shutdown(how);
+        (self.shared.closer)(how)
     }
+}
+
+/// Locks `m`. A panic while holding one of these locks leaves at most bytes
+/// half-written, after which the connection is marked failed, so a poisoned
+/// lock carries no further meaning.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl WriteState {
@@ -86,14 +101,14 @@ impl WriteState {
             return Err(Error::AlreadyClosed);
         }
         for msg in msgs {
-            if self.close_sent.is_some() {
+            if lock(&self.shared.close_sent).is_some() {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
             let key = self.masks.as_mut().map(MaskGen::next_key);
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
-                self.close_sent = Some(Instant::now());
+                *lock(&self.shared.close_sent) = Some(Instant::now());
             }
             if frame.wire_len() <= COPY_LIMIT {
                 frame.write_to(&mut self.batch);
