@@ -159,3 +159,45 @@ fn syncws_client_callbacks_against_tungstenite_server() {
     assert!(matches!(wait_for(&events, "close", |e| matches!(e, Event::Close(_))), Event::Close(Some(_))));
     runner.join().unwrap().unwrap();
 }
+
+/// A one-connection tungstenite server running `script` on the connection.
+fn scripted_tungstenite_server(
+    script: impl FnOnce(&mut Tung) + Send + 'static,
+) -> (std::net::SocketAddr, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut ws = tungstenite::accept(stream).unwrap();
+        script(&mut ws);
+    });
+    (addr, handle)
+}
+
+#[test]
+fn syncws_client_reassembles_fragments_and_answers_a_ping_between_them() {
+    init_log();
+    let (addr, server) = scripted_tungstenite_server(|ws| {
+        ws.write(Message::Frame(Frame::message(b"par".to_vec(), OpCode::Data(Data::Binary), false))).unwrap();
+        ws.write(Message::Ping(b"mid".to_vec().into())).unwrap();
+        ws.write(Message::Frame(Frame::message(b"ts".to_vec(), OpCode::Data(Data::Continue), true))).unwrap();
+        ws.flush().unwrap();
+        match ws.read().unwrap() {
+            Message::Pong(p) => assert_eq!(p.as_ref(), b"mid"),
+            other => panic!("wanted the pong, got {other:?}"),
+        }
+        let close = tungstenite::protocol::CloseFrame { code: 4010.into(), reason: "server says bye".into() };
+        ws.close(Some(close)).unwrap();
+        while ws.read().is_ok() {}
+    });
+    let mut client = Client::connect(&format!("ws://{addr}/")).unwrap();
+    assert_eq!(client.read().unwrap(), OwnedMessage::Ping(b"mid".to_vec()));
+    assert_eq!(client.read().unwrap(), OwnedMessage::Binary(b"parts".to_vec()));
+    match client.read().unwrap() {
+        OwnedMessage::Close(Some(c)) => assert_eq!(c, CloseData::new(CloseCode(4010), "server says bye")),
+        other => panic!("{other:?}"),
+    }
+    assert!(client.read().unwrap_err().is_closed());
+    server.join().unwrap();
+}
