@@ -4,6 +4,7 @@
 //! it.
 
 mod head;
+mod lifecycle;
 mod read;
 pub(crate) mod runner;
 mod sender;

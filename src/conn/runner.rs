@@ -10,14 +10,14 @@
 //! In `Closed`, a server shuts its write side first and waits (bounded) for
 //! the client's EOF; a client waits (bounded) for the server to close TCP.
 
-use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, warn};
 
 use crate::callback::{WsHandshake, WsOption, WsTrait};
 use crate::config::Config;
+use crate::conn::lifecycle::{close_for, close_reply, end_tcp, Keepalive};
 use crate::conn::read::{Read, ReadSide};
 use crate::conn::sender::Sender;
 use crate::conn::write::WriteSide;
@@ -62,14 +62,14 @@ struct Runner {
     sender: Sender,
     option: Option<WsOption>,
     next_interval: Option<Instant>,
-    /// When we last sent a keepalive ping.
-    last_ping: Option<Instant>,
+    keepalive: Keepalive,
 }
 
 impl Runner {
     fn new(conn: Connection) -> Self {
         let sender = conn.sender.clone();
-        Runner { conn, sender, option: None, next_interval: None, last_ping: None }
+        let keepalive = Keepalive::new(&conn.config);
+        Runner { conn, sender, option: None, next_interval: None, keepalive }
     }
 
     fn set_option(&mut self, mut option: Option<WsOption>) {
@@ -127,9 +127,7 @@ impl Runner {
             })?,
             OwnedMessage::Close(reason) => {
                 if self.conn.write.close_sent().is_none() {
-                    let reply =
-                        reason.as_ref().map(|c| CloseData { status_code: c.status_code, reason: String::new() });
-                    self.send_own(OwnedMessage::Close(reply))?;
+                    self.send_own(close_reply(&reason))?;
                 }
                 self.sender.flush_local()?;
                 return Ok(Some(reason));
@@ -148,60 +146,33 @@ impl Runner {
 
     /// The nearest of: interval, keepalive ping, idle timeout, close timeout.
     fn deadline(&self) -> Option<Instant> {
-        let c = &self.conn.config;
-        let last = self.conn.read.last_activity;
-        let ping = c.ping_interval.map(|p| self.last_ping.map_or(last, |lp| lp.max(last)) + p);
-        let idle = c.idle_timeout.map(|t| last + t);
-        let close = self.conn.write.close_sent().map(|at| at + c.close_timeout);
-        [self.next_interval, ping, idle, close].into_iter().flatten().min()
+        let keepalive = self.keepalive.next(&self.conn.read, &self.conn.write);
+        [self.next_interval, keepalive].into_iter().flatten().min()
     }
 
     fn on_deadline(&mut self, handler: &mut dyn WsTrait) -> Result<()> {
         let now = Instant::now();
-        let c = &self.conn.config;
-        let last = self.conn.read.last_activity;
-        if let Some(at) = self.conn.write.close_sent() {
-            if now >= at + c.close_timeout {
-                return Err(Error::Timeout { phase: "close" });
-            }
+        if self.keepalive.check(now, &self.conn.read, &self.conn.write)? {
+            self.send_own(OwnedMessage::Ping(Vec::new()))?;
         }
-        if let Some(t) = c.idle_timeout {
-            if now >= last + t {
-                return Err(Error::Timeout { phase: "idle" });
-            }
-        }
-        if let Some(p) = c.ping_interval {
-            let since = self.last_ping.map_or(last, |lp| lp.max(last));
-            if now >= since + p {
-                self.last_ping = Some(now);
-                self.send_own(OwnedMessage::Ping(Vec::new()))?;
-            }
-        }
-        if let Some(due) = self.next_interval {
-            if now >= due {
-                let mut option = self.option.take();
-                guard(|| handler.on_interval(&mut option))?;
-                self.set_option(option);
-            }
+        if self.next_interval.is_some_and(|due| now >= due) {
+            let mut option = self.option.take();
+            guard(|| handler.on_interval(&mut option))?;
+            self.set_option(option);
         }
         Ok(())
     }
 
     /// Reports `err` and closes with its close code where one applies.
     fn fail(&mut self, handler: &mut dyn WsTrait, err: Error) {
-        let code = err.close_code();
         match &err {
             Error::Io(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
             _ => warn!("closing connection: {err}"),
         }
         // Replies to the messages before the fault go out before the Close.
         let _ = self.sender.flush_local();
-        if let Some(code) = code {
-            if self.conn.write.close_sent().is_none() {
-                let text = err.to_string();
-                let reason = truncate(&text, 123);
-                let _ = self.conn.write.send(OwnedMessage::Close(Some(CloseData::new(code, reason))));
-            }
+        if let Some(close) = close_for(&err).filter(|_| self.conn.write.close_sent().is_none()) {
+            let _ = self.conn.write.send(close);
         }
         guard(|| {
             handler.on_error(err);
@@ -215,12 +186,7 @@ impl Runner {
     fn finish(mut self) {
         let _ = self.sender.flush_local();
         self.sender.end();
-        let wait = Instant::now() + self.conn.config.close_timeout.min(Duration::from_secs(2));
-        if self.conn.role == Role::Server {
-            self.conn.write.shutdown(Shutdown::Write);
-        }
-        self.conn.read.drain_until_eof(wait);
-        self.conn.write.shutdown(Shutdown::Both);
+        end_tcp(self.conn.role, &mut self.conn.read, &self.conn.write, self.conn.config.close_timeout);
     }
 }
 
@@ -238,12 +204,4 @@ fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
             Err(Error::Application(format!("callback panicked: {what}")))
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    let mut cut = s.len().min(max);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &s[..cut]
 }

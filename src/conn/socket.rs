@@ -2,10 +2,10 @@
 //! `send()` instead of callbacks, and its split into [`WsReader`] and a
 //! cloneable [`WsWriter`].
 
-use std::net::Shutdown;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Config;
+use crate::conn::lifecycle::{close_for, close_reply, end_tcp, Keepalive};
 use crate::conn::read::{Read, ReadSide};
 use crate::conn::write::WriteSide;
 use crate::error::{Error, Result};
@@ -42,7 +42,7 @@ pub struct WsReader {
     write: WriteSide,
     role: Role,
     config: Config,
-    last_ping: Option<Instant>,
+    keepalive: Keepalive,
     state: State,
 }
 
@@ -84,7 +84,8 @@ impl std::fmt::Debug for WsWriter {
 impl WebSocket {
     pub(crate) fn new(read: ReadSide, write: WriteSide, role: Role, config: Config) -> Self {
         let writer = WsWriter { write: write.clone() };
-        let reader = WsReader { read, write, role, config, last_ping: None, state: State::Open };
+        let keepalive = Keepalive::new(&config);
+        let reader = WsReader { read, write, role, config, keepalive, state: State::Open };
         WebSocket { reader, writer }
     }
 
@@ -152,7 +153,7 @@ impl WsReader {
             State::Reported => return Err(Error::AlreadyClosed),
         }
         loop {
-            let deadline = self.deadline();
+            let deadline = self.keepalive.next(&self.read, &self.write);
             let result = self.read.read(deadline, &mut || Ok(()));
             match result {
                 Ok(Read::Message(msg)) => return self.handle(msg),
@@ -173,9 +174,7 @@ impl WsReader {
             }
             OwnedMessage::Close(reason) => {
                 if self.write.close_sent().is_none() {
-                    let reply =
-                        reason.as_ref().map(|c| CloseData { status_code: c.status_code, reason: String::new() });
-                    ignore_closed(self.write.send(OwnedMessage::Close(reply)))?;
+                    ignore_closed(self.write.send(close_reply(reason)))?;
                 }
                 self.end();
             }
@@ -184,33 +183,9 @@ impl WsReader {
         Ok(msg)
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        let c = &self.config;
-        let last = self.read.last_activity;
-        let ping = c.ping_interval.map(|p| self.last_ping.map_or(last, |lp| lp.max(last)) + p);
-        let idle = c.idle_timeout.map(|t| last + t);
-        let close = self.write.close_sent().map(|at| at + c.close_timeout);
-        [ping, idle, close].into_iter().flatten().min()
-    }
-
     fn on_deadline(&mut self) -> Result<()> {
-        let now = Instant::now();
-        let last = self.read.last_activity;
-        if let Some(at) = self.write.close_sent() {
-            if now >= at + self.config.close_timeout {
-                return Err(Error::Timeout { phase: "close" });
-            }
-        }
-        if let Some(t) = self.config.idle_timeout {
-            if now >= last + t {
-                return Err(Error::Timeout { phase: "idle" });
-            }
-        }
-        if let Some(p) = self.config.ping_interval {
-            if now >= self.last_ping.map_or(last, |lp| lp.max(last)) + p {
-                self.last_ping = Some(now);
-                ignore_closed(self.write.send(OwnedMessage::Ping(Vec::new())))?;
-            }
+        if self.keepalive.check(Instant::now(), &self.read, &self.write)? {
+            ignore_closed(self.write.send(OwnedMessage::Ping(Vec::new())))?;
         }
         Ok(())
     }
@@ -218,15 +193,8 @@ impl WsReader {
     /// Sends the close code for `err` if it has one, ends the connection,
     /// and hands the error back.
     fn fail(&mut self, err: Error) -> Error {
-        if let Some(code) = err.close_code() {
-            if self.write.close_sent().is_none() {
-                let reason = err.to_string();
-                let mut cut = reason.len().min(123);
-                while !reason.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let _ = self.write.send(OwnedMessage::Close(Some(CloseData::new(code, &reason[..cut]))));
-            }
+        if let Some(close) = close_for(&err).filter(|_| self.write.close_sent().is_none()) {
+            let _ = self.write.send(close);
         }
         self.end();
         self.state = State::Reported;
@@ -235,12 +203,7 @@ impl WsReader {
 
     fn end(&mut self) {
         self.state = State::Ended;
-        let wait = Instant::now() + self.config.close_timeout.min(Duration::from_secs(2));
-        if self.role == Role::Server {
-            self.write.shutdown(Shutdown::Write);
-        }
-        self.read.drain_until_eof(wait);
-        self.write.shutdown(Shutdown::Both);
+        end_tcp(self.role, &mut self.read, &self.write, self.config.close_timeout);
     }
 }
 
