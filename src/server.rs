@@ -159,7 +159,7 @@ impl Server {
                         Ok(Ok(resp)) => resp,
                         Ok(Err(e)) => {
                             warn!("http handler failed: {e}");
-                            status_for(&e)
+                            hs::refusal(&e)
                         }
                         Err(_) => {
                             warn!("http handler panicked");
@@ -242,23 +242,10 @@ fn read_body(
     config: &Config,
     deadline: Instant,
 ) -> Result<()> {
-    let Some(len) = req.content_length()? else { return Ok(()) };
-    if len > config.max_http_body {
-        return Err(Error::Capacity { what: "body", size: len as u64, max: config.max_http_body as u64 });
-    }
+    let len = req.body_length(config)?;
     read_exact_into(reader, buf, len, deadline)?;
     req.body = buf.drain(..len).collect();
     Ok(())
-}
-
-fn status_for(e: &Error) -> Response {
-    match e {
-        Error::Handshake { status, reason, .. } => Response::text(*status, reason),
-        Error::Capacity { what: "body", .. } => Response::text(413, &e.to_string()),
-        Error::Capacity { .. } => Response::text(431, &e.to_string()),
-        Error::Timeout { .. } => Response::text(408, "request head not received in time"),
-        _ => Response::text(500, "internal server error"),
-    }
 }
 
 /// Answers a failed request with its status and hands the error back. An I/O
@@ -272,11 +259,7 @@ fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
     };
     if answer {
         debug!("refusing request: {err}");
-        let resp = match &err {
-            Error::Handshake { .. } => hs::refusal(&err),
-            _ => status_for(&err).with_header("Connection", "close"),
-        };
-        let _ = write_response(writer, &resp);
+        let _ = write_response(writer, &hs::refusal(&err));
     }
     writer.shutdown(Shutdown::Both);
     err
