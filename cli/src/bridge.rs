@@ -21,6 +21,17 @@
 //! most [`Config::max_message_size`] from the WebSocket side. A side that
 //! accepts nothing for [`Config::write_timeout`] ends the connection.
 //!
+//! # Closing
+//!
+//! WebSocket has no half-close: a Close ends both directions, and syncws
+//! answers a Close at once. So when the WebSocket client of `ws2tcp` sends
+//! Close, every byte it sent reaches the target before the target's EOF, but
+//! bytes the target sends after that moment are dropped (the bridge stops
+//! reading it after [`Config::close_timeout`]). Lossless in both directions
+//! means: the side that ends first has already read what it expects (as a
+//! request/response protocol does), or the far end answers in order before
+//! its Close (as an echo server does through `tcp2ws`).
+//!
 //! # Coalescing
 //!
 //! TCP bytes are read into a buffer of `chunk` bytes, and each read becomes
