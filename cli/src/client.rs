@@ -69,12 +69,7 @@ pub fn parse_header(s: &str) -> Result<(String, String), String> {
 /// Runs the client: lines from `input` go out, messages that arrive go to
 /// `output`, reports go to `report` (standard error in the command). Returns
 /// the exit code.
-pub fn run(
-    opts: Options,
-    input: impl BufRead + Send + 'static,
-    output: &mut dyn Write,
-    report: &mut dyn Write,
-) -> i32 {
+pub fn run(opts: Options, input: impl BufRead + Send + 'static, output: &mut dyn Write, report: &mut dyn Write) -> i32 {
     let mut builder = match Client::builder().url(&opts.url) {
         Ok(b) => b,
         Err(e) => {

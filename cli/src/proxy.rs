@@ -199,9 +199,7 @@ impl Pool {
     fn choose(&self, tried: &[usize]) -> Option<usize> {
         let mut ups = self.lock();
         let now = Instant::now();
-        let healthy = |i: usize, u: &UpState| {
-            !tried.contains(&i) && (!u.down || (!self.active && now >= u.retry_at))
-        };
+        let healthy = |i: usize, u: &UpState| !tried.contains(&i) && (!u.down || (!self.active && now >= u.retry_at));
         let mut eligible: Vec<usize> = (0..ups.len()).filter(|&i| healthy(i, &ups[i])).collect();
         if eligible.is_empty() {
             eligible = (0..ups.len()).filter(|i| !tried.contains(i)).collect();
@@ -285,7 +283,9 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
             let pool = Arc::clone(&pool);
             let config = opts.config.clone();
             let timeout = opts.connect_timeout;
-            thread::Builder::new().name("proxy-checks".into()).spawn(move || check_loop(&pool, &rx, every, timeout, &config))?;
+            thread::Builder::new()
+                .name("proxy-checks".into())
+                .spawn(move || check_loop(&pool, &rx, every, timeout, &config))?;
             Some(tx)
         }
         None => None,
@@ -354,7 +354,13 @@ const SKIP: &[&str] = &[
 fn join(url: &WsUrl, path: &str) -> String {
     let base = url.path.split('?').next().unwrap_or("/").trim_end_matches('/');
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
-    let joined = if base.is_empty() { path } else if path == "/" { base.to_owned() } else { format!("{base}{path}") };
+    let joined = if base.is_empty() {
+        path
+    } else if path == "/" {
+        base.to_owned()
+    } else {
+        format!("{base}{path}")
+    };
     format!("ws://{}{joined}", url.host_header())
 }
 

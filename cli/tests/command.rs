@@ -28,12 +28,8 @@ impl Drop for Server {
 /// Starts `syncws ARGS` and waits (by reading its stdout) for the line
 /// `PREFIX ADDR` it prints once listening.
 fn start(args: &[&str], prefix: &'static str) -> Server {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run syncws");
+    let mut child =
+        Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("run syncws");
     let stdout = child.stdout.take().unwrap();
     let line = within("the server's address line", move || {
         let mut line = String::new();

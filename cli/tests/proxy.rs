@@ -8,8 +8,8 @@ use std::thread;
 use crossbeam_channel::{unbounded, Receiver, Sender as ChanSender};
 use support::*;
 use syncws::{
-    Client, CloseCode, CloseData, Config, Error, Listener, OwnedMessage, Request, Response, Result, Running,
-    WebSocket, WsHandshake, WsOption, WsTrait,
+    Client, CloseCode, CloseData, Config, Error, Listener, OwnedMessage, Request, Response, Result, Running, WebSocket,
+    WsHandshake, WsOption, WsTrait,
 };
 use syncws_cli::proxy::{proxy, ProxyOptions, Upstream};
 
@@ -237,10 +237,8 @@ fn active_checks_mark_upstreams_down_and_up() {
     let b_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let b_addr = b_listener.local_addr().unwrap();
     drop(b_listener);
-    let mut opts = ProxyOptions::new(
-        "127.0.0.1:0",
-        vec![up(&a, 1), Upstream { url: format!("ws://{b_addr}"), weight: 1 }],
-    );
+    let mut opts =
+        ProxyOptions::new("127.0.0.1:0", vec![up(&a, 1), Upstream { url: format!("ws://{b_addr}"), weight: 1 }]);
     opts.check_interval = Some(std::time::Duration::from_millis(50));
     let p = proxy(opts).unwrap();
     let url = format!("ws://{}/", p.local_addr());
