@@ -23,11 +23,11 @@ pub struct Limits {
     pub max_frame_size: Option<usize>,
     /// Close a connection when nothing arrives for this long: `30s`, `2m`,
     /// or `off` (default 120s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_opt_duration)]
-    pub idle_timeout: Option<Option<Duration>>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+    pub idle_timeout: Option<MaybeDuration>,
     /// Send a Ping after this long without traffic, or `off` (default 30s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_opt_duration)]
-    pub ping_interval: Option<Option<Duration>>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+    pub ping_interval: Option<MaybeDuration>,
     /// Deadline for the upgrade request to arrive (default 10s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
@@ -49,8 +49,9 @@ pub struct Limits {
     /// Stack size of each connection thread, in bytes (default 128 KiB).
     #[arg(long, value_name = "BYTES")]
     pub thread_stack_size: Option<usize>,
-    /// Accepted `Origin` headers: `any`, `same-host` (the default), or a
-    /// comma-separated list of origins such as `http://localhost:8080`.
+    /// Accepted `Origin` headers: `any`, `same-host`, or a comma-separated
+    /// list of origins such as `http://localhost:8080` (default: same-host;
+    /// for the proxy: any, leaving the check to the upstream).
     #[arg(long, value_name = "POLICY", value_parser = parse_origin)]
     pub origin: Option<OriginPolicy>,
 }
@@ -65,10 +66,10 @@ impl Limits {
         if let Some(v) = self.max_frame_size {
             c.max_frame_size = v;
         }
-        if let Some(v) = self.idle_timeout {
+        if let Some(MaybeDuration(v)) = self.idle_timeout {
             c.idle_timeout = v;
         }
-        if let Some(v) = self.ping_interval {
+        if let Some(MaybeDuration(v)) = self.ping_interval {
             c.ping_interval = v;
         }
         if let Some(v) = self.handshake_timeout {
@@ -128,6 +129,15 @@ pub fn parse_opt_duration(s: &str) -> Result<Option<Duration>, String> {
         "off" | "none" => Ok(None),
         other => parse_duration(other).map(Some),
     }
+}
+
+/// A duration, or none (`off`): a flag value that can turn a deadline off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeDuration(pub Option<Duration>);
+
+/// [`parse_opt_duration`] as a [`MaybeDuration`], for clap.
+pub fn parse_maybe_duration(s: &str) -> Result<MaybeDuration, String> {
+    parse_opt_duration(s).map(MaybeDuration)
 }
 
 /// `any`, `same-host`, or a comma-separated allow-list of origins.
@@ -249,7 +259,7 @@ mod tests {
 
     #[test]
     fn limits_apply() {
-        let l = Limits { max_message_size: Some(1000), idle_timeout: Some(None), ..Limits::default() };
+        let l = Limits { max_message_size: Some(1000), idle_timeout: Some(MaybeDuration(None)), ..Limits::default() };
         let c = l.config();
         assert_eq!((c.max_message_size, c.max_frame_size, c.idle_timeout), (1000, 1000, None));
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_opt_duration, Limits};
+use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Limits, MaybeDuration};
 use syncws_cli::{bridge, chat, client, echo, proxy};
 
 /// WebSocket tools built on the syncws library.
@@ -32,10 +32,16 @@ enum Command {
         #[command(flatten)]
         limits: Limits,
     },
-    /// Interactive client: stdin lines out, messages in on stdout. Exit codes:
-    /// 0 clean close (1000), 1 local I/O failure, 2 bad usage or URL,
-    /// 3 cannot connect, 4 handshake refused, 5 closed with another code,
-    /// 6 connection lost without a close handshake.
+    /// Interactive client: stdin lines out, arriving messages on stdout.
+    ///
+    /// Each stdin line is one message (its line ending removed); each message
+    /// that arrives is printed with a newline. At the end of stdin it sends
+    /// Close 1000 and waits for the reply, and prints the close code on stderr.
+    ///
+    /// Exit codes: 0 clean close (1000), 1 local I/O failure, 2 bad usage or
+    /// URL, 3 cannot connect, 4 handshake refused (status printed), 5 closed
+    /// with another code (printed), 6 connection lost without a close
+    /// handshake.
     Client {
         /// Server URL, `ws://host:port/path`.
         url: String,
@@ -55,8 +61,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         connect_timeout: Option<Duration>,
         /// Close when nothing arrives for this long (default 120s), or `off`.
-        #[arg(long, value_name = "DURATION", value_parser = parse_opt_duration)]
-        idle_timeout: Option<Option<Duration>>,
+        #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+        idle_timeout: Option<MaybeDuration>,
     },
     /// WebSocket <-> TCP bridge.
     Bridge {
@@ -79,8 +85,8 @@ enum Command {
         #[arg(long)]
         x_forwarded_for: bool,
         /// Active health check every DURATION (a handshake to each upstream), or `off`.
-        #[arg(long, value_name = "DURATION", value_parser = parse_opt_duration)]
-        check_interval: Option<Option<Duration>>,
+        #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+        check_interval: Option<MaybeDuration>,
         /// How long an upstream that failed a connection is skipped [default: 10s].
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         fail_timeout: Option<Duration>,
@@ -168,7 +174,7 @@ fn run(command: Command) -> Result<u8, String> {
             if let Some(t) = connect_timeout {
                 config = config.handshake_timeout(t);
             }
-            if let Some(t) = idle_timeout {
+            if let Some(MaybeDuration(t)) = idle_timeout {
                 config = config.idle_timeout(t);
             }
             let opts = client::Options { url, binary, headers, protocols, config };
@@ -220,7 +226,7 @@ fn run(command: Command) -> Result<u8, String> {
             let mut opts = proxy::ProxyOptions::new(&listen, ups);
             opts.x_forwarded_for = x_forwarded_for || file.x_forwarded_for.unwrap_or(false);
             opts.check_interval = match (check_interval, &file.check_interval) {
-                (Some(c), _) => c,
+                (Some(MaybeDuration(c)), _) => c,
                 (None, Some(s)) => parse_opt_duration(s)?,
                 (None, None) => None,
             };
