@@ -156,3 +156,45 @@ fn chat_serves_its_page_and_broadcasts() {
     assert!(first.ends_with(": hello room"), "{first}");
     assert_eq!(first, second);
 }
+
+#[test]
+fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
+    let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
+    let file = std::env::temp_dir().join(format!("syncws-proxy-test-{}.toml", std::process::id()));
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nx_forwarded_for = true\n\n[[upstream]]\nurl = \"{}\"\nweight = 2\n",
+        echo.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let proxy = start(&["proxy", "--config", file.to_str().unwrap()], "listening on ");
+    let _ = std::fs::remove_file(&file);
+    // (The client reads its echo before closing: a proxy answers the
+    // client's Close itself, so replies still in flight would be cut off.)
+    let url = proxy.addr.clone();
+    let echoed = within("a message through the proxy", move || {
+        let mut c = Client::connect(&url).unwrap();
+        c.send(OwnedMessage::Text("through the proxy".into())).unwrap();
+        let echoed = c.read().unwrap();
+        c.close(CloseCode::NORMAL, "").unwrap();
+        while c.read().is_ok() {}
+        echoed
+    });
+    assert_eq!(echoed, OwnedMessage::Text("through the proxy".into()));
+
+    // tcp2ws -> echo from the command line: TCP bytes come back, EOF too.
+    let tcp2ws = start(&["bridge", "tcp2ws", "--listen", "127.0.0.1:0", "--to", &echo.addr], "listening on tcp ");
+    let addr = tcp2ws.addr.clone();
+    let back = within("tcp2ws from the binary", move || {
+        let tcp = TcpStream::connect(&addr).unwrap();
+        write_then_eof(tcp.try_clone().unwrap(), b"raw bytes".to_vec());
+        read_to_eof(tcp)
+    });
+    assert_eq!(back, b"raw bytes");
+
+    // ws2tcp with its target down answers 502.
+    let dead = dead_addr().to_string();
+    let ws2tcp = start(&["bridge", "ws2tcp", "--listen", "127.0.0.1:0", "--to", &dead], "listening on ");
+    let (code, _, err) = client(vec![ws2tcp.addr.clone()], Vec::new());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("502"), "{err}");
+}
