@@ -64,12 +64,19 @@ struct Runner {
     next_interval: Option<Instant>,
     /// When we last sent a keepalive ping.
     last_ping: Option<Instant>,
+    /// The peer's Close, when the application answers it
+    /// (`WsOption::defer_close_reply`), and when it arrived.
+    peer_close: Option<(Option<CloseData>, Instant)>,
 }
+
+/// While the application owes the peer a Close reply, how often the runner
+/// looks whether it has been written (the writer thread cannot wake it).
+const DEFERRED_CLOSE_POLL: Duration = Duration::from_millis(5);
 
 impl Runner {
     fn new(conn: Connection) -> Self {
         let sender = conn.sender.clone();
-        Runner { conn, sender, option: None, next_interval: None, last_ping: None }
+        Runner { conn, sender, option: None, next_interval: None, last_ping: None, peer_close: None }
     }
 
     fn set_option(&mut self, mut option: Option<WsOption>) {
@@ -86,6 +93,11 @@ impl Runner {
     /// close reason.
     fn serve(&mut self, handler: &mut dyn WsTrait) -> Option<CloseData> {
         loop {
+            if let Some((reason, _)) = &self.peer_close {
+                if self.conn.write.close_sent().is_some() {
+                    return reason.clone();
+                }
+            }
             let deadline = self.deadline();
             let sender = &self.sender;
             let read = self.conn.read.read(deadline, &mut || sender.flush_local());
@@ -126,6 +138,12 @@ impl Runner {
                 Ok(())
             })?,
             OwnedMessage::Close(reason) => {
+                let defer = self.option.as_ref().is_some_and(|o| o.defer_close);
+                if defer && self.conn.write.close_sent().is_none() && self.peer_close.is_none() {
+                    self.peer_close = Some((reason.clone(), Instant::now()));
+                    guard(|| handler.on_message(OwnedMessage::Close(reason)))?;
+                    return Ok(None);
+                }
                 if self.conn.write.close_sent().is_none() {
                     let reply =
                         reason.as_ref().map(|c| CloseData { status_code: c.status_code, reason: String::new() });
@@ -153,13 +171,24 @@ impl Runner {
         let ping = c.ping_interval.map(|p| self.last_ping.map_or(last, |lp| lp.max(last)) + p);
         let idle = c.idle_timeout.map(|t| last + t);
         let close = self.conn.write.close_sent().map(|at| at + c.close_timeout);
-        [self.next_interval, ping, idle, close].into_iter().flatten().min()
+        let owed = self.peer_close.as_ref().map(|_| Instant::now() + DEFERRED_CLOSE_POLL);
+        [self.next_interval, ping, idle, close, owed].into_iter().flatten().min()
     }
 
     fn on_deadline(&mut self, handler: &mut dyn WsTrait) -> Result<()> {
         let now = Instant::now();
         let c = &self.conn.config;
         let last = self.conn.read.last_activity;
+        if let Some((reason, at)) = &self.peer_close {
+            if now >= *at + c.close_timeout && self.conn.write.close_sent().is_none() {
+                debug!("the application did not answer the peer's close in time; answering it");
+                let reply = reason.as_ref().map(|c| CloseData { status_code: c.status_code, reason: String::new() });
+                self.send_own(OwnedMessage::Close(reply))?;
+                self.sender.flush_local()?;
+            }
+            // The peer sends nothing after its Close: no idle or keepalive.
+            return Ok(());
+        }
         if let Some(at) = self.conn.write.close_sent() {
             if now >= at + c.close_timeout {
                 return Err(Error::Timeout { phase: "close" });
