@@ -23,14 +23,15 @@
 //!
 //! # Closing
 //!
-//! WebSocket has no half-close: a Close ends both directions, and syncws
-//! answers a Close at once. So when the WebSocket client of `ws2tcp` sends
-//! Close, every byte it sent reaches the target before the target's EOF, but
-//! bytes the target sends after that moment are dropped (the bridge stops
-//! reading it after [`Config::close_timeout`]). Lossless in both directions
-//! means: the side that ends first has already read what it expects (as a
-//! request/response protocol does), or the far end answers in order before
-//! its Close (as an echo server does through `tcp2ws`).
+//! WebSocket has no half-close, so `ws2tcp` makes one: a Close from the
+//! WebSocket client shuts the target's write side (after every byte the
+//! client sent), and the bridge keeps sending what the target still sends
+//! until the target's EOF, then answers the Close (RFC 6455 lets the reply
+//! wait; [`WsOption::defer_close_reply`]). A target that never ends gets
+//! [`Config::close_timeout`], after which the bridge answers the Close and
+//! drops it. `tcp2ws` maps the TCP client's EOF to Close 1000 and keeps
+//! forwarding what the server sends until the server's Close, so a chain
+//! `tcp2ws -> ws2tcp` keeps TCP half-close semantics end to end.
 //!
 //! # Coalescing
 //!
@@ -160,6 +161,9 @@ impl WsTrait for Ws2Tcp {
             .spawn(move || pump_tcp_to_channel(reader, chunk, &tx))?;
         let mut option = WsOption::default();
         option.set_receiver(rx);
+        // The client's Close is answered once the target has sent its last
+        // byte (its EOF makes the pump send Close 1000).
+        option.defer_close_reply();
         Ok(Some(option))
     }
 
@@ -168,6 +172,12 @@ impl WsTrait for Ws2Tcp {
         let bytes: &[u8] = match &msg {
             OwnedMessage::Text(s) => s.as_bytes(),
             OwnedMessage::Binary(b) => b,
+            OwnedMessage::Close(_) => {
+                // Every byte of the client is written: EOF to the target,
+                // whose remaining bytes still flow back until its own EOF.
+                let _ = tcp.shutdown(Shutdown::Write);
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         tcp.write_all(bytes).map_err(|e| Error::Application(format!("writing to the target failed: {e}")))

@@ -5,7 +5,10 @@
 //! client's subprotocols and forwarding its headers, and only then answers
 //! the client: 101 with the subprotocol the upstream chose, or the status
 //! and body the upstream refused with. After that, messages, Pings, Pongs
-//! and Close codes and reasons are forwarded both ways as they are.
+//! and Close codes and reasons are forwarded both ways as they are, and the
+//! close handshake is end to end: a Close from either side is answered with
+//! the other side's reply, after whatever that side still sent
+//! ([`WsOption::defer_close_reply`]), so no message in flight is cut off.
 //!
 //! # Health
 //!
@@ -298,6 +301,7 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
             upstream: None,
             to_upstream: None,
             failed: false,
+            close_forwarded: false,
         };
         server.set_callback_ws(Box::new(handler));
     })?;
@@ -373,6 +377,8 @@ struct ClientSide {
     /// Messages for the upstream.
     to_upstream: Option<ChanSender<OwnedMessage>>,
     failed: bool,
+    /// The client's Close went to the upstream, which answers it.
+    close_forwarded: bool,
 }
 
 impl ClientSide {
@@ -464,7 +470,12 @@ impl WsTrait for ClientSide {
         let queue = self.shared.1.queue;
         let (up_tx, up_rx) = bounded(queue);
         let (cl_tx, cl_rx) = bounded(queue);
-        client.set_callback_ws(Box::new(UpstreamSide { to_client: cl_tx, from_client: Some(up_rx), failed: false }));
+        client.set_callback_ws(Box::new(UpstreamSide {
+            to_client: cl_tx,
+            from_client: Some(up_rx),
+            failed: false,
+            close_forwarded: false,
+        }));
         self.to_upstream = Some(up_tx);
         thread::Builder::new().name("proxy-upstream".into()).stack_size(128 << 10).spawn(move || {
             if let Err(e) = client.wait_ws_operate() {
@@ -473,10 +484,16 @@ impl WsTrait for ClientSide {
         })?;
         let mut option = WsOption::default();
         option.set_receiver(cl_rx);
+        // The client's Close is answered by the upstream's reply, after
+        // whatever the upstream still sends.
+        option.defer_close_reply();
         Ok(Some(option))
     }
 
     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        if matches!(msg, OwnedMessage::Close(_)) {
+            self.close_forwarded = true;
+        }
         self.send_up(msg);
         Ok(())
     }
@@ -496,10 +513,16 @@ impl WsTrait for ClientSide {
     }
 
     fn on_close(&mut self, reason: &Option<CloseData>) {
+        // Either the client's Close went up already (and the upstream's reply
+        // ended this side), or this is the client's reply to the upstream's
+        // Close, or the client is gone.
         let close = match reason {
             None if self.failed => Some(CloseData::new(CloseCode::AWAY, "client went away")),
             other => other.clone(),
         };
+        if self.close_forwarded {
+            return;
+        }
         if let Some(tx) = self.to_upstream.take() {
             let wait = self.shared.1.config.close_timeout;
             let _ = tx.send_timeout(OwnedMessage::Close(close), wait);
@@ -512,6 +535,8 @@ struct UpstreamSide {
     to_client: ChanSender<OwnedMessage>,
     from_client: Option<Receiver<OwnedMessage>>,
     failed: bool,
+    /// The upstream's Close went to the client, which answers it.
+    close_forwarded: bool,
 }
 
 impl WsTrait for UpstreamSide {
@@ -520,10 +545,14 @@ impl WsTrait for UpstreamSide {
         if let Some(rx) = self.from_client.take() {
             option.set_receiver(rx);
         }
+        option.defer_close_reply();
         Ok(Some(option))
     }
 
     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        if matches!(msg, OwnedMessage::Close(_)) {
+            self.close_forwarded = true;
+        }
         let _ = self.to_client.send(msg);
         Ok(())
     }
@@ -543,6 +572,9 @@ impl WsTrait for UpstreamSide {
     }
 
     fn on_close(&mut self, reason: &Option<CloseData>) {
+        if self.close_forwarded {
+            return;
+        }
         let close = match reason {
             None if self.failed => Some(CloseData::new(CloseCode::INTERNAL, "upstream connection failed")),
             other => other.clone(),

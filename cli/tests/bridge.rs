@@ -317,25 +317,51 @@ fn chained_tcp2ws_ws2tcp_round_trip() {
     let inner = ws2tcp_to(tcp_echo());
     let outer = tcp2ws(Tcp2WsOptions::new("127.0.0.1:0", &format!("ws://{}/", inner.local_addr()))).unwrap();
     let addr = outer.local_addr();
-    let data = random_bytes(4 * MIB, 99);
+    let data = random_bytes(10 * MIB, 99);
     let sum = checksum(&data);
-    let len = data.len();
-    // WebSocket has no half-close: a Close ends both directions. So the
-    // client reads every byte back before its EOF, which then travels the
-    // chain as Close 1000 and comes back as EOF.
-    let (got, rest) = within("tcp -> tcp2ws -> ws2tcp -> tcp echo and back", move || {
-        let mut tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(WAIT)).unwrap();
-        let mut w = tcp.try_clone().unwrap();
-        let writer = thread::spawn(move || w.write_all(&data).unwrap());
-        let mut got = vec![0u8; len];
-        tcp.read_exact(&mut got).expect("every byte back");
+    // The client writes everything and shuts its write side at once: the
+    // EOF travels the chain as Close 1000 and the echo's last bytes still
+    // come back before EOF (half-close kept end to end).
+    let got = within("tcp -> tcp2ws -> ws2tcp -> tcp echo and back", move || {
+        let tcp = TcpStream::connect(addr).unwrap();
+        let w = tcp.try_clone().unwrap();
+        let writer = thread::spawn(move || write_then_eof(w, data));
+        let got = read_to_eof(tcp);
         writer.join().unwrap();
-        tcp.shutdown(Shutdown::Write).unwrap();
-        (got, read_to_eof(tcp))
+        got
     });
+    assert_eq!(got.len(), 10 * MIB);
     assert_eq!(checksum(&got), sum);
-    assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
     outer.shutdown();
     inner.shutdown();
+}
+
+#[test]
+fn ws2tcp_keeps_sending_the_targets_bytes_after_the_clients_close() {
+    // The target answers only after the client's EOF.
+    let target = tcp_service(|mut s: TcpStream| {
+        let mut got = Vec::new();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.read_to_end(&mut got).unwrap();
+        got.reverse();
+        s.write_all(&got).unwrap();
+    });
+    let bridge = ws2tcp_to(target);
+    let url = format!("ws://{}/", bridge.local_addr());
+    let (bytes, close) = within("the answer after Close", move || {
+        let mut ws = ws_connect(&url);
+        ws.send(OwnedMessage::Binary(b"stressed".to_vec())).unwrap();
+        ws.close(CloseCode::NORMAL, "").unwrap();
+        let mut bytes = Vec::new();
+        loop {
+            match ws.read().expect("read") {
+                OwnedMessage::Binary(b) => bytes.extend(b),
+                OwnedMessage::Close(c) => return (bytes, c),
+                _ => {}
+            }
+        }
+    });
+    assert_eq!(bytes, b"desserts");
+    assert_eq!(close.map(|c| c.status_code), Some(1000));
+    bridge.shutdown();
 }
