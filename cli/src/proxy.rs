@@ -18,8 +18,9 @@
 //!   passed (then tried again) or, with active checks on, until a check
 //!   succeeds;
 //! - active (`check_interval`): every interval, each upstream gets a
-//!   WebSocket handshake followed by Close 1000; failing it marks the
-//!   upstream down, passing it marks it up.
+//!   WebSocket handshake to its URL followed by Close 1000; no answer, a
+//!   timeout or a 5xx marks the upstream down, a 101 (or a 4xx, which a
+//!   live server refusing the check's request gives) marks it up.
 //!
 //! If every upstream is down, all are tried anyway (one may have recovered);
 //! when none answers, the client gets 502.
@@ -321,6 +322,9 @@ fn check_loop(pool: &Pool, stop: &Receiver<()>, every: Duration, timeout: Durati
                     while client.read().is_ok() {}
                     pool.mark(i, true);
                 }
+                // A 4xx answer (a path or a token the check lacks) still
+                // shows a live server.
+                Err(Error::Handshake { status, .. }) if (400..500).contains(&status) => pool.mark(i, true),
                 Err(e) => {
                     log::debug!("health check of {url} failed: {e}");
                     pool.mark(i, false);
