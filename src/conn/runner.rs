@@ -184,7 +184,9 @@ impl Runner {
                 debug!("the application did not answer the peer's close in time; answering it");
                 let reply = reason.as_ref().map(|c| CloseData { status_code: c.status_code, reason: String::new() });
                 self.send_own(OwnedMessage::Close(reply))?;
-                self.sender.flush_local()?;
+                // The application's own Close may have won the race: then
+                // this one is refused, and the loop ends all the same.
+                let _ = self.sender.flush_local();
             }
             // The peer sends nothing after its Close: no idle or keepalive.
             return Ok(());
