@@ -36,8 +36,10 @@
 //!
 //! # Flow control
 //!
-//! Each direction goes through a bounded queue of `queue` messages: a slow
-//! side blocks the thread reading the other side.
+//! Each direction goes through a bounded queue of `queue` messages (default
+//! 16): a slow side blocks the thread reading the other side, so memory per
+//! connection stays under `queue` times the largest message
+//! ([`Config::max_message_size`]) each way.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,7 +113,7 @@ impl ProxyOptions {
             check_interval: None,
             fail_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
-            queue: 64,
+            queue: 16,
             config: Config::default().origin(OriginPolicy::Any),
         }
     }

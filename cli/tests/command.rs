@@ -106,6 +106,18 @@ fn client_exit_codes() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("closed: 4000 go away"), "{err}");
     running.shutdown();
+
+    // A server that drops the connection without a Close gives 6.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropper = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let ws = syncws::accept(stream).unwrap();
+        drop(ws);
+    });
+    let (code, _, err) = client(vec![format!("ws://{addr}/")], Vec::new());
+    dropper.join().unwrap();
+    assert_eq!(code, 6, "{err}");
 }
 
 struct Closer;
