@@ -76,6 +76,9 @@ pub trait WsTrait: Send {
 
     /// A Text or Binary message arrived. Returning an error closes the
     /// connection with the error's close code (1011 for most).
+    ///
+    /// With [`WsOption::defer_close_reply`], the peer's Close arrives here
+    /// too, unanswered: see there.
     fn on_message(&mut self, msg: OwnedMessage) -> Result<()>;
 
     /// Called every [`WsOption`] interval, whatever the traffic. May change
@@ -165,12 +168,28 @@ pub struct WsOption {
     /// How often [`WsTrait::on_interval`] runs; `None` for never.
     pub interval: Option<Duration>,
     pub(crate) receiver: Option<Receiver<OwnedMessage>>,
+    pub(crate) defer_close: bool,
 }
 
 impl WsOption {
     /// Options with [`WsTrait::on_interval`] called every `interval`.
     pub fn new(interval: Duration) -> Self {
-        WsOption { interval: Some(interval), receiver: None }
+        WsOption { interval: Some(interval), receiver: None, defer_close: false }
+    }
+
+    /// Lets the application answer the peer's Close itself, after sending
+    /// what it still has (a proxy or a bridge whose other side is still
+    /// talking; RFC 6455 §5.5.1 lets an endpoint delay its Close reply).
+    ///
+    /// The peer's Close is then handed to [`WsTrait::on_message`] as an
+    /// [`OwnedMessage::Close`] and not answered. Send the reply with the
+    /// [`Sender`] (or the receiver of [`set_receiver`](WsOption::set_receiver),
+    /// after the messages queued there); the connection ends once it is
+    /// written, and [`WsTrait::on_close`] follows as usual. Without a reply
+    /// within [`Config::close_timeout`](crate::Config::close_timeout), the
+    /// connection answers with the peer's code and ends.
+    pub fn defer_close_reply(&mut self) {
+        self.defer_close = true;
     }
 
     /// Also sends every message that arrives on `receiver`, a channel the

@@ -1,1 +1,23 @@
 //! The tools of the `syncws` command, as a library so tests can drive them.
+//!
+//! One module per tool, each built only on the public API of `syncws`:
+//! [`echo`], [`client`], [`bridge`] (`ws2tcp` and `tcp2ws`), [`proxy`] and
+//! [`chat`]. [`common`] holds the [`Config`](syncws::Config) flags shared by
+//! the servers.
+
+pub mod bridge;
+pub mod chat;
+pub mod client;
+pub mod common;
+pub mod echo;
+pub mod proxy;
+
+use std::io::Write;
+
+/// Prints a line on standard output at once (scripts and tests wait for
+/// it, such as the address a server listens on).
+pub fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

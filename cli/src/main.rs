@@ -1,6 +1,18 @@
 //! `syncws`: WebSocket tools built on the syncws library.
+//!
+//! `main` only parses the command line and dispatches to the modules of
+//! `syncws_cli`. Exit codes: 0 success, 1 runtime failure (such as an
+//! address already in use), 2 bad command line; `syncws client` documents
+//! its own codes 3 to 6.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use syncws::{Config, OriginPolicy};
+use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Limits, MaybeDuration};
+use syncws_cli::{bridge, chat, client, echo, proxy};
 
 /// WebSocket tools built on the syncws library.
 #[derive(Parser)]
@@ -11,10 +23,237 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Echo server: sends every message back to its sender.
+    Echo {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8081")]
+        addr: String,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Interactive client: stdin lines out, arriving messages on stdout.
+    ///
+    /// Each stdin line is one message (its line ending removed); each message
+    /// that arrives is printed with a newline. At the end of stdin it sends
+    /// Close 1000 and waits for the reply, and prints the close code on stderr.
+    ///
+    /// Exit codes: 0 clean close (1000), 1 local I/O failure, 2 bad usage or
+    /// URL, 3 cannot connect, 4 handshake refused (status printed), 5 closed
+    /// with another code (printed), 6 connection lost without a close
+    /// handshake.
+    Client {
+        /// Server URL, `ws://host:port/path`.
+        url: String,
+        /// Send each line as a binary message instead of text.
+        #[arg(long)]
+        binary: bool,
+        /// Extra header for the upgrade request, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = client::parse_header)]
+        headers: Vec<(String, String)>,
+        /// Subprotocol to offer (repeatable, in order of preference).
+        #[arg(long = "protocol", short = 'p', value_name = "PROTOCOL")]
+        protocols: Vec<String>,
+        /// Largest message accepted from the server, in bytes.
+        #[arg(long, value_name = "BYTES")]
+        max_message_size: Option<usize>,
+        /// Deadline for connecting and the handshake.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        connect_timeout: Option<Duration>,
+        /// Close when nothing arrives for this long (default 120s), or `off`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+        idle_timeout: Option<MaybeDuration>,
+    },
+    /// WebSocket <-> TCP bridge.
+    Bridge {
+        #[command(subcommand)]
+        direction: Bridge,
+    },
+    /// WebSocket reverse proxy with several upstreams, weighted, with health checks.
+    Proxy {
+        /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the file].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Upstream `ws://host:port[/path]`, optionally `,weight=N` (repeatable).
+        #[arg(long = "upstream", short = 'u', value_name = "URL[,weight=N]", value_parser = proxy::Upstream::parse)]
+        upstreams: Vec<proxy::Upstream>,
+        /// TOML file with `listen`, `x_forwarded_for`, `check_interval`,
+        /// `fail_timeout` and `[[upstream]]` tables (`url`, `weight`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Append the client's address to `X-Forwarded-For`.
+        #[arg(long)]
+        x_forwarded_for: bool,
+        /// Active health check every DURATION (a handshake to each upstream), or `off`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+        check_interval: Option<MaybeDuration>,
+        /// How long an upstream that failed a connection is skipped [default: 10s].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        fail_timeout: Option<Duration>,
+        /// Deadline for connecting to an upstream.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+        connect_timeout: Duration,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Chat room: a page at http://ADDR/ and its WebSocket at /ws on the same port.
+    Chat {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8082")]
+        addr: String,
+        #[command(flatten)]
+        limits: Limits,
+    },
+}
 
-fn main() {
+#[derive(Subcommand)]
+enum Bridge {
+    /// WebSocket clients reach a TCP service: each WebSocket connection gets a TCP connection.
+    Ws2tcp {
+        /// Address WebSocket clients connect to.
+        #[arg(long)]
+        listen: String,
+        /// The TCP service, `host:port`.
+        #[arg(long)]
+        to: String,
+        /// Accept upgrades only for this path (others get 404).
+        #[arg(long)]
+        path: Option<String>,
+        /// Accept only this `Host` header (repeatable; others get 403).
+        #[arg(long = "allow-host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Largest binary message made from TCP bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
+        chunk: usize,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// TCP clients reach a WebSocket service: each TCP connection opens a WebSocket.
+    Tcp2ws {
+        /// Address TCP clients connect to.
+        #[arg(long)]
+        listen: String,
+        /// The WebSocket server, `ws://host:port/path`.
+        #[arg(long)]
+        to: String,
+        /// Extra header for the upgrade request, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = client::parse_header)]
+        headers: Vec<(String, String)>,
+        /// Subprotocol to offer (repeatable).
+        #[arg(long = "protocol", short = 'p', value_name = "PROTOCOL")]
+        protocols: Vec<String>,
+        /// Largest binary message made from TCP bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
+        chunk: usize,
+        #[command(flatten)]
+        limits: Limits,
+    },
+}
+
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match cli.command {}
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("syncws: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<u8, String> {
+    match command {
+        Command::Echo { addr, limits } => echo::run(&addr, limits.config()).map_err(|e| e.to_string())?,
+        Command::Client { url, binary, headers, protocols, max_message_size, connect_timeout, idle_timeout } => {
+            let mut config = Config::default();
+            if let Some(m) = max_message_size {
+                let frame = config.max_frame_size.min(m);
+                config = config.max_message_size(m).max_frame_size(frame);
+            }
+            if let Some(t) = connect_timeout {
+                config = config.handshake_timeout(t);
+            }
+            if let Some(MaybeDuration(t)) = idle_timeout {
+                config = config.idle_timeout(t);
+            }
+            let opts = client::Options { url, binary, headers, protocols, config };
+            let stdin = std::io::BufReader::new(std::io::stdin());
+            let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
+            return Ok(u8::try_from(code).unwrap_or(1));
+        }
+        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits } } => {
+            let mut opts = bridge::Ws2TcpOptions::new(&listen, &to);
+            opts.path = path;
+            opts.hosts = hosts;
+            opts.chunk = chunk;
+            opts.config = limits.config();
+            let running = bridge::ws2tcp(opts).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            park_forever();
+        }
+        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, limits } } => {
+            let mut opts = bridge::Tcp2WsOptions::new(&listen, &to);
+            opts.headers = headers;
+            opts.protocols = protocols;
+            opts.chunk = chunk;
+            opts.config = limits.config();
+            let running = bridge::tcp2ws(opts).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on tcp {}", running.local_addr()));
+            running.wait();
+        }
+        Command::Proxy {
+            listen,
+            upstreams,
+            config,
+            x_forwarded_for,
+            check_interval,
+            fail_timeout,
+            connect_timeout,
+            limits,
+        } => {
+            let file = match config {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                None => proxy::FileConfig::default(),
+            };
+            let mut ups = file.upstreams()?;
+            ups.extend(upstreams);
+            let listen = listen.or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+            let mut opts = proxy::ProxyOptions::new(&listen, ups);
+            opts.x_forwarded_for = x_forwarded_for || file.x_forwarded_for.unwrap_or(false);
+            opts.check_interval = match (check_interval, &file.check_interval) {
+                (Some(MaybeDuration(c)), _) => c,
+                (None, Some(s)) => parse_opt_duration(s)?,
+                (None, None) => None,
+            };
+            opts.fail_timeout = match (fail_timeout, &file.fail_timeout) {
+                (Some(f), _) => f,
+                (None, Some(s)) => parse_duration(s)?,
+                (None, None) => opts.fail_timeout,
+            };
+            opts.connect_timeout = connect_timeout;
+            opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
+            let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            park_forever();
+        }
+        Command::Chat { addr, limits } => {
+            let config = chat::chat_config(limits.config());
+            let (running, _room) = chat::spawn(&addr, config).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
+            park_forever();
+        }
+    }
+    Ok(0)
+}
+
+/// Serves until the process is killed.
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
 }

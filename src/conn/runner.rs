@@ -63,13 +63,16 @@ struct Runner {
     option: Option<WsOption>,
     next_interval: Option<Instant>,
     keepalive: Keepalive,
+    /// The peer's Close, held while the application owes the reply
+    /// (`WsOption::defer_close_reply`).
+    peer_close: Option<Option<CloseData>>,
 }
 
 impl Runner {
     fn new(conn: Connection) -> Self {
         let sender = conn.sender.clone();
         let keepalive = Keepalive::new(&conn.config);
-        Runner { conn, sender, option: None, next_interval: None, keepalive }
+        Runner { conn, sender, option: None, next_interval: None, keepalive, peer_close: None }
     }
 
     fn set_option(&mut self, mut option: Option<WsOption>) {
@@ -86,6 +89,9 @@ impl Runner {
     /// close reason.
     fn serve(&mut self, handler: &mut dyn WsTrait) -> Option<CloseData> {
         loop {
+            if let Some(reason) = self.peer_close.take() {
+                return self.await_close_reply(reason);
+            }
             let deadline = self.deadline();
             let sender = &self.sender;
             let read = self.conn.read.read(deadline, &mut || sender.flush_local());
@@ -126,6 +132,12 @@ impl Runner {
                 Ok(())
             })?,
             OwnedMessage::Close(reason) => {
+                let defer = self.option.as_ref().is_some_and(|o| o.defer_close);
+                if defer && self.conn.write.close_sent().is_none() {
+                    self.peer_close = Some(reason.clone());
+                    guard(|| handler.on_message(OwnedMessage::Close(reason)))?;
+                    return Ok(None);
+                }
                 if self.conn.write.close_sent().is_none() {
                     self.send_own(close_reply(&reason))?;
                 }
@@ -134,6 +146,20 @@ impl Runner {
             }
         }
         Ok(None)
+    }
+
+    /// The peer closed and the application answers it
+    /// (`WsOption::defer_close_reply`): nothing more comes from the peer, so
+    /// instead of reading, wait until the application's Close is written,
+    /// or answer it ourselves after the close timeout.
+    fn await_close_reply(&mut self, reason: Option<CloseData>) -> Option<CloseData> {
+        let _ = self.sender.flush_local();
+        let deadline = Instant::now() + self.conn.config.close_timeout;
+        if !self.conn.write.wait_close_sent(deadline) {
+            debug!("the application did not answer the peer's close in time; answering it");
+            let _ = self.conn.write.send(close_reply(&reason));
+        }
+        reason
     }
 
     /// Queues a message of the connection's own (pong, close reply).

@@ -6,7 +6,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -33,6 +33,8 @@ struct WriteState {
 struct Shared {
     closer: Closer,
     close_sent: Mutex<Option<Instant>>,
+    /// Signalled when a Close frame is written.
+    close_written: Condvar,
 }
 
 /// A cloneable handle on the write half of one connection.
@@ -46,7 +48,8 @@ impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(MaskGen::new);
-        let shared = Arc::new(Shared { closer: io.closer(), close_sent: Mutex::new(None) });
+        let shared =
+            Arc::new(Shared { closer: io.closer(), close_sent: Mutex::new(None), close_written: Condvar::new() });
         let state = WriteState { io, masks, batch: Vec::new(), failed: false, shared: Arc::clone(&shared) };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
@@ -81,6 +84,23 @@ impl WriteSide {
         *lock(&self.shared.close_sent)
     }
 
+    /// Waits until a Close frame has been written or `deadline` passes;
+    /// true if one was written.
+    pub(crate) fn wait_close_sent(&self, deadline: Instant) -> bool {
+        let mut sent = lock(&self.shared.close_sent);
+        while sent.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            sent = match self.shared.close_written.wait_timeout(sent, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
+    }
+
     /// Shuts down the connection in the given direction(s), at once, even
     /// while another thread is blocked writing.
     pub(crate) fn shutdown(&self, how: Shutdown) {
@@ -109,6 +129,7 @@ impl WriteState {
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
                 *lock(&self.shared.close_sent) = Some(Instant::now());
+                self.shared.close_written.notify_all();
             }
             if frame.wire_len() <= COPY_LIMIT {
                 frame.write_to(&mut self.batch);

@@ -1,0 +1,266 @@
+//! Pieces every tool shares: the [`Config`] limits as command-line flags,
+//! duration parsing, and a small TCP accept loop for tools that take plain
+//! TCP connections.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use clap::Args;
+use syncws::{Config, OriginPolicy};
+
+/// The [`Config`] limits, as flags. Each flag left out keeps the library's
+/// default.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Limits {
+    /// Largest message after reassembly, in bytes (default 64 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
+    /// Largest single frame payload, in bytes (default 16 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_size: Option<usize>,
+    /// Close a connection when nothing arrives for this long: `30s`, `2m`,
+    /// or `off` (default 120s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+    pub idle_timeout: Option<MaybeDuration>,
+    /// Send a Ping after this long without traffic, or `off` (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+    pub ping_interval: Option<MaybeDuration>,
+    /// Deadline for the upgrade request to arrive (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// How long to wait for the peer's Close reply (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub close_timeout: Option<Duration>,
+    /// Deadline for one write to a peer that stopped reading (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub write_timeout: Option<Duration>,
+    /// Outbound queue per connection, in messages (default 1024).
+    #[arg(long, value_name = "N")]
+    pub queue_capacity: Option<usize>,
+    /// Most live connections (default 16384).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most live connections from one IP address (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Stack size of each connection thread, in bytes (default 128 KiB).
+    #[arg(long, value_name = "BYTES")]
+    pub thread_stack_size: Option<usize>,
+    /// Accepted `Origin` headers: `any`, `same-host`, or a comma-separated
+    /// list of origins such as `http://localhost:8080` (default: same-host;
+    /// for the proxy: any, leaving the check to the upstream).
+    #[arg(long, value_name = "POLICY", value_parser = parse_origin)]
+    pub origin: Option<OriginPolicy>,
+}
+
+impl Limits {
+    /// `base` with every flag that was given applied.
+    pub fn apply(&self, mut c: Config) -> Config {
+        if let Some(v) = self.max_message_size {
+            c.max_message_size = v;
+            c.max_frame_size = c.max_frame_size.min(v);
+        }
+        if let Some(v) = self.max_frame_size {
+            c.max_frame_size = v;
+        }
+        if let Some(MaybeDuration(v)) = self.idle_timeout {
+            c.idle_timeout = v;
+        }
+        if let Some(MaybeDuration(v)) = self.ping_interval {
+            c.ping_interval = v;
+        }
+        if let Some(v) = self.handshake_timeout {
+            c.handshake_timeout = v;
+        }
+        if let Some(v) = self.close_timeout {
+            c.close_timeout = v;
+        }
+        if let Some(v) = self.write_timeout {
+            c.write_timeout = v;
+        }
+        if let Some(v) = self.queue_capacity {
+            c.queue_capacity = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            c.max_connections_per_ip = Some(v);
+        }
+        if let Some(v) = self.thread_stack_size {
+            c.thread_stack_size = v;
+        }
+        if let Some(v) = &self.origin {
+            c.origin = v.clone();
+        }
+        c
+    }
+
+    /// The default [`Config`] with the flags applied.
+    pub fn config(&self) -> Config {
+        self.apply(Config::default())
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// [`parse_duration`], or `off` / `none` for no deadline.
+pub fn parse_opt_duration(s: &str) -> Result<Option<Duration>, String> {
+    match s.trim() {
+        "off" | "none" => Ok(None),
+        other => parse_duration(other).map(Some),
+    }
+}
+
+/// A duration, or none (`off`): a flag value that can turn a deadline off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeDuration(pub Option<Duration>);
+
+/// [`parse_opt_duration`] as a [`MaybeDuration`], for clap.
+pub fn parse_maybe_duration(s: &str) -> Result<MaybeDuration, String> {
+    parse_opt_duration(s).map(MaybeDuration)
+}
+
+/// `any`, `same-host`, or a comma-separated allow-list of origins.
+pub fn parse_origin(s: &str) -> Result<OriginPolicy, String> {
+    match s.trim() {
+        "any" => Ok(OriginPolicy::Any),
+        "same-host" => Ok(OriginPolicy::SameHost),
+        "" => Err("empty origin policy".into()),
+        list => Ok(OriginPolicy::AllowList(list.split(',').map(|o| o.trim().to_owned()).collect())),
+    }
+}
+
+/// A TCP accept loop on its own thread, one thread per connection, for the
+/// tools that take plain TCP connections. Dropping it (or [`TcpServer::shutdown`])
+/// stops accepting; connections already running go on until they end.
+#[derive(Debug)]
+pub struct TcpServer {
+    local_addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpServer {
+    /// Binds `addr` and serves every connection with `handle` on a thread of
+    /// its own named `name-N`.
+    pub fn spawn<F>(addr: impl ToSocketAddrs, name: &str, handle: F) -> std::io::Result<TcpServer>
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
+        let handle = Arc::new(handle);
+        let name = name.to_owned();
+        let thread = thread::Builder::new().name(format!("{name}-accept")).spawn(move || {
+            let mut id = 0u64;
+            for stream in listener.incoming() {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("accept failed: {e}");
+                        thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                };
+                id += 1;
+                let handle = Arc::clone(&handle);
+                let spawned = thread::Builder::new()
+                    .name(format!("{name}-{id}"))
+                    .stack_size(256 << 10)
+                    .spawn(move || handle(stream));
+                if let Err(e) = spawned {
+                    log::error!("cannot spawn a connection thread: {e}");
+                }
+            }
+        })?;
+        Ok(TcpServer { local_addr, stopping, thread: Some(thread) })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Blocks until the accept loop ends (it ends only on shutdown).
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops accepting and waits for the accept thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2 weeks").is_err());
+        assert_eq!(parse_opt_duration("off").unwrap(), None);
+    }
+
+    #[test]
+    fn limits_apply() {
+        let l = Limits { max_message_size: Some(1000), idle_timeout: Some(MaybeDuration(None)), ..Limits::default() };
+        let c = l.config();
+        assert_eq!((c.max_message_size, c.max_frame_size, c.idle_timeout), (1000, 1000, None));
+    }
+}

@@ -1,0 +1,34 @@
+//! `syncws echo`: a WebSocket echo server.
+
+use syncws::{Config, Listener, OwnedMessage, Result, Running, Sender, WsHandshake, WsOption, WsTrait};
+
+/// Echoes every Text and Binary message back to its sender.
+#[derive(Debug, Default)]
+pub struct Echo(Option<Sender>);
+
+impl WsTrait for Echo {
+    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+        self.0 = Some(shake.sender);
+        Ok(None)
+    }
+
+    fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        match &self.0 {
+            Some(sender) => sender.send(msg),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts an echo server on `addr` on a thread of its own.
+pub fn spawn(addr: &str, config: Config) -> Result<Running> {
+    Listener::bind_with_config(addr, config)?.spawn(|server| server.set_callback_ws(Box::new(Echo::default())))
+}
+
+/// Serves on `addr` until the process ends; prints `listening on ws://ADDR`
+/// on stdout once it accepts connections.
+pub fn run(addr: &str, config: Config) -> Result<()> {
+    let listener = Listener::bind_with_config(addr, config)?;
+    crate::announce(&format!("listening on ws://{}", listener.local_addr()));
+    listener.serve(|server| server.set_callback_ws(Box::new(Echo::default())))
+}

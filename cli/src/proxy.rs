@@ -1,0 +1,648 @@
+//! `syncws proxy`: a WebSocket reverse proxy with several upstreams.
+//!
+//! For each upgrade request the proxy picks an upstream (smooth weighted
+//! round robin among the healthy ones), opens a WebSocket to it offering the
+//! client's subprotocols and forwarding its headers, and only then answers
+//! the client: 101 with the subprotocol the upstream chose, or the status
+//! and body the upstream refused with. After that, messages, Pings, Pongs
+//! and Close codes and reasons are forwarded both ways as they are, and the
+//! close handshake is end to end: a Close from either side is answered with
+//! the other side's reply, after whatever that side still sent
+//! ([`WsOption::defer_close_reply`]), so no message in flight is cut off.
+//!
+//! # Health
+//!
+//! - passive: an upstream that cannot be reached, or that answers the
+//!   upgrade with a 5xx status, is marked down and the next one is tried for
+//!   the same client; a down upstream is skipped until `fail_timeout` has
+//!   passed (then tried again) or, with active checks on, until a check
+//!   succeeds;
+//! - active (`check_interval`): every interval, each upstream gets a
+//!   WebSocket handshake to its URL followed by Close 1000; no answer, a
+//!   timeout or a 5xx marks the upstream down, a 101 (or a 4xx, which a
+//!   live server refusing the check's request gives) marks it up.
+//!
+//! If every upstream is down, all are tried anyway (one may have recovered);
+//! when none answers, the client gets 502.
+//!
+//! # Paths and headers
+//!
+//! The client's path is appended to the upstream URL's path (`ws://u/app`
+//! and a request for `/chat?x` go to `ws://u/app/chat?x`). Headers are
+//! forwarded except the hop-by-hop and handshake ones; `Host` and `Origin`
+//! are forwarded as the client sent them, so the upstream can apply its own
+//! Origin check. With `x_forwarded_for`, the client's address is appended to
+//! `X-Forwarded-For`.
+//!
+//! # Flow control
+//!
+//! Each direction goes through a bounded queue of `queue` messages (default
+//! 16): a slow side blocks the thread reading the other side, so memory per
+//! connection stays under `queue` times the largest message
+//! ([`Config::max_message_size`]) each way.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as ChanSender};
+use serde::Deserialize;
+use syncws::handshake::WsUrl;
+use syncws::{
+    Client, CloseCode, CloseData, Config, Error, Listener, OriginPolicy, OwnedMessage, Request, Response, Result,
+    Running, WsHandshake, WsOption, WsTrait,
+};
+
+/// One upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `ws://host:port[/base]`.
+    pub url: String,
+    /// Share of the connections, relative to the others (at least 1).
+    pub weight: u32,
+}
+
+impl Upstream {
+    /// Parses `URL` or `URL,weight=N`.
+    pub fn parse(s: &str) -> std::result::Result<Upstream, String> {
+        let (url, weight) = match s.rsplit_once(",weight=") {
+            Some((url, w)) => (url, w.trim().parse::<u32>().map_err(|_| format!("bad weight in {s:?}"))?),
+            None => (s, 1),
+        };
+        if weight == 0 {
+            return Err(format!("weight must be at least 1 in {s:?}"));
+        }
+        let parsed = WsUrl::parse(url.trim()).map_err(|e| e.to_string())?;
+        if parsed.secure {
+            return Err(format!("{url}: wss:// upstreams need TLS, which this build lacks"));
+        }
+        Ok(Upstream { url: url.trim().to_owned(), weight })
+    }
+}
+
+/// Options of `syncws proxy`.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Where clients connect.
+    pub listen: String,
+    /// The upstreams.
+    pub upstreams: Vec<Upstream>,
+    /// Append the client's address to `X-Forwarded-For`.
+    pub x_forwarded_for: bool,
+    /// Active health checks every this long; `None` for none.
+    pub check_interval: Option<Duration>,
+    /// How long a passively failed upstream is skipped.
+    pub fail_timeout: Duration,
+    /// Deadline for connecting to an upstream (TCP and handshake).
+    pub connect_timeout: Duration,
+    /// Messages queued per direction per connection.
+    pub queue: usize,
+    /// Limits and timeouts, for both sides. Its `origin` is the proxy's own
+    /// Origin check (default here: any, leaving it to the upstream).
+    pub config: Config,
+}
+
+impl ProxyOptions {
+    /// Options with the defaults and these upstreams.
+    pub fn new(listen: &str, upstreams: Vec<Upstream>) -> Self {
+        ProxyOptions {
+            listen: listen.to_owned(),
+            upstreams,
+            x_forwarded_for: false,
+            check_interval: None,
+            fail_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            queue: 16,
+            config: Config::default().origin(OriginPolicy::Any),
+        }
+    }
+}
+
+/// The TOML file of `syncws proxy --config FILE`.
+///
+/// ```toml
+/// listen = "127.0.0.1:8080"
+/// x_forwarded_for = true
+/// check_interval = "5s"
+/// fail_timeout = "10s"
+///
+/// [[upstream]]
+/// url = "ws://127.0.0.1:9001"
+/// weight = 3
+///
+/// [[upstream]]
+/// url = "ws://127.0.0.1:9002/app"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where clients connect.
+    pub listen: Option<String>,
+    /// Append the client's address to `X-Forwarded-For`.
+    pub x_forwarded_for: Option<bool>,
+    /// Active health check interval, such as `"5s"`, or `"off"`.
+    pub check_interval: Option<String>,
+    /// How long a failed upstream is skipped, such as `"10s"`.
+    pub fail_timeout: Option<String>,
+    /// The upstreams.
+    #[serde(default)]
+    pub upstream: Vec<FileUpstream>,
+}
+
+/// One `[[upstream]]` of the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    /// `ws://host:port[/base]`.
+    pub url: String,
+    /// Share of the connections (default 1).
+    pub weight: Option<u32>,
+}
+
+impl FileConfig {
+    /// Parses the TOML text of a config file.
+    pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The upstreams, checked.
+    pub fn upstreams(&self) -> std::result::Result<Vec<Upstream>, String> {
+        self.upstream
+            .iter()
+            .map(|u| {
+                let spec = format!("{},weight={}", u.url, u.weight.unwrap_or(1));
+                Upstream::parse(&spec)
+            })
+            .collect()
+    }
+}
+
+/// What the proxy knows of one upstream.
+#[derive(Debug)]
+struct UpState {
+    url: WsUrl,
+    weight: i64,
+    current: i64,
+    down: bool,
+    retry_at: Instant,
+}
+
+#[derive(Debug)]
+struct Pool {
+    ups: Mutex<Vec<UpState>>,
+    active: bool,
+    fail_timeout: Duration,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Vec<UpState>> {
+        self.ups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Smooth weighted round robin over the healthy upstreams not in
+    /// `tried`; over all upstreams not tried if none is healthy.
+    fn choose(&self, tried: &[usize]) -> Option<usize> {
+        let mut ups = self.lock();
+        let now = Instant::now();
+        let healthy = |i: usize, u: &UpState| !tried.contains(&i) && (!u.down || (!self.active && now >= u.retry_at));
+        let mut eligible: Vec<usize> = (0..ups.len()).filter(|&i| healthy(i, &ups[i])).collect();
+        if eligible.is_empty() {
+            eligible = (0..ups.len()).filter(|i| !tried.contains(i)).collect();
+        }
+        let total: i64 = eligible.iter().map(|&i| ups[i].weight).sum();
+        let mut best: Option<usize> = None;
+        for &i in &eligible {
+            ups[i].current += ups[i].weight;
+            if best.map_or(true, |b| ups[i].current > ups[b].current) {
+                best = Some(i);
+            }
+        }
+        if let Some(b) = best {
+            ups[b].current -= total;
+        }
+        best
+    }
+
+    fn url(&self, i: usize) -> WsUrl {
+        self.lock()[i].url.clone()
+    }
+
+    fn mark(&self, i: usize, up: bool) {
+        let mut ups = self.lock();
+        let u = &mut ups[i];
+        if u.down == up {
+            if up {
+                log::info!("upstream {} is up", u.url);
+            } else {
+                log::warn!("upstream {} is down", u.url);
+            }
+        }
+        u.down = !up;
+        if !up {
+            u.retry_at = Instant::now() + self.fail_timeout;
+        }
+    }
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    running: Running,
+    /// Dropping it stops the health checker.
+    _stop_checks: Option<ChanSender<()>>,
+}
+
+impl Proxy {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.running.local_addr()
+    }
+
+    /// Stops the proxy, closing every connection with 1001.
+    pub fn shutdown(self) {
+        self.running.shutdown();
+    }
+}
+
+/// Starts the proxy on a thread of its own.
+pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
+    if opts.upstreams.is_empty() {
+        return Err(Error::Config("the proxy needs at least one upstream".into()));
+    }
+    if opts.queue == 0 {
+        return Err(Error::Config("queue must be above 0".into()));
+    }
+    let mut ups = Vec::new();
+    for u in &opts.upstreams {
+        let url = WsUrl::parse(&u.url)?;
+        let now = Instant::now();
+        ups.push(UpState { url, weight: i64::from(u.weight.max(1)), current: 0, down: false, retry_at: now });
+    }
+    let pool =
+        Arc::new(Pool { ups: Mutex::new(ups), active: opts.check_interval.is_some(), fail_timeout: opts.fail_timeout });
+    let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
+    log::info!("proxy on ws://{} to {} upstreams", listener.local_addr(), opts.upstreams.len());
+    let stop_checks = match opts.check_interval {
+        Some(every) => {
+            let (tx, rx) = bounded::<()>(0);
+            let pool = Arc::clone(&pool);
+            let config = opts.config.clone();
+            let timeout = opts.connect_timeout;
+            thread::Builder::new()
+                .name("proxy-checks".into())
+                .spawn(move || check_loop(&pool, &rx, every, timeout, &config))?;
+            Some(tx)
+        }
+        None => None,
+    };
+    let shared = Arc::new((pool, opts));
+    let running = listener.spawn(move |server| {
+        let handler = ClientSide {
+            shared: Arc::clone(&shared),
+            peer: server.peer_addr(),
+            upstream: None,
+            to_upstream: None,
+            failed: false,
+            close_forwarded: false,
+        };
+        server.set_callback_ws(Box::new(handler));
+    })?;
+    Ok(Proxy { running, _stop_checks: stop_checks })
+}
+
+fn check_loop(pool: &Pool, stop: &Receiver<()>, every: Duration, timeout: Duration, config: &Config) {
+    loop {
+        let n = pool.lock().len();
+        for i in 0..n {
+            let url = pool.url(i);
+            let config = config.clone().handshake_timeout(timeout).close_timeout(timeout);
+            let result = Client::builder().url(&url.to_string()).and_then(|b| b.config(config).connect());
+            match result {
+                Ok(mut client) => {
+                    let _ = client.close(CloseCode::NORMAL, "health check");
+                    while client.read().is_ok() {}
+                    pool.mark(i, true);
+                }
+                // A 4xx answer (a path or a token the check lacks) still
+                // shows a live server.
+                Err(Error::Handshake { status, .. }) if (400..500).contains(&status) => pool.mark(i, true),
+                Err(e) => {
+                    log::debug!("health check of {url} failed: {e}");
+                    pool.mark(i, false);
+                }
+            }
+        }
+        match stop.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Headers never forwarded: hop-by-hop, and those the handshake sets.
+const SKIP: &[&str] = &[
+    "host",
+    "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "sec-websocket-accept",
+    "x-forwarded-for",
+];
+
+/// The upstream URL for a request: the upstream's path joined with the
+/// request's.
+fn join(url: &WsUrl, path: &str) -> String {
+    let base = url.path.split('?').next().unwrap_or("/").trim_end_matches('/');
+    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+    let joined = if base.is_empty() {
+        path
+    } else if path == "/" {
+        base.to_owned()
+    } else {
+        format!("{base}{path}")
+    };
+    format!("ws://{}{joined}", url.host_header())
+}
+
+/// The client's side of one proxied connection.
+struct ClientSide {
+    shared: Arc<(Arc<Pool>, ProxyOptions)>,
+    peer: Option<SocketAddr>,
+    /// The upstream connection, from `on_request` to `on_open`.
+    upstream: Option<Client>,
+    /// Messages for the upstream.
+    to_upstream: Option<ChanSender<OwnedMessage>>,
+    failed: bool,
+    /// The client's Close went to the upstream, which answers it.
+    close_forwarded: bool,
+}
+
+impl ClientSide {
+    fn connect(&self, req: &Request, url: &str) -> Result<Client> {
+        let opts = &self.shared.1;
+        let mut b = Client::builder().url(url)?.connect_timeout(opts.connect_timeout).config(opts.config.clone());
+        for (name, value) in req.headers.iter() {
+            if !SKIP.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                b = b.header(name, value);
+            }
+        }
+        if let Some(host) = req.header("host") {
+            b = b.header("Host", host);
+        }
+        let xff: Vec<&str> = req.headers.get_all("x-forwarded-for").collect();
+        if opts.x_forwarded_for {
+            let mut list = xff.join(", ");
+            if let Some(peer) = self.peer {
+                if !list.is_empty() {
+                    list.push_str(", ");
+                }
+                list.push_str(&peer.ip().to_string());
+            }
+            if !list.is_empty() {
+                b = b.header("X-Forwarded-For", &list);
+            }
+        } else {
+            for v in xff {
+                b = b.header("X-Forwarded-For", v);
+            }
+        }
+        for p in req.protocols() {
+            b = b.protocol(p);
+        }
+        b.connect()
+    }
+
+    fn send_up(&self, msg: OwnedMessage) {
+        if let Some(tx) = &self.to_upstream {
+            // An error means the upstream side has ended; its Close (or a
+            // 1011) is on its way to the client.
+            let _ = tx.send(msg);
+        }
+    }
+}
+
+impl WsTrait for ClientSide {
+    fn on_request(&mut self, req: &Request) -> Result<Response> {
+        let pool = Arc::clone(&self.shared.0);
+        let mut tried = Vec::new();
+        let mut last: Option<Response> = None;
+        while let Some(i) = pool.choose(&tried) {
+            tried.push(i);
+            let url = join(&pool.url(i), &req.path);
+            match self.connect(req, &url) {
+                Ok(client) => {
+                    pool.mark(i, true);
+                    let mut resp = WsHandshake::build_request(req)?;
+                    if let Some(p) = client.protocol() {
+                        resp.headers.insert("Sec-WebSocket-Protocol", p);
+                    }
+                    log::debug!("proxy: {:?} -> {url}", self.peer);
+                    self.upstream = Some(client);
+                    return Ok(resp);
+                }
+                Err(Error::Handshake { status, reason, body }) => {
+                    let resp = Response::new(status)
+                        .with_body(body, "text/plain; charset=utf-8")
+                        .with_header("Connection", "close");
+                    if status < 500 {
+                        log::debug!("proxy: {url} refused {:?}: {reason}", self.peer);
+                        return Ok(resp);
+                    }
+                    log::warn!("proxy: {url} failed the handshake: {reason}");
+                    pool.mark(i, false);
+                    last = Some(resp);
+                }
+                Err(e) => {
+                    log::warn!("proxy: cannot reach {url}: {e}");
+                    pool.mark(i, false);
+                }
+            }
+        }
+        Ok(last.unwrap_or_else(|| Response::text(502, "no upstream could be reached\n")))
+    }
+
+    fn on_open(&mut self, _shake: WsHandshake) -> Result<Option<WsOption>> {
+        let mut client = self.upstream.take().ok_or_else(|| Error::Application("no upstream connection".into()))?;
+        let queue = self.shared.1.queue;
+        let (up_tx, up_rx) = bounded(queue);
+        let (cl_tx, cl_rx) = bounded(queue);
+        client.set_callback_ws(Box::new(UpstreamSide {
+            to_client: cl_tx,
+            from_client: Some(up_rx),
+            failed: false,
+            close_forwarded: false,
+        }));
+        self.to_upstream = Some(up_tx);
+        thread::Builder::new().name("proxy-upstream".into()).stack_size(128 << 10).spawn(move || {
+            if let Err(e) = client.wait_ws_operate() {
+                log::debug!("proxy: upstream connection: {e}");
+            }
+        })?;
+        let mut option = WsOption::default();
+        option.set_receiver(cl_rx);
+        // The client's Close is answered by the upstream's reply, after
+        // whatever the upstream still sends.
+        option.defer_close_reply();
+        Ok(Some(option))
+    }
+
+    fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        if matches!(msg, OwnedMessage::Close(_)) {
+            self.close_forwarded = true;
+        }
+        self.send_up(msg);
+        Ok(())
+    }
+
+    fn on_ping(&mut self, val: Vec<u8>) -> Result<Option<OwnedMessage>> {
+        self.send_up(OwnedMessage::Ping(val));
+        Ok(None)
+    }
+
+    fn on_pong(&mut self, val: Vec<u8>) {
+        self.send_up(OwnedMessage::Pong(val));
+    }
+
+    fn on_error(&mut self, err: Error) {
+        log::debug!("proxy: client {:?}: {err}", self.peer);
+        self.failed = true;
+    }
+
+    fn on_close(&mut self, reason: &Option<CloseData>) {
+        // Either the client's Close went up already (and the upstream's reply
+        // ended this side), or this is the client's reply to the upstream's
+        // Close, or the client is gone.
+        let close = match reason {
+            None if self.failed => Some(CloseData::new(CloseCode::AWAY, "client went away")),
+            other => other.clone(),
+        };
+        if self.close_forwarded {
+            return;
+        }
+        if let Some(tx) = self.to_upstream.take() {
+            let wait = self.shared.1.config.close_timeout;
+            let _ = tx.send_timeout(OwnedMessage::Close(close), wait);
+        }
+    }
+}
+
+/// The upstream's side of one proxied connection.
+struct UpstreamSide {
+    to_client: ChanSender<OwnedMessage>,
+    from_client: Option<Receiver<OwnedMessage>>,
+    failed: bool,
+    /// The upstream's Close went to the client, which answers it.
+    close_forwarded: bool,
+}
+
+impl WsTrait for UpstreamSide {
+    fn on_open(&mut self, _shake: WsHandshake) -> Result<Option<WsOption>> {
+        let mut option = WsOption::default();
+        if let Some(rx) = self.from_client.take() {
+            option.set_receiver(rx);
+        }
+        option.defer_close_reply();
+        Ok(Some(option))
+    }
+
+    fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        if matches!(msg, OwnedMessage::Close(_)) {
+            self.close_forwarded = true;
+        }
+        let _ = self.to_client.send(msg);
+        Ok(())
+    }
+
+    fn on_ping(&mut self, val: Vec<u8>) -> Result<Option<OwnedMessage>> {
+        let _ = self.to_client.send(OwnedMessage::Ping(val));
+        Ok(None)
+    }
+
+    fn on_pong(&mut self, val: Vec<u8>) {
+        let _ = self.to_client.send(OwnedMessage::Pong(val));
+    }
+
+    fn on_error(&mut self, err: Error) {
+        log::debug!("proxy: upstream: {err}");
+        self.failed = true;
+    }
+
+    fn on_close(&mut self, reason: &Option<CloseData>) {
+        if self.close_forwarded {
+            return;
+        }
+        let close = match reason {
+            None if self.failed => Some(CloseData::new(CloseCode::INTERNAL, "upstream connection failed")),
+            other => other.clone(),
+        };
+        let _ = self.to_client.send_timeout(OwnedMessage::Close(close), Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(weights: &[i64]) -> Pool {
+        let ups = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| UpState {
+                url: WsUrl::parse(&format!("ws://127.0.0.1:{}", 9000 + i)).unwrap(),
+                weight: w,
+                current: 0,
+                down: false,
+                retry_at: Instant::now(),
+            })
+            .collect();
+        Pool { ups: Mutex::new(ups), active: false, fail_timeout: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn weighted_round_robin_is_exact_and_skips_down() {
+        let p = pool(&[3, 1]);
+        let mut counts = [0; 2];
+        for _ in 0..400 {
+            counts[p.choose(&[]).unwrap()] += 1;
+        }
+        assert_eq!(counts, [300, 100]);
+        p.mark(0, false);
+        assert!((0..10).all(|_| p.choose(&[]) == Some(1)));
+        assert_eq!(p.choose(&[1]), Some(0), "all down or tried: try the rest anyway");
+        assert_eq!(p.choose(&[0, 1]), None);
+    }
+
+    #[test]
+    fn upstream_specs_and_paths() {
+        assert_eq!(Upstream::parse("ws://a:1/x,weight=3").unwrap(), Upstream { url: "ws://a:1/x".into(), weight: 3 });
+        assert_eq!(Upstream::parse("ws://a:1").unwrap().weight, 1);
+        assert!(Upstream::parse("ws://a:1,weight=0").is_err());
+        assert!(Upstream::parse("http://a").is_err());
+        let u = WsUrl::parse("ws://a:1/app/").unwrap();
+        assert_eq!(join(&u, "/chat?x=1"), "ws://a:1/app/chat?x=1");
+        assert_eq!(join(&u, "/"), "ws://a:1/app");
+        assert_eq!(join(&WsUrl::parse("ws://a:1").unwrap(), "/c"), "ws://a:1/c");
+    }
+
+    #[test]
+    fn toml_file() {
+        let f = FileConfig::parse(
+            "listen = \"127.0.0.1:0\"\nx_forwarded_for = true\n[[upstream]]\nurl = \"ws://a:1\"\nweight = 2\n[[upstream]]\nurl = \"ws://b:2\"\n",
+        )
+        .unwrap();
+        let ups = f.upstreams().unwrap();
+        assert_eq!(ups.len(), 2);
+        assert_eq!((ups[0].weight, ups[1].weight), (2, 1));
+        assert!(FileConfig::parse("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The built `syncws` binary: `syncws client` in a pipe against
+//! `syncws echo`, exit codes, and the chat page.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use support::*;
+use syncws::{Client, CloseCode, Config, OwnedMessage};
+
+const BIN: &str = env!("CARGO_BIN_EXE_syncws");
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `syncws ARGS` and waits (by reading its stdout) for the line
+/// `PREFIX ADDR` it prints once listening.
+fn start(args: &[&str], prefix: &'static str) -> Server {
+    let mut child =
+        Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("run syncws");
+    let stdout = child.stdout.take().unwrap();
+    let line = within("the server's address line", move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+        line
+    });
+    let addr = line.trim().strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+    Server { child, addr }
+}
+
+/// Runs `syncws client ARGS` with `input` on stdin; returns (exit code,
+/// stdout, stderr).
+fn client(args: Vec<String>, input: Vec<u8>) -> (i32, String, String) {
+    within("syncws client", move || {
+        let mut child = Command::new(BIN)
+            .arg("client")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run syncws client");
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("client output");
+        feeder.join().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+}
+
+#[test]
+fn client_in_a_pipe_against_echo() {
+    let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
+    let lines: Vec<String> = (0..200).map(|i| format!("line {i} héllo {}", "x".repeat(i * 7))).collect();
+    let input = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+    let (code, out, err) = client(vec![echo.addr.clone()], input);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), lines);
+    assert!(err.contains("closed: 1000"), "{err}");
+
+    // Binary mode, CRLF line endings, and a last line without a newline.
+    let (code, out, _) = client(vec!["--binary".into(), echo.addr.clone()], b"a\r\nb\nc".to_vec());
+    assert_eq!(code, 0);
+    assert_eq!(out, "a\nb\nc\n");
+}
+
+#[test]
+fn client_exit_codes() {
+    let dead = format!("ws://{}/", dead_addr());
+    let (code, _, err) = client(vec![dead], Vec::new());
+    assert_eq!(code, 3, "{err}");
+
+    let (code, _, err) = client(vec!["http://nope".into()], Vec::new());
+    assert_eq!(code, 2, "{err}");
+
+    // The echo server refuses a foreign Origin with 403.
+    let echo = start(&["echo", "127.0.0.1:0", "--origin", "same-host"], "listening on ");
+    let args = vec!["--header".into(), "Origin: http://evil.example".into(), echo.addr.clone()];
+    let (code, _, err) = client(args, Vec::new());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("403"), "{err}");
+
+    // A server that closes with 4000 gives exit code 5 and prints it.
+    init_log();
+    let listener = syncws::Listener::bind("127.0.0.1:0").unwrap();
+    let running = listener.spawn(|server| server.set_callback_ws(Box::new(Closer))).unwrap();
+    let (code, _, err) = client(vec![format!("ws://{}/", running.local_addr())], b"hi\n".to_vec());
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("closed: 4000 go away"), "{err}");
+    running.shutdown();
+
+    // A server that drops the connection without a Close gives 6.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropper = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let ws = syncws::accept(stream).unwrap();
+        drop(ws);
+    });
+    let (code, _, err) = client(vec![format!("ws://{addr}/")], Vec::new());
+    dropper.join().unwrap();
+    assert_eq!(code, 6, "{err}");
+}
+
+struct Closer;
+
+impl syncws::WsTrait for Closer {
+    fn on_open(&mut self, shake: syncws::WsHandshake) -> syncws::Result<Option<syncws::WsOption>> {
+        shake.sender.close(CloseCode(4000), "go away")?;
+        Ok(None)
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> syncws::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn chat_serves_its_page_and_broadcasts() {
+    let chat = start(&["chat", "127.0.0.1:0"], "chat on http://");
+    let addr = chat.addr.trim_end_matches('/').to_owned();
+
+    let a = addr.clone();
+    let page = within("the chat page", move || {
+        let mut s = TcpStream::connect(&a).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
+    });
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("new WebSocket("), "{page}");
+
+    let url = format!("ws://{addr}/ws");
+    let (first, second) = within("a broadcast", move || {
+        let config = Config::default().handshake_timeout(WAIT);
+        let mut alice = Client::builder().url(&url).unwrap().config(config.clone()).connect().unwrap();
+        let next_text = |c: &mut Client| loop {
+            if let OwnedMessage::Text(t) = c.read().unwrap() {
+                return t;
+            }
+        };
+        assert!(next_text(&mut alice).contains("joined"));
+        let mut bob = Client::builder().url(&url).unwrap().config(config).connect().unwrap();
+        assert!(next_text(&mut bob).contains("joined"));
+        assert!(next_text(&mut alice).contains("joined"));
+        bob.send(OwnedMessage::Text("hello room".into())).unwrap();
+        (next_text(&mut alice), next_text(&mut bob))
+    });
+    assert!(first.ends_with(": hello room"), "{first}");
+    assert_eq!(first, second);
+}
+
+#[test]
+fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
+    let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
+    let file = std::env::temp_dir().join(format!("syncws-proxy-test-{}.toml", std::process::id()));
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nx_forwarded_for = true\n\n[[upstream]]\nurl = \"{}\"\nweight = 2\n",
+        echo.addr
+    );
+    std::fs::write(&file, toml).unwrap();
+    let proxy = start(&["proxy", "--config", file.to_str().unwrap()], "listening on ");
+    let _ = std::fs::remove_file(&file);
+    // The client closes right after its line: the proxy's close handshake
+    // is end to end, so the echo still comes back before the Close.
+    let (code, out, err) = client(vec![proxy.addr.clone()], b"through the proxy\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "through the proxy\n"), "{err}");
+
+    // tcp2ws -> echo from the command line: TCP bytes come back, EOF too.
+    let tcp2ws = start(&["bridge", "tcp2ws", "--listen", "127.0.0.1:0", "--to", &echo.addr], "listening on tcp ");
+    let addr = tcp2ws.addr.clone();
+    let back = within("tcp2ws from the binary", move || {
+        let tcp = TcpStream::connect(&addr).unwrap();
+        write_then_eof(tcp.try_clone().unwrap(), b"raw bytes".to_vec());
+        read_to_eof(tcp)
+    });
+    assert_eq!(back, b"raw bytes");
+
+    // ws2tcp with its target down answers 502.
+    let dead = dead_addr().to_string();
+    let ws2tcp = start(&["bridge", "ws2tcp", "--listen", "127.0.0.1:0", "--to", &dead], "listening on ");
+    let (code, _, err) = client(vec![ws2tcp.addr.clone()], Vec::new());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("502"), "{err}");
+}

@@ -1,0 +1,276 @@
+//! `syncws proxy` through its library entry point, with upstreams that tag
+//! their replies.
+
+mod support;
+
+use std::thread;
+
+use crossbeam_channel::{unbounded, Receiver, Sender as ChanSender};
+use support::*;
+use syncws::{
+    Client, CloseCode, CloseData, Config, Error, Listener, OwnedMessage, Request, Response, Result, Running, WebSocket,
+    WsHandshake, WsOption, WsTrait,
+};
+use syncws_cli::proxy::{proxy, ProxyOptions, Upstream};
+
+/// An upstream that greets with its tag, echoes, chooses `tag.v1` if
+/// offered, refuses `/forbidden` with 403, closes with 4001 on "close-me",
+/// and reports what it saw.
+struct Tagger {
+    tag: &'static str,
+    sender: Option<syncws::Sender>,
+    events: ChanSender<String>,
+}
+
+impl WsTrait for Tagger {
+    fn on_request(&mut self, req: &Request) -> Result<Response> {
+        if req.path == "/forbidden" {
+            return Ok(Response::text(403, "not you"));
+        }
+        let xff = req.header("x-forwarded-for").unwrap_or("-").to_owned();
+        let _ = self.events.send(format!("request {} xff {xff}", req.path));
+        let mut resp = WsHandshake::build_request(req)?;
+        if req.protocols().contains(&"tag.v1") {
+            resp.headers.insert("Sec-WebSocket-Protocol", "tag.v1");
+        }
+        Ok(resp)
+    }
+    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+        shake.sender.send(OwnedMessage::Text(format!("tag:{}", self.tag)))?;
+        self.sender = Some(shake.sender);
+        Ok(None)
+    }
+    fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        let sender = self.sender.as_ref().unwrap();
+        if msg == OwnedMessage::Text("close-me".into()) {
+            return sender.close(CloseCode(4001), "upstream says bye");
+        }
+        if msg == OwnedMessage::Text("ping-me".into()) {
+            return sender.send(OwnedMessage::Ping(b"from upstream".to_vec()));
+        }
+        sender.send(msg)
+    }
+    fn on_pong(&mut self, val: Vec<u8>) {
+        let _ = self.events.send(format!("pong {}", String::from_utf8_lossy(&val)));
+    }
+    fn on_close(&mut self, reason: &Option<CloseData>) {
+        let _ = self.events.send(format!("close {}", reason.as_ref().map_or("none".into(), |c| c.to_string())));
+    }
+}
+
+fn tagger(tag: &'static str) -> (Running, Receiver<String>) {
+    init_log();
+    let (tx, rx) = unbounded();
+    let listener = Listener::bind_with_config("127.0.0.1:0", Config::default()).unwrap();
+    let running = listener
+        .spawn(move |server| server.set_callback_ws(Box::new(Tagger { tag, sender: None, events: tx.clone() })))
+        .unwrap();
+    (running, rx)
+}
+
+fn up(r: &Running, weight: u32) -> Upstream {
+    Upstream { url: format!("ws://{}", r.local_addr()), weight }
+}
+
+fn connect(url: &str, protocol: Option<&str>) -> Result<(WebSocket, Option<String>)> {
+    let mut b = Client::builder().url(url)?.config(Config::default().handshake_timeout(WAIT));
+    if let Some(p) = protocol {
+        b = b.protocol(p);
+    }
+    let client = b.connect()?;
+    let protocol = client.protocol().map(str::to_owned);
+    Ok((client.into_websocket()?, protocol))
+}
+
+fn first_tag(ws: &mut WebSocket) -> String {
+    match ws.read().expect("greeting") {
+        OwnedMessage::Text(t) => t,
+        other => panic!("expected the tag, got {other:?}"),
+    }
+}
+
+fn close(mut ws: WebSocket) {
+    ws.close(CloseCode::NORMAL, "").unwrap();
+    while ws.read().is_ok() {}
+}
+
+#[test]
+fn split_follows_the_weights() {
+    let (a, _ea) = tagger("A");
+    let (b, _eb) = tagger("B");
+    let p = proxy(ProxyOptions::new("127.0.0.1:0", vec![up(&a, 3), up(&b, 1)])).unwrap();
+    let url = format!("ws://{}/", p.local_addr());
+    let counts = within("200 proxied connections", move || {
+        let (tx, rx) = unbounded();
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, tx) = (url.clone(), tx.clone());
+                thread::spawn(move || {
+                    for _ in 0..50 {
+                        let (mut ws, _) = connect(&url, None).expect("proxied connection");
+                        let _ = tx.send(first_tag(&mut ws));
+                        close(ws);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        drop(tx);
+        let tags: Vec<String> = rx.iter().collect();
+        (tags.iter().filter(|t| *t == "tag:A").count(), tags.iter().filter(|t| *t == "tag:B").count())
+    });
+    assert_eq!(counts.0 + counts.1, 200);
+    // 3:1 means 150:50; allow a generous band.
+    assert!((120..=180).contains(&counts.0), "{counts:?}");
+    p.shutdown();
+}
+
+#[test]
+fn a_dead_upstream_is_skipped() {
+    let (a, _ea) = tagger("A");
+    let (b, _eb) = tagger("B");
+    let dead = Upstream { url: format!("ws://{}", dead_addr()), weight: 5 };
+    let p = proxy(ProxyOptions::new("127.0.0.1:0", vec![dead, up(&a, 1), up(&b, 1)])).unwrap();
+    let url = format!("ws://{}/", p.local_addr());
+    let tags = within("connections past a dead upstream", move || {
+        (0..30)
+            .map(|_| {
+                let (mut ws, _) = connect(&url, None).expect("a live upstream");
+                let tag = first_tag(&mut ws);
+                close(ws);
+                tag
+            })
+            .collect::<Vec<_>>()
+    });
+    assert!(tags.iter().all(|t| t == "tag:A" || t == "tag:B"), "{tags:?}");
+    assert!(tags.iter().any(|t| t == "tag:A") && tags.iter().any(|t| t == "tag:B"), "{tags:?}");
+    p.shutdown();
+}
+
+#[test]
+fn all_upstreams_dead_gives_502() {
+    init_log();
+    let dead = Upstream { url: format!("ws://{}", dead_addr()), weight: 1 };
+    let p = proxy(ProxyOptions::new("127.0.0.1:0", vec![dead])).unwrap();
+    match connect(&format!("ws://{}/", p.local_addr()), None) {
+        Err(Error::Handshake { status: 502, .. }) => {}
+        other => panic!("expected 502, got {:?}", other.map(|(_, p)| p)),
+    }
+    p.shutdown();
+}
+
+#[test]
+fn subprotocol_refusal_close_codes_and_pings_pass_through() {
+    let (a, events) = tagger("A");
+    let mut opts = ProxyOptions::new("127.0.0.1:0", vec![up(&a, 1)]);
+    opts.x_forwarded_for = true;
+    let p = proxy(opts).unwrap();
+    let base = format!("ws://{}", p.local_addr());
+
+    // The upstream's refusal status, not a 101 first.
+    match connect(&format!("{base}/forbidden"), None) {
+        Err(Error::Handshake { status: 403, body, .. }) => assert_eq!(body, b"not you"),
+        other => panic!("expected 403, got {:?}", other.map(|(_, p)| p)),
+    }
+
+    // The subprotocol the upstream chose, and X-Forwarded-For.
+    let url = format!("{base}/room?x=1");
+    let (mut ws, protocol) = within("proxied handshake", move || connect(&url, Some("tag.v1")).unwrap());
+    assert_eq!(protocol.as_deref(), Some("tag.v1"));
+    assert_eq!(recv(&events, "the upstream's request"), "request /room?x=1 xff 127.0.0.1");
+    assert_eq!(first_tag(&mut ws), "tag:A");
+
+    // A ping from the client reaches the upstream, whose pong comes back;
+    // a ping from the upstream reaches the client, whose pong goes back.
+    let (reply, ws) = within("pings both ways", move || {
+        ws.send(OwnedMessage::Ping(b"from client".to_vec())).unwrap();
+        ws.send(OwnedMessage::Text("ping-me".into())).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match ws.read().unwrap() {
+                OwnedMessage::Pong(p) => seen.push(format!("pong {}", String::from_utf8_lossy(&p))),
+                OwnedMessage::Ping(p) => seen.push(format!("ping {}", String::from_utf8_lossy(&p))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        seen.sort();
+        (seen, ws)
+    });
+    assert_eq!(reply, ["ping from upstream", "pong from client"]);
+    assert_eq!(recv(&events, "the client's pong at the upstream"), "pong from upstream");
+
+    // A close code and reason sent by the upstream reach the client.
+    let (close, ws) = within("upstream close", move || {
+        let mut ws = ws;
+        ws.send(OwnedMessage::Text("echo".into())).unwrap();
+        assert_eq!(ws.read().unwrap(), OwnedMessage::Text("echo".into()));
+        ws.send(OwnedMessage::Text("close-me".into())).unwrap();
+        loop {
+            if let OwnedMessage::Close(c) = ws.read().unwrap() {
+                return (c, ws);
+            }
+        }
+    });
+    drop(ws);
+    assert_eq!(close, Some(CloseData::new(CloseCode(4001), "upstream says bye")));
+    assert_eq!(recv(&events, "the upstream's close"), "close 4001");
+
+    // A close code and reason sent by the client reach the upstream.
+    let url = format!("{base}/");
+    within("client close", move || {
+        let (mut ws, _) = connect(&url, None).unwrap();
+        first_tag(&mut ws);
+        ws.close(CloseCode(4002), "client says bye").unwrap();
+        while ws.read().is_ok() {}
+    });
+    assert_eq!(recv(&events, "second request"), "request / xff 127.0.0.1");
+    assert_eq!(recv(&events, "the client's close at the upstream"), "close 4002 client says bye");
+    p.shutdown();
+}
+
+#[test]
+fn active_checks_mark_upstreams_down_and_up() {
+    let (a, _ea) = tagger("A");
+    // B's port is reserved now and served later: down first, then up.
+    let b_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b_addr = b_listener.local_addr().unwrap();
+    drop(b_listener);
+    let mut opts =
+        ProxyOptions::new("127.0.0.1:0", vec![up(&a, 1), Upstream { url: format!("ws://{b_addr}"), weight: 1 }]);
+    opts.check_interval = Some(std::time::Duration::from_millis(50));
+    let p = proxy(opts).unwrap();
+    let url = format!("ws://{}/", p.local_addr());
+    let u = url.clone();
+    let tags = within("connections while B is down", move || {
+        (0..10)
+            .map(|_| {
+                let (mut ws, _) = connect(&u, None).unwrap();
+                let t = first_tag(&mut ws);
+                close(ws);
+                t
+            })
+            .collect::<Vec<_>>()
+    });
+    assert!(tags.iter().all(|t| t == "tag:A"), "{tags:?}");
+    // Bring B up on its port; the checker finds it and B gets traffic again.
+    let (tx, _rx) = unbounded();
+    let b = Listener::bind_with_config(b_addr, Config::default())
+        .unwrap()
+        .spawn(move |server| {
+            server.set_callback_ws(Box::new(Tagger { tag: "B", sender: None, events: tx.clone() }));
+        })
+        .unwrap();
+    let saw_b = within("B to come back", move || loop {
+        let (mut ws, _) = connect(&url, None).unwrap();
+        let t = first_tag(&mut ws);
+        close(ws);
+        if t == "tag:B" {
+            return true;
+        }
+    });
+    assert!(saw_b);
+    p.shutdown();
+    b.shutdown();
+}
