@@ -4,7 +4,8 @@
 # the corpus from these; nothing large is kept in git.
 #
 # Decoder inputs start with a control byte (see src/decoder.rs): 0x00 is
-# "small config, whole stream"; 0x06 is "small config, 3 chunk sizes follow".
+# "small config, whole stream"; 0x06 is "small config, 3 chunk sizes follow";
+# 0x01 picks the tiny config, 0x10 the open one.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +31,9 @@ seed decoder_client fragments '\x00\x01\x03Hel\x89\x05Hello\x80\x02lo\x88\x02\x0
 seed decoder_client hello-chunked '\x06\x01\x02\x05\x81\x05Hello\x81\x05Hello'
 seed decoder_client binary-256 "\x00\x82\x7e\x01\x00$(printf 'y%.0s' {1..256})"
 seed decoder_client binary-64k-header '\x00\x82\x7f\0\0\0\0\0\x01\0\0'
+# Open limits (0x10): a frame declaring 1 TiB, of which 4 bytes arrive.
+seed decoder_client declared-1tib '\x10\x82\x7f\0\0\x01\0\0\0\0\0abcd'
+seed decoder_server declared-1tib '\x10\x82\xff\0\0\x01\0\0\0\0\0\0\0\0\0abcd'
 seed decoder_client close-reason '\x01\x88\x04\x03\xe8ok'
 
 # RFC 6455 §1.3 handshake.

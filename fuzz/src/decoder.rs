@@ -1,7 +1,7 @@
 //! The frame decoder, fed as a connection would feed it.
 //!
-//! Input layout: byte 0 picks the config (bit 0) and how many chunk sizes
-//! follow (bits 1-3, 0 to 7); those bytes are the sizes in which the rest
+//! Input layout: byte 0 picks the config (bits 0 and 4) and how many chunk
+//! sizes follow (bits 1-3, 0 to 7); those bytes are the sizes in which the rest
 //! (the byte stream from the peer) is delivered, cycled; a size of 0 means
 //! "everything left". So partial headers and payloads split anywhere are
 //! exercised, and the same stream is also decoded in one piece: both must
@@ -20,6 +20,12 @@ pub fn tiny_config() -> Config {
     Config::default().max_frame_size(100).max_message_size(300).max_fragments(8)
 }
 
+/// Limits far above any input, so only streaming (never reserving what a
+/// header declares) keeps memory small; `-malloc_limit_mb` catches the rest.
+pub fn open_config() -> Config {
+    Config::default().max_frame_size(1 << 40).max_message_size(1 << 40).max_fragments(1 << 20)
+}
+
 /// What decoding one stream produced.
 #[derive(Debug, Default, PartialEq)]
 struct Outcome {
@@ -32,7 +38,11 @@ pub fn check(role: Role, data: &[u8]) {
     let Some((&control, rest)) = data.split_first() else {
         return;
     };
-    let config = if control & 1 == 0 { small_config() } else { tiny_config() };
+    let config = match control & 0x11 {
+        0x00 => small_config(),
+        0x01 => tiny_config(),
+        _ => open_config(),
+    };
     let (sizes, stream) = rest.split_at(usize::from((control >> 1) & 7).min(rest.len()));
     let chunked = decode(role, &config, stream, sizes);
     let whole = decode(role, &config, stream, &[]);
