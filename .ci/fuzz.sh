@@ -7,6 +7,7 @@
 # (nothing is cached outside the checkout). The only toolchain is stable
 # Rust, so RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly flags
 # (-Zsanitizer=address among them). FUZZ_SANITIZER=none runs without ASan.
+# Checks fmt and clippy of fuzz/ first (the root's checks do not cover it).
 # Exits non-zero if any target finds a crash, leak, out-of-memory or
 # timeout, and prints the artifact that reproduces it.
 set -euo pipefail
@@ -22,6 +23,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz into $TOOLS ($(date +%T))"
   cargo install cargo-fuzz --locked --root "$TOOLS"
 fi
+
+echo "== fmt and clippy of fuzz/ (its own workspace, outside the root's) ($(date +%T))"
+(cd fuzz && cargo fmt --check && cargo clippy --all-targets -- -D warnings)
 
 bash fuzz/seeds.sh
 echo "== building fuzz targets, sanitizer $SANITIZER ($(date +%T))"
