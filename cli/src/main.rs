@@ -11,10 +11,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Load generator of the benchmark: echo latency and throughput, broadcast, idle memory, connects/s.
+    Bench(syncws_cli::loadgen::Args),
+}
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Bench(args) => std::process::exit(syncws_cli::loadgen::main(args)),
+    }
 }
