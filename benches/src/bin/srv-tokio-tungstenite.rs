@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Members = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>;
 
+#[allow(clippy::result_large_err)] // the callback type is tungstenite's
 async fn serve(stream: TcpStream, id: u64, members: Members) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     stream.set_nodelay(true)?;
     let mut path = String::new();

@@ -13,6 +13,7 @@ use tungstenite::WebSocket;
 
 type Members = Arc<Mutex<Vec<(u64, Arc<Mutex<WebSocket<TcpStream>>>)>>>;
 
+#[allow(clippy::result_large_err)] // the callback type is tungstenite's
 fn serve(stream: TcpStream, id: u64, members: Members) -> tungstenite::Result<()> {
     stream.set_nodelay(true)?;
     let mut path = String::new();
