@@ -18,8 +18,9 @@ use crate::message::CloseCode;
 use crate::server::{Server, Slot};
 
 struct Entry {
-    /// A clone of the socket, to cut it at shutdown (`None` if cloning failed).
-    stream: Option<TcpStream>,
+    /// The connection's socket, shared with its thread, to cut it at
+    /// shutdown.
+    stream: Option<Arc<TcpStream>>,
     slot: Arc<Slot>,
     handle: Option<JoinHandle<()>>,
 }
@@ -215,7 +216,8 @@ impl Listener {
             }
         }
         let slot = Arc::new(Slot::default());
-        let entry_stream = stream.try_clone();
+        let stream = Arc::new(stream);
+        let entry_stream = Arc::clone(&stream);
         let shared = Arc::clone(&self.shared);
         let setup = Arc::clone(setup);
         let config = self.config.clone();
@@ -248,10 +250,7 @@ impl Listener {
         let mut reg = self.shared.lock();
         match spawned {
             Ok(handle) => {
-                let stream = entry_stream
-                    .map_err(|e| warn!("connection {id}: shutdown can reach it only by its sender: {e}"))
-                    .ok();
-                reg.entries.insert(id, Entry { stream, slot, handle: Some(handle) });
+                reg.entries.insert(id, Entry { stream: Some(entry_stream), slot, handle: Some(handle) });
                 Ok(())
             }
             Err(e) => {

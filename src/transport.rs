@@ -1,12 +1,15 @@
 //! The byte stream under a connection, split into a read side and a write
 //! side that can live on different threads.
 //!
-//! Plain TCP splits by cloning the socket. A TLS stream cannot, so the split
-//! is the transport's own business: it may instead share its session behind
-//! a short-held lock. Nothing above this module clones a socket.
+//! Plain TCP splits by sharing the socket between the halves (`&TcpStream`
+//! reads and writes), so a connection costs one file descriptor, not a
+//! `dup` per half. A TLS stream cannot, so the split is the transport's own
+//! business: it may instead share its session behind a short-held lock.
+//! Nothing above this module clones a socket.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The reading half of a transport.
@@ -59,10 +62,65 @@ impl Transport for TcpStream {
     }
 
     fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
+        Arc::new(self).split()
+    }
+}
+
+/// A shared socket: the listener keeps one handle to cut the connection at
+/// shutdown, without a file descriptor of its own.
+impl Transport for Arc<TcpStream> {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        TcpStream::peer_addr(self).ok()
+    }
+
+    fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
         // Small messages must not wait for Nagle's algorithm.
         self.set_nodelay(true)?;
-        let writer = self.try_clone()?;
-        Ok((Box::new(self), Box::new(writer)))
+        Ok((Box::new(TcpHalf(Arc::clone(&self))), Box::new(TcpHalf(self))))
+    }
+}
+
+/// One half of a TCP connection, sharing the socket with the other half.
+/// Read and write timeouts are socket options, shared either way.
+struct TcpHalf(Arc<TcpStream>);
+
+impl Read for TcpHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self.0).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ReadHalf for TcpHalf {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
+    }
+}
+
+impl WriteHalf for TcpHalf {
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_write_timeout(timeout)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.0.shutdown(how)
     }
 }
 
