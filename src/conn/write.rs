@@ -22,7 +22,9 @@ const BATCH_KEEP: usize = 64 << 10;
 
 struct WriteState {
     io: Box<dyn WriteHalf>,
-    masks: Option<MaskGen>,
+    /// Boxed: its 1 KiB key pool would otherwise sit in every server
+    /// connection's state, and in the stack frames that build it.
+    masks: Option<Box<MaskGen>>,
     batch: Vec<u8>,
     close_sent: Option<Instant>,
     failed: bool,
@@ -37,7 +39,7 @@ pub(crate) struct WriteSide {
 impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
-        let masks = (role == Role::Client).then(MaskGen::new);
+        let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
         let state = WriteState { io, masks, batch: Vec::new(), close_sent: None, failed: false };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)) })
     }
@@ -90,7 +92,7 @@ impl WriteState {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
-            let key = self.masks.as_mut().map(MaskGen::next_key);
+            let key = self.masks.as_mut().map(|m| m.next_key());
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
                 self.close_sent = Some(Instant::now());
