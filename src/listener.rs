@@ -1,15 +1,22 @@
 //! [`Listener`]: the accept loop. One named OS thread per connection, a cap on
 //! live connections, and a graceful shutdown that closes every connection
 //! with 1001 and joins every thread.
+//!
+//! A thread whose connection ended waits a few seconds for the next one
+//! before it exits: creating and tearing down a thread (stack mapping,
+//! guard page, signal stack, clone, exit) is most of what a short
+//! connection costs the server, so under connection churn threads are
+//! reused. At most [`IDLE_THREADS_MAX`] threads wait at once.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel as cb;
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
@@ -18,11 +25,30 @@ use crate::message::CloseCode;
 use crate::server::{Server, Slot};
 use crate::transport::Closer;
 
+/// Most connection threads kept waiting for a next connection.
+pub const IDLE_THREADS_MAX: usize = 64;
+/// How long a connection thread waits for a next connection before exiting.
+const IDLE_THREAD_WAIT: Duration = Duration::from_secs(5);
+
 struct Entry {
     /// Cuts the connection at shutdown (`None` if it could not be split).
     closer: Option<Closer>,
     slot: Arc<Slot>,
-    handle: Option<JoinHandle<()>>,
+}
+
+/// A connection to serve, handed to a connection thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The connection threads.
+struct Pool {
+    /// Threads waiting for a connection and not yet handed one.
+    idle: usize,
+    /// Hands connections to waiting threads; `None` once shutting down.
+    jobs: Option<cb::Sender<Job>>,
+    rx: cb::Receiver<Job>,
+    workers: HashMap<ThreadId, JoinHandle<()>>,
+    /// Threads that have exited, to join.
+    exited: Vec<ThreadId>,
 }
 
 #[derive(Default)]
@@ -36,6 +62,7 @@ struct Registry {
 struct Shared {
     stopping: AtomicBool,
     registry: Mutex<Registry>,
+    pool: Mutex<Pool>,
     changed: Condvar,
     local_addr: SocketAddr,
 }
@@ -43,6 +70,42 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A connection thread: serves `job`, then waits (bounded) for another.
+fn worker(mut job: Job, shared: &Shared) {
+    let rx = shared.pool().rx.clone();
+    loop {
+        job();
+        {
+            let mut pool = shared.pool();
+            if pool.jobs.is_none() || pool.idle >= IDLE_THREADS_MAX {
+                pool.exited.push(thread::current().id());
+                return;
+            }
+            pool.idle += 1;
+        }
+        job = match rx.recv_timeout(IDLE_THREAD_WAIT) {
+            Ok(next) => next,
+            Err(_) => {
+                // A connection may have been handed over just before the
+                // lock was taken: take it rather than leave it unserved.
+                let mut pool = shared.pool();
+                match rx.try_recv() {
+                    Ok(next) => next,
+                    Err(_) => {
+                        pool.idle -= 1;
+                        pool.exited.push(thread::current().id());
+                        return;
+                    }
+                }
+            }
+        };
     }
 }
 
@@ -110,9 +173,12 @@ impl Listener {
         config.validate()?;
         let inner = TcpListener::bind(addr)?;
         let local_addr = inner.local_addr()?;
+        let (jobs, rx) = cb::unbounded();
+        let pool = Pool { idle: 0, jobs: Some(jobs), rx, workers: HashMap::new(), exited: Vec::new() };
         let shared = Shared {
             stopping: AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
+            pool: Mutex::new(pool),
             changed: Condvar::new(),
             local_addr,
         };
@@ -176,16 +242,44 @@ impl Listener {
         Ok(())
     }
 
-    /// Joins the threads of connections that have ended.
+    /// Forgets connections that have ended and joins threads that exited.
     fn reap(&self) {
-        let handles: Vec<_> = {
+        {
             let mut reg = self.shared.lock();
-            let done = std::mem::take(&mut reg.finished);
-            done.into_iter().filter_map(|id| reg.entries.remove(&id).and_then(|mut e| e.handle.take())).collect()
+            for id in std::mem::take(&mut reg.finished) {
+                reg.entries.remove(&id);
+            }
+        }
+        let handles: Vec<_> = {
+            let mut pool = self.shared.pool();
+            let exited = std::mem::take(&mut pool.exited);
+            exited.into_iter().filter_map(|id| pool.workers.remove(&id)).collect()
         };
         for h in handles {
             let _ = h.join();
         }
+    }
+
+    /// Runs `job` on a waiting connection thread, or on a new one.
+    fn dispatch(&self, job: Job) -> std::io::Result<()> {
+        let mut pool = self.shared.pool();
+        if pool.idle > 0 {
+            if let Some(jobs) = &pool.jobs {
+                // The pool holds a receiver, so this cannot fail.
+                if jobs.send(job).is_ok() {
+                    pool.idle -= 1;
+                    return Ok(());
+                }
+                return Err(std::io::Error::other("connection thread pool closed"));
+            }
+        }
+        let shared = Arc::clone(&self.shared);
+        let handle = thread::Builder::new()
+            .name("syncws-conn".into())
+            .stack_size(self.config.thread_stack_size)
+            .spawn(move || worker(job, &shared))?;
+        pool.workers.insert(handle.thread().id(), handle);
+        Ok(())
     }
 
     fn start<F>(&self, id: u64, stream: TcpStream, setup: &Arc<F>) -> Result<()>
@@ -222,35 +316,32 @@ impl Listener {
         let setup = Arc::clone(setup);
         let config = self.config.clone();
         let thread_slot = Arc::clone(&slot);
-        let spawned = thread::Builder::new()
-            .name(format!("syncws-conn-{id}"))
-            .stack_size(config.thread_stack_size)
-            .spawn(move || {
-                let mut server = server;
-                server.set_config(config);
-                server.set_slot(thread_slot);
-                setup(&mut server);
-                if let Err(e) = server.incoming() {
-                    debug!("connection {id} from {peer:?}: {e}");
-                }
-                let mut reg = shared.lock();
-                reg.live -= 1;
-                reg.finished.push(id);
-                if let Some(ip) = ip {
-                    if let Some(n) = reg.per_ip.get_mut(&ip) {
-                        *n -= 1;
-                        if *n == 0 {
-                            reg.per_ip.remove(&ip);
-                        }
+        let spawned = self.dispatch(Box::new(move || {
+            let mut server = server;
+            server.set_config(config);
+            server.set_slot(thread_slot);
+            setup(&mut server);
+            if let Err(e) = server.incoming() {
+                debug!("connection {id} from {peer:?}: {e}");
+            }
+            let mut reg = shared.lock();
+            reg.live -= 1;
+            reg.finished.push(id);
+            if let Some(ip) = ip {
+                if let Some(n) = reg.per_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        reg.per_ip.remove(&ip);
                     }
                 }
-                drop(reg);
-                shared.changed.notify_all();
-            });
+            }
+            drop(reg);
+            shared.changed.notify_all();
+        }));
         let mut reg = self.shared.lock();
         match spawned {
-            Ok(handle) => {
-                reg.entries.insert(id, Entry { closer, slot, handle: Some(handle) });
+            Ok(()) => {
+                reg.entries.insert(id, Entry { closer, slot });
                 Ok(())
             }
             Err(e) => {
@@ -303,9 +394,15 @@ impl Listener {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        let handles: Vec<_> = reg.entries.drain().filter_map(|(_, mut e)| e.handle.take()).collect();
+        reg.entries.clear();
         reg.finished.clear();
         drop(reg);
+        let handles: Vec<_> = {
+            let mut pool = self.shared.pool();
+            pool.jobs = None;
+            pool.exited.clear();
+            pool.workers.drain().map(|(_, h)| h).collect()
+        };
         for h in handles {
             let _ = h.join();
         }

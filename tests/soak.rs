@@ -80,6 +80,7 @@ fn churn_thousands_of_connections() {
     for n in 0..50 {
         client(addr, n * 6);
     }
+    thread::sleep(Duration::from_secs(6)); // let the warm-up's idle threads exit
     let threads_before = threads_named("syncws-conn");
     let rss_before = rss_kib();
     let started = Instant::now();
@@ -107,6 +108,12 @@ fn churn_thousands_of_connections() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.connections() > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
+    }
+    // Idle connection threads wait a few seconds for a next connection,
+    // then exit.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while threads_named("syncws-conn") > threads_before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
     }
     let (threads_after, rss_after) = (threads_named("syncws-conn"), rss_kib());
     println!(

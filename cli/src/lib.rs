@@ -2,7 +2,7 @@
 //!
 //! One module per tool, each built only on the public API of `syncws`:
 //! [`echo`], [`client`], [`bridge`] (`ws2tcp` and `tcp2ws`), [`proxy`] and
-//! [`chat`]. [`common`] holds the [`Config`](syncws::Config) flags shared by
+//! [`chat`], and the benchmark's load generator [`loadgen`]. [`common`] holds the [`Config`](syncws::Config) flags shared by
 //! the servers.
 
 pub mod bridge;
@@ -10,6 +10,7 @@ pub mod chat;
 pub mod client;
 pub mod common;
 pub mod echo;
+pub mod loadgen;
 pub mod proxy;
 
 use std::io::Write;

@@ -104,6 +104,8 @@ enum Command {
         #[command(flatten)]
         limits: Limits,
     },
+    /// Load generator of the benchmark: echo latency and throughput, broadcast, idle memory, connects/s.
+    Bench(syncws_cli::loadgen::Args),
 }
 
 #[derive(Subcommand)]
@@ -247,6 +249,7 @@ fn run(command: Command) -> Result<u8, String> {
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
             park_forever();
         }
+        Command::Bench(args) => return Ok(u8::try_from(syncws_cli::loadgen::main(args)).unwrap_or(1)),
     }
     Ok(0)
 }

@@ -55,19 +55,24 @@ fn closed_mid_head() -> Error {
 }
 
 /// One read of up to 4 KiB appended to `buf`, bounded by `deadline`.
+///
+/// Reads straight into `buf` (no chunk on the stack: a connection thread's
+/// stack pages, once touched, stay resident for the connection's life), and
+/// `buf` goes on to be the connection's read buffer after the handshake.
 fn read_some(io: &mut dyn ReadHalf, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize> {
-    let mut chunk = [0u8; 4096];
+    const CHUNK: usize = 4096;
     loop {
         let now = Instant::now();
         if now >= deadline {
             return Err(Error::Timeout { phase: "handshake" });
         }
         io.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
-        match io.read(&mut chunk) {
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Ok(n);
-            }
+        let at = buf.len();
+        buf.resize(at + CHUNK, 0);
+        let result = io.read(&mut buf[at..]);
+        buf.truncate(at + *result.as_ref().unwrap_or(&0));
+        match result {
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {}
             Err(e) => return Err(Error::Io(e)),

@@ -30,6 +30,9 @@ pub(crate) struct ReadSide {
     start: usize,
     end: usize,
     base_size: usize,
+    /// Bytes the last read returned (zero after a timeout): the buffer
+    /// shrinks back to `base_size` only once traffic is small again.
+    last_read: usize,
     decoder: MessageDecoder,
     /// The read timeout currently set on the socket (`None`: blocking).
     armed: Option<Duration>,
@@ -52,6 +55,7 @@ impl ReadSide {
             start: 0,
             end,
             base_size,
+            last_read: 0,
             decoder: MessageDecoder::new(role, config),
             armed: Some(Duration::MAX),
             last_activity: Instant::now(),
@@ -93,23 +97,29 @@ impl ReadSide {
                 }
                 Ok(n) => {
                     self.end += n;
+                    self.last_read = n;
                     self.last_activity = Instant::now();
                 }
-                Err(e) if is_timeout(&e) => self.armed = Some(Duration::ZERO),
+                Err(e) if is_timeout(&e) => {
+                    self.armed = Some(Duration::ZERO);
+                    self.last_read = 0;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Io(e)),
             }
         }
     }
 
-    /// Compacts the buffer and sizes it for what is coming: back to the base
-    /// size when idle, larger while a big frame streams in.
+    /// Compacts the buffer and sizes it for what is coming: larger while big
+    /// frames stream in, back to the base size once the last read was small
+    /// or timed out. Keeping the large buffer while large frames keep coming
+    /// saves freeing, re-allocating and zero-filling it for every message.
     fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
             let pending = self.decoder.pending_payload();
-            if pending == 0 && self.buf.len() > self.base_size {
+            if pending == 0 && self.buf.len() > self.base_size && self.last_read < self.base_size {
                 self.buf = vec![0; self.base_size];
             }
         } else if self.start > 0 {

@@ -8,7 +8,7 @@
 
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
@@ -31,8 +31,12 @@ pub(crate) enum Control {
 
 /// Shared state of one connection's outbound path.
 pub(crate) struct Outbound {
-    tx: cb::Sender<OwnedMessage>,
-    rx: cb::Receiver<OwnedMessage>,
+    /// The bounded queue to the writer thread, made when that thread starts:
+    /// a crossbeam array channel allocates and writes all its slots up front
+    /// (about 40 KiB at the default capacity), which an idle connection, or
+    /// one that only replies from its own thread, never needs.
+    queue: OnceLock<(cb::Sender<OwnedMessage>, cb::Receiver<OwnedMessage>)>,
+    queue_capacity: usize,
     write: WriteSide,
     policy: QueuePolicy,
     close_timeout: Duration,
@@ -76,10 +80,9 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     pub(crate) fn new(write: WriteSide, config: &Config) -> Sender {
-        let (tx, rx) = cb::bounded(config.queue_capacity);
         let out = Outbound {
-            tx,
-            rx,
+            queue: OnceLock::new(),
+            queue_capacity: config.queue_capacity,
             write,
             policy: config.queue_policy,
             close_timeout: config.close_timeout,
@@ -112,9 +115,10 @@ impl Sender {
             return Err(Error::Send("a close frame was already sent"));
         }
         self.ensure_writer()?;
+        let tx = &out.queue().0;
         let queued = match out.policy {
-            QueuePolicy::Block(wait) => out.tx.send_timeout(msg, wait).map_err(|e| e.is_timeout()),
-            QueuePolicy::Drop | QueuePolicy::Close => out.tx.try_send(msg).map_err(|e| e.is_full()),
+            QueuePolicy::Block(wait) => tx.send_timeout(msg, wait).map_err(|e| e.is_timeout()),
+            QueuePolicy::Drop | QueuePolicy::Close => tx.try_send(msg).map_err(|e| e.is_full()),
         };
         match queued {
             Ok(()) => Ok(()),
@@ -124,7 +128,7 @@ impl Sender {
                     let close = CloseData::new(CloseCode::POLICY, "outbound queue full");
                     // The peer is not reading, so the frame may never leave;
                     // shutting the socket down ends the connection either way.
-                    let _ = out.tx.try_send(OwnedMessage::Close(Some(close)));
+                    let _ = tx.try_send(OwnedMessage::Close(Some(close)));
                     out.write.shutdown(Shutdown::Both);
                 }
                 Err(Error::Send("queue full"))
@@ -182,6 +186,7 @@ impl Sender {
         if self.out.ended.load(Ordering::Acquire) {
             return Err(Error::Send("connection closed"));
         }
+        self.out.queue();
         let (ctl_tx, ctl_rx) = cb::unbounded();
         let out = Arc::clone(&self.out);
         let name = thread::current().name().map_or("syncws-writer".to_owned(), |n| format!("{n}-w"));
@@ -196,6 +201,13 @@ impl Sender {
     }
 }
 
+impl Outbound {
+    /// The queue to the writer thread, made on first use.
+    fn queue(&self) -> &(cb::Sender<OwnedMessage>, cb::Receiver<OwnedMessage>) {
+        self.queue.get_or_init(|| cb::bounded(self.queue_capacity))
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -204,10 +216,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// the control channel; writes whatever arrives, batched.
 fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
     let mut extra: Vec<cb::Receiver<OwnedMessage>> = Vec::new();
+    let rx = &out.queue().1;
     loop {
         let mut sel = cb::Select::new();
         let ctl_index = sel.recv(control);
-        let main_index = sel.recv(&out.rx);
+        let main_index = sel.recv(rx);
         for rx in &extra {
             sel.recv(rx);
         }
@@ -220,7 +233,7 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
             }
             continue;
         }
-        let source = if index == main_index { &out.rx } else { &extra[index - 2] };
+        let source = if index == main_index { rx } else { &extra[index - 2] };
         let first = match op.recv(source) {
             Ok(msg) => msg,
             Err(_) => {

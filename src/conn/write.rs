@@ -22,7 +22,9 @@ const BATCH_KEEP: usize = 64 << 10;
 
 struct WriteState {
     io: Box<dyn WriteHalf>,
-    masks: Option<MaskGen>,
+    /// Boxed: its 1 KiB key pool would otherwise sit in every server
+    /// connection's state, and in the stack frames that build it.
+    masks: Option<Box<MaskGen>>,
     batch: Vec<u8>,
     failed: bool,
     shared: Arc<Shared>,
@@ -47,7 +49,7 @@ pub(crate) struct WriteSide {
 impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
-        let masks = (role == Role::Client).then(MaskGen::new);
+        let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
         let shared =
             Arc::new(Shared { closer: io.closer(), close_sent: Mutex::new(None), close_written: Condvar::new() });
         let state = WriteState { io, masks, batch: Vec::new(), failed: false, shared: Arc::clone(&shared) };
@@ -125,7 +127,7 @@ impl WriteState {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
-            let key = self.masks.as_mut().map(MaskGen::next_key);
+            let key = self.masks.as_mut().map(|m| m.next_key());
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
                 *lock(&self.shared.close_sent) = Some(Instant::now());

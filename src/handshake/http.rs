@@ -168,9 +168,11 @@ impl Request {
     /// assert_eq!(&buf[len..], b"\x81\x80");
     /// ```
     pub fn parse(buf: &[u8], config: &Config) -> Result<Option<(Request, usize)>> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_LIMIT];
         let max_headers = config.max_headers.min(MAX_HEADERS_LIMIT);
-        let mut parsed = httparse::Request::new(&mut storage[..max_headers]);
+        // On the heap: 4 KiB of headers on the stack would stay resident on
+        // every connection thread.
+        let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+        let mut parsed = httparse::Request::new(&mut storage);
         let window = &buf[..buf.len().min(config.max_head_size)];
         let len = match parsed.parse(window) {
             Ok(httparse::Status::Complete(len)) => len,

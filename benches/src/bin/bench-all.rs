@@ -1,0 +1,671 @@
+//! The benchmark runner: starts each peer server as a child process, drives
+//! it with `syncws bench` (a separate process, so the load generator's CPU
+//! is never counted as the server's), and writes `results.md`,
+//! `results.json` and `chart.svg`.
+//!
+//! ```sh
+//! cargo build --release -p syncws-cli -p syncws-bench
+//! target/release/bench-all            # ~10 minutes on 2 cores
+//! target/release/bench-all --quick    # ~2 minutes, for iteration
+//! ```
+//!
+//! Servers are interleaved round by round (the order rotates each round) and
+//! every server is restarted for every scenario, so one scenario's memory
+//! never shows up in another's; the table holds medians over the rounds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+/// Runs the syncws benchmark matrix against the peer servers.
+#[derive(Parser, Debug, Clone)]
+struct Opts {
+    /// About two minutes: 2 rounds of 1 s windows, 1000 idle connections.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (medians are taken over them).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Measurement window of each run, seconds.
+    #[arg(long)]
+    round_secs: Option<f64>,
+    /// Output folder.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Only these servers (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Only these scenarios (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+}
+
+struct Server {
+    name: &'static str,
+    bin: &'static str,
+    /// Echoes raw bytes (the load generator must accept masked frames).
+    raw: bool,
+    broadcast: bool,
+}
+
+const SERVERS: &[Server] = &[
+    Server { name: "syncws", bin: "srv-syncws", raw: false, broadcast: true },
+    Server { name: "tungstenite", bin: "srv-tungstenite", raw: false, broadcast: true },
+    Server { name: "tokio-tungstenite", bin: "srv-tokio-tungstenite", raw: false, broadcast: true },
+    Server { name: "fastwebsockets", bin: "srv-fastwebsockets", raw: false, broadcast: false },
+    Server { name: "raw TCP (threads)", bin: "srv-rawtcp", raw: true, broadcast: false },
+];
+
+/// One number taken from the load generator's JSON line.
+struct Metric {
+    key: &'static str,
+    label: &'static str,
+    higher_is_better: bool,
+}
+
+struct Scenario {
+    id: &'static str,
+    title: String,
+    args: Vec<String>,
+    metrics: Vec<Metric>,
+    /// Which servers run it.
+    only: fn(&Server) -> bool,
+    /// Longest the load generator may take.
+    limit: Duration,
+}
+
+fn metric(key: &'static str, label: &'static str, higher_is_better: bool) -> Metric {
+    Metric { key, label, higher_is_better }
+}
+
+fn scenarios(secs: f64, warmup: f64, idle_conns: usize) -> Vec<Scenario> {
+    let timed = |mode: &str, conns: usize, in_flight: usize, size: usize| -> Vec<String> {
+        format!(
+            "--mode {mode} --conns {conns} --in-flight {in_flight} --size {size} --duration {secs} --warmup {warmup}"
+        )
+        .split(' ')
+        .map(str::to_owned)
+        .collect()
+    };
+    let split = |s: String| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let limit = Duration::from_secs_f64(secs + warmup + 60.0);
+    let all: fn(&Server) -> bool = |_| true;
+    vec![
+        Scenario {
+            id: "pp1",
+            title: "ping-pong, 1 conn, 32 B".into(),
+            args: timed("ping-pong", 1, 1, 32),
+            metrics: vec![metric("p50_us", "p50 latency µs", false), metric("p99_us", "p99 latency µs", false)],
+            only: all,
+            limit,
+        },
+        Scenario {
+            id: "pp64",
+            title: "ping-pong, 64 conns, 32 B".into(),
+            args: timed("ping-pong", 64, 1, 32),
+            metrics: vec![
+                metric("msgs_per_s", "msgs/s", true),
+                metric("server_cpu_us_per_msg", "server CPU µs/msg", false),
+            ],
+            only: all,
+            limit,
+        },
+        Scenario {
+            id: "pipe1k",
+            title: "pipelined, 8 conns × 32 in flight, 1 KiB".into(),
+            args: timed("pipelined", 8, 32, 1024),
+            metrics: vec![
+                metric("msgs_per_s", "msgs/s", true),
+                metric("server_cpu_us_per_msg", "server CPU µs/msg", false),
+            ],
+            only: all,
+            limit,
+        },
+        Scenario {
+            id: "pipe64k",
+            title: "pipelined, 4 conns × 4 in flight, 64 KiB".into(),
+            args: timed("pipelined", 4, 4, 64 << 10),
+            metrics: vec![
+                metric("mb_per_s", "MB/s", true),
+                metric("server_cpu_us_per_msg", "server CPU µs/msg", false),
+            ],
+            only: all,
+            limit,
+        },
+        Scenario {
+            id: "pipe1m",
+            title: "pipelined, 1 conn × 2 in flight, 1 MiB".into(),
+            args: timed("pipelined", 1, 2, 1 << 20),
+            metrics: vec![
+                metric("mb_per_s", "MB/s", true),
+                metric("server_cpu_us_per_msg", "server CPU µs/msg", false),
+            ],
+            only: all,
+            limit,
+        },
+        Scenario {
+            id: "idle",
+            title: format!("{idle_conns} idle connections"),
+            args: split(format!("--mode idle --conns {idle_conns} --hold 1")),
+            metrics: vec![
+                metric("rss_per_conn_kib", "RSS per conn KiB", false),
+                metric("server_threads", "server threads", false),
+            ],
+            only: all,
+            limit: Duration::from_secs(120),
+        },
+        Scenario {
+            id: "idle10k",
+            title: "10,000 idle connections (syncws only)".into(),
+            args: split("--mode idle --conns 10000 --hold 1".into()),
+            metrics: vec![
+                metric("connected", "connections held", true),
+                metric("rss_per_conn_kib", "RSS per conn KiB", false),
+            ],
+            only: |s| s.name == "syncws",
+            limit: Duration::from_secs(180),
+        },
+        Scenario {
+            id: "connect",
+            title: format!("connects per second ({idle_conns} conns, 2 client threads)"),
+            args: split(format!("--mode connect --conns {idle_conns} --threads 2")),
+            metrics: vec![
+                metric("msgs_per_s", "connects/s", true),
+                metric("server_cpu_us_per_msg", "server CPU µs/connect", false),
+            ],
+            only: all,
+            limit: Duration::from_secs(120),
+        },
+        Scenario {
+            id: "bcast",
+            title: "broadcast, 1 sender → 1000 receivers, 32 B".into(),
+            args: split(format!("--mode broadcast --conns 1000 --size 32 --duration {secs} --warmup {warmup}")),
+            metrics: vec![
+                metric("p99_us", "p99 delivery latency µs", false),
+                metric("p50_us", "p50 delivery latency µs", false),
+                metric("msgs_per_s", "deliveries/s", true),
+            ],
+            only: |s| s.broadcast,
+            limit,
+        },
+    ]
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let rounds = opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }).max(1);
+    let secs = opts.round_secs.unwrap_or(if opts.quick { 1.0 } else { 3.0 });
+    let warmup = if opts.quick { 0.3 } else { 0.5 };
+    let idle_conns = if opts.quick { 1000 } else { 2000 };
+    let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+    let loadgen = dir.join("syncws");
+    let mut missing: Vec<PathBuf> = SERVERS.iter().map(|s| dir.join(s.bin)).chain([loadgen.clone()]).collect();
+    missing.retain(|p| !p.exists());
+    if !missing.is_empty() {
+        eprintln!("missing {missing:?}: run `cargo build --release -p syncws-cli -p syncws-bench` first");
+        std::process::exit(2);
+    }
+    let servers: Vec<&Server> =
+        SERVERS.iter().filter(|s| opts.servers.is_empty() || opts.servers.iter().any(|n| n == s.name)).collect();
+    let scens: Vec<Scenario> = scenarios(secs, warmup, idle_conns)
+        .into_iter()
+        .filter(|s| opts.scenarios.is_empty() || opts.scenarios.iter().any(|n| n == s.id))
+        .collect();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let machine_before = machine();
+    eprintln!("bench-all: {rounds} rounds, {secs} s windows; {}", machine_before["load_average"]);
+    let started = Instant::now();
+    // runs[scenario id][server name] = one JSON report per round
+    let mut runs: BTreeMap<&str, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
+    for round in 0..rounds {
+        for sc in &scens {
+            let mut order: Vec<&&Server> = servers.iter().filter(|s| (sc.only)(s)).collect();
+            if !order.is_empty() {
+                let k = round % order.len();
+                order.rotate_left(k);
+            }
+            for server in order {
+                let report =
+                    run_one(&dir, &loadgen, server, sc).unwrap_or_else(|e| json!({"errors": 1, "first_error": e}));
+                eprintln!(
+                    "round {} {:8} {:18} {}",
+                    round + 1,
+                    sc.id,
+                    server.name,
+                    sc.metrics
+                        .iter()
+                        .map(|m| format!("{}={}", m.key, fmt_num(report[m.key].as_f64())))
+                        .chain([format!("errors={}", report["errors"])])
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                runs.entry(sc.id).or_default().entry(server.name).or_default().push(report);
+            }
+        }
+    }
+    let machine_after = machine();
+    let elapsed = started.elapsed();
+    if let Err(e) = std::fs::create_dir_all(&opts.out) {
+        eprintln!("cannot create {}: {e}", opts.out.display());
+        std::process::exit(2);
+    }
+    let medians = medians(&scens, &servers, &runs);
+    let md = markdown(
+        &opts,
+        &command,
+        rounds,
+        secs,
+        elapsed,
+        &machine_before,
+        &machine_after,
+        &scens,
+        &servers,
+        &runs,
+        &medians,
+    );
+    let results = json!({
+        "command": command,
+        "rounds": rounds,
+        "round_secs": secs,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "machine_before": machine_before,
+        "machine_after": machine_after,
+        "medians": medians.iter().map(|((sc, m, sv), v)| json!({"scenario": sc, "metric": m, "server": sv, "median": v})).collect::<Vec<_>>(),
+        "runs": runs,
+    });
+    let svg = chart(&scens, &servers, &medians);
+    for (name, text) in [("results.md", md), ("results.json", format!("{results:#}\n")), ("chart.svg", svg)] {
+        let path = opts.out.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
+    println!("{}", std::fs::read_to_string(opts.out.join("results.md")).unwrap_or_default());
+    eprintln!("bench-all: done in {:.0} s; results in {}", elapsed.as_secs_f64(), opts.out.display());
+}
+
+/// A free loopback port (the small race with other programs is accepted).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_one(dir: &Path, loadgen: &Path, server: &Server, sc: &Scenario) -> Result<Value, String> {
+    let port = free_port().map_err(|e| e.to_string())?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(dir.join(server.bin))
+        .arg(&addr)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", server.bin))?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let server_proc = Killed(child);
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
+    }
+    if !line.starts_with("listening") {
+        return Err(format!("{} did not start", server.bin));
+    }
+    let mut cmd = Command::new(loadgen);
+    cmd.args(["bench", "--url", &format!("ws://{addr}/"), "--server-pid", &pid.to_string()])
+        .args(["--label", &format!("{}/{}", server.name, sc.id)])
+        .args(&sc.args);
+    if server.raw {
+        cmd.arg("--raw-echo");
+    }
+    let mut lg =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + sc.limit;
+    loop {
+        match lg.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = lg.kill();
+                let _ = lg.wait();
+                return Err(format!("load generator overran {:?}", sc.limit));
+            }
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut o) = lg.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    drop(server_proc);
+    // Let the kernel tidy the closed sockets before the next server starts.
+    std::thread::sleep(Duration::from_millis(200));
+    let json_line = out.lines().find(|l| l.starts_with('{')).ok_or_else(|| format!("no report: {out}"))?;
+    serde_json::from_str(json_line).map_err(|e| e.to_string())
+}
+
+type Medians = BTreeMap<(String, String, String), f64>;
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+fn medians(scens: &[Scenario], servers: &[&Server], runs: &BTreeMap<&str, BTreeMap<&str, Vec<Value>>>) -> Medians {
+    let mut out = Medians::new();
+    for sc in scens {
+        for m in &sc.metrics {
+            for s in servers {
+                let vals: Vec<f64> = runs
+                    .get(sc.id)
+                    .and_then(|r| r.get(s.name))
+                    .map(|v| v.iter().filter_map(|r| r[m.key].as_f64()).collect())
+                    .unwrap_or_default();
+                if let Some(med) = median(vals) {
+                    out.insert((sc.id.to_owned(), m.key.to_owned(), s.name.to_owned()), med);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn get(med: &Medians, sc: &str, key: &str, server: &str) -> Option<f64> {
+    med.get(&(sc.to_owned(), key.to_owned(), server.to_owned())).copied()
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if x >= 100_000.0 => format!("{:.0}k", x / 1000.0),
+        Some(x) if x >= 1000.0 => format!("{x:.0}"),
+        Some(x) if x >= 100.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.2}"),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_default();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = read("/proc/meminfo").lines().next().unwrap_or_default().to_owned();
+    json!({
+        "nproc": nproc,
+        "model": model,
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+        "memory": mem.trim_start_matches("MemTotal:").trim(),
+        "load_average": read("/proc/loadavg").trim(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn markdown(
+    opts: &Opts,
+    command: &str,
+    rounds: usize,
+    secs: f64,
+    elapsed: Duration,
+    before: &Value,
+    after: &Value,
+    scens: &[Scenario],
+    servers: &[&Server],
+    runs: &BTreeMap<&str, BTreeMap<&str, Vec<Value>>>,
+    med: &Medians,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# syncws benchmark results\n");
+    let _ = writeln!(s, "Command: `{command}` (after `cargo build --release -p syncws-cli -p syncws-bench`)\n");
+    let _ = writeln!(
+        s,
+        "Machine: {} × {}, Linux {}, {}. Load average (1, 5, 15 min) before: {}; after: {}.\n",
+        before["nproc"],
+        before["model"].as_str().unwrap_or("?"),
+        before["kernel"].as_str().unwrap_or("?"),
+        before["memory"].as_str().unwrap_or("?"),
+        before["load_average"].as_str().unwrap_or("?"),
+        after["load_average"].as_str().unwrap_or("?"),
+    );
+    let _ = writeln!(
+        s,
+        "{rounds} rounds, servers interleaved (order rotated each round, each server restarted for each run), \
+         {secs} s measurement windows; medians over the rounds; whole run {:.0} s. Client (`syncws bench`) and \
+         server share the cores over loopback. MB = 10^6 bytes of payload echoed per second. Server CPU is \
+         utime+stime from /proc over the window, divided by the messages verified in it.{}\n",
+        elapsed.as_secs_f64(),
+        if opts.quick { " Quick mode: fewer rounds, shorter windows, 1000 idle connections." } else { "" }
+    );
+    let header = |s: &mut String, first: &str| {
+        let _ = write!(s, "| {first} |");
+        for sv in servers {
+            let _ = write!(s, " {} |", sv.name);
+        }
+        let _ = write!(s, "\n| --- |");
+        for _ in servers {
+            let _ = write!(s, " --- |");
+        }
+        s.push('\n');
+    };
+    let _ = writeln!(s, "## Medians\n");
+    header(&mut s, "scenario");
+    for sc in scens {
+        for m in &sc.metrics {
+            let _ = write!(s, "| {}, {} |", sc.title, m.label);
+            for sv in servers {
+                let _ = write!(s, " {} |", fmt_num(get(med, sc.id, m.key, sv.name)));
+            }
+            s.push('\n');
+        }
+    }
+    for (title, base) in [("Ratios to tungstenite", "tungstenite"), ("Ratios to syncws", "syncws")] {
+        if !servers.iter().any(|s| s.name == base) {
+            continue;
+        }
+        let _ = writeln!(s, "\n## {title} (value ÷ {base}'s; ↑ higher is better, ↓ lower is better)\n");
+        header(&mut s, "scenario");
+        for sc in scens {
+            for m in &sc.metrics {
+                let _ = write!(s, "| {}, {} {} |", sc.title, m.label, if m.higher_is_better { "↑" } else { "↓" });
+                let b = get(med, sc.id, m.key, base);
+                for sv in servers {
+                    let _ = write!(s, " {} |", ratio(get(med, sc.id, m.key, sv.name), b));
+                }
+                s.push('\n');
+            }
+        }
+    }
+    let _ = writeln!(s, "\n## Issue 6 targets (syncws)\n");
+    for line in targets(med) {
+        let _ = writeln!(s, "- {line}");
+    }
+    let _ = writeln!(s, "\n## Errors\n");
+    let mut any = false;
+    for (sc, by_server) in runs {
+        for (sv, reports) in by_server {
+            let errors: u64 = reports.iter().filter_map(|r| r["errors"].as_u64()).sum();
+            if errors > 0 {
+                any = true;
+                let first = reports.iter().find_map(|r| r["first_error"].as_str()).unwrap_or("");
+                let _ = writeln!(s, "- {sc} / {sv}: {errors} errors; first: {first}");
+            }
+        }
+    }
+    if !any {
+        let _ = writeln!(s, "None: every echoed payload of every run was verified.");
+    }
+    let _ = writeln!(s, "\n![chart](chart.svg)");
+    s
+}
+
+fn targets(med: &Medians) -> Vec<String> {
+    let g = |sc: &str, k: &str, sv: &str| get(med, sc, k, sv);
+    let sy = "syncws";
+    let raw = "raw TCP (threads)";
+    let check = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not measured",
+    };
+    let cmp = |a: Option<f64>, b: Option<f64>, f: &dyn Fn(f64, f64) -> bool| a.zip(b).map(|(a, b)| f(a, b));
+    let r = |a: Option<f64>, b: Option<f64>| ratio(a, b);
+    let mut v = Vec::new();
+    let (a, b) = (g("pp1", "p50_us", sy), g("pp1", "p50_us", raw));
+    v.push(format!(
+        "ping-pong 1 conn p50 within 1.05× of raw TCP: {} ({})",
+        r(a, b),
+        check(cmp(a, b, &|a, b| a <= 1.05 * b))
+    ));
+    let (a, b) = (g("pp64", "msgs_per_s", sy), g("pp64", "msgs_per_s", "tokio-tungstenite"));
+    let f = g("pp64", "msgs_per_s", "fastwebsockets");
+    v.push(format!(
+        "ping-pong 64 conns msgs/s ≥ tokio-tungstenite: {} ({}); vs fastwebsockets {}",
+        r(a, b),
+        check(cmp(a, b, &|a, b| a >= b)),
+        r(a, f)
+    ));
+    let (a, b) = (g("pp64", "server_cpu_us_per_msg", sy), g("pp64", "server_cpu_us_per_msg", raw));
+    v.push(format!("ping-pong 64 conns server CPU/msg ≤ raw TCP: {} ({})", r(a, b), check(cmp(a, b, &|a, b| a <= b))));
+    let (a, b) = (g("pipe1k", "msgs_per_s", sy), g("pipe1k", "msgs_per_s", "tungstenite"));
+    v.push(format!(
+        "pipelined 1 KiB msgs/s ≥ 1.2× tungstenite: {} ({})",
+        r(a, b),
+        check(cmp(a, b, &|a, b| a >= 1.2 * b))
+    ));
+    for sc in ["pipe64k", "pipe1m"] {
+        let (a, b) = (g(sc, "mb_per_s", sy), g(sc, "mb_per_s", raw));
+        v.push(format!("{sc} MB/s ≥ 0.95× raw TCP: {} ({})", r(a, b), check(cmp(a, b, &|a, b| a >= 0.95 * b))));
+        let (a, b) = (g(sc, "server_cpu_us_per_msg", sy), g(sc, "server_cpu_us_per_msg", raw));
+        v.push(format!(
+            "{sc} server CPU/msg ≤ 1.05× raw TCP: {} ({})",
+            r(a, b),
+            check(cmp(a, b, &|a, b| a <= 1.05 * b))
+        ));
+    }
+    let a = g("idle", "rss_per_conn_kib", sy);
+    v.push(format!("idle RSS per connection ≤ 16 KiB: {} KiB ({})", fmt_num(a), check(a.map(|a| a <= 16.0))));
+    let a = g("idle10k", "connected", sy);
+    v.push(format!(
+        "10,000 idle connections held: {} held, {} KiB each ({})",
+        fmt_num(a),
+        fmt_num(g("idle10k", "rss_per_conn_kib", sy)),
+        check(a.map(|a| a >= 10_000.0))
+    ));
+    let (a, b) = (g("connect", "msgs_per_s", sy), g("connect", "msgs_per_s", "tungstenite"));
+    v.push(format!("connects/s ≥ 1.5× tungstenite: {} ({})", r(a, b), check(cmp(a, b, &|a, b| a >= 1.5 * b))));
+    let (a, b) = (g("bcast", "p99_us", sy), g("bcast", "p99_us", "tokio-tungstenite"));
+    v.push(format!(
+        "broadcast to 1000: p99 delivery {} µs vs tokio-tungstenite {} µs ({}); every receiver gets every message \
+         (a missed one is counted as an error below)",
+        fmt_num(a),
+        fmt_num(b),
+        r(a, b)
+    ));
+    v
+}
+
+/// Grouped bars: each server's result relative to tungstenite, oriented so
+/// that a taller bar is better (lower-is-better metrics are inverted).
+fn chart(scens: &[Scenario], servers: &[&Server], med: &Medians) -> String {
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f"];
+    let rows: Vec<(String, &str, bool, &str)> = scens
+        .iter()
+        .flat_map(|sc| {
+            sc.metrics.iter().map(move |m| (format!("{} — {}", sc.title, m.label), sc.id, m.higher_is_better, m.key))
+        })
+        .filter(|(_, _, _, k)| !matches!(*k, "server_threads" | "connected"))
+        .collect();
+    let (left, bar_h, group_gap, width) = (330.0, 9.0, 10.0, 900.0);
+    let plot_w = width - left - 40.0;
+    let max_ratio = 3.0;
+    let group_h = bar_h * servers.len() as f64 + group_gap;
+    let height = 70.0 + group_h * rows.len() as f64 + 30.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="18" font-size="14" font-weight="bold">syncws benchmark: each server relative to tungstenite (taller = better; lower-is-better metrics inverted; capped at {max_ratio}×)</text>"#
+    );
+    for (i, sv) in servers.iter().enumerate() {
+        let x = 10.0 + i as f64 * 170.0;
+        let _ = writeln!(s, r#"<rect x="{x}" y="30" width="12" height="12" fill="{}"/>"#, colors[i % colors.len()]);
+        let _ = writeln!(s, r#"<text x="{}" y="40">{}</text>"#, x + 16.0, sv.name);
+    }
+    let top = 60.0;
+    let x1 = left + plot_w / max_ratio;
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x1}" y1="{top}" x2="{x1}" y2="{}" stroke="#444" stroke-dasharray="4,3"/>"##,
+        top + group_h * rows.len() as f64
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">1× (tungstenite)</text>"#,
+        x1,
+        top + group_h * rows.len() as f64 + 14.0
+    );
+    for (r, (label, sc, higher, key)) in rows.iter().enumerate() {
+        let y0 = top + r as f64 * group_h;
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            y0 + bar_h * servers.len() as f64 / 2.0 + 4.0,
+            label.replace('&', "&amp;").replace('<', "&lt;")
+        );
+        let base = get(med, sc, key, "tungstenite");
+        for (i, sv) in servers.iter().enumerate() {
+            let Some(v) = get(med, sc, key, sv.name) else { continue };
+            let Some(b) = base.filter(|b| *b > 0.0) else { continue };
+            let rel = if *higher {
+                v / b
+            } else if v > 0.0 {
+                b / v
+            } else {
+                continue;
+            };
+            let w = rel.min(max_ratio) / max_ratio * plot_w;
+            let y = y0 + i as f64 * bar_h;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{}"><title>{}: {} ({rel:.2}× tungstenite)</title></rect>"#,
+                bar_h - 1.0,
+                colors[i % colors.len()],
+                sv.name,
+                fmt_num(Some(v))
+            );
+            let _ =
+                writeln!(s, r#"<text x="{:.1}" y="{}" font-size="8">{rel:.2}</text>"#, left + w + 3.0, y + bar_h - 2.0);
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,60 @@
+//! syncws: the library's Listener with the default `Config`, echoing like
+//! `examples/echo_server.rs`; `/broadcast` sends each message to every other
+//! member from the sender's connection thread (through their `Sender`s).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use syncws::{Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
+
+type Members = Arc<Mutex<Vec<(u64, Sender)>>>;
+
+struct Handler {
+    sender: Option<Sender>,
+    id: u64,
+    members: Option<Members>,
+    all: Members,
+}
+
+impl WsTrait for Handler {
+    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+        if shake.request.path == syncws_bench::BROADCAST_PATH {
+            self.all.lock().unwrap().push((self.id, shake.sender.clone()));
+            self.members = Some(Arc::clone(&self.all));
+        }
+        self.sender = Some(shake.sender);
+        Ok(None)
+    }
+
+    fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+        if let Some(members) = &self.members {
+            for (id, s) in members.lock().unwrap().iter() {
+                if *id != self.id {
+                    let _ = s.send(msg.clone());
+                }
+            }
+            return Ok(());
+        }
+        match &self.sender {
+            Some(sender) => sender.send(msg),
+            None => Ok(()),
+        }
+    }
+
+    fn on_close(&mut self, _reason: &Option<syncws::CloseData>) {
+        if let Some(members) = &self.members {
+            members.lock().unwrap().retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let listener = Listener::bind(syncws_bench::addr_arg())?;
+    syncws_bench::ready(listener.local_addr());
+    let all: Members = Arc::default();
+    let next = AtomicU64::new(0);
+    listener.serve(move |server| {
+        let id = next.fetch_add(1, Ordering::Relaxed);
+        server.set_callback_ws(Box::new(Handler { sender: None, id, members: None, all: Arc::clone(&all) }));
+    })
+}
