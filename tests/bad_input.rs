@@ -287,20 +287,50 @@ impl WsTrait for Flooder {
     }
 }
 
-#[test]
-fn peer_that_never_reads_is_dropped_and_the_sender_is_told() {
+/// Starts a flooding server with `policy`, connects a peer that never
+/// reads, and returns what the flooding sender was told.
+fn flood(policy: syncws::QueuePolicy, write_timeout: Duration) -> (syncws::Running, Result<()>, TcpStream) {
     init_log();
-    let config = Config::default()
-        .write_timeout(Duration::from_millis(300))
-        .queue_capacity(8)
-        .queue_policy(syncws::QueuePolicy::Block(Duration::from_millis(100)));
+    let config = Config::default().write_timeout(write_timeout).queue_capacity(8).queue_policy(policy);
     let (tx, rx) = crossbeam_channel::unbounded();
     let listener = Listener::bind_with_config("127.0.0.1:0", config).unwrap();
     let running = listener.spawn(move |server| server.set_callback_ws(Box::new(Flooder(tx.clone(), None)))).unwrap();
-    let _silent = raw_ws_at(running.local_addr(), "/flood");
-    match rx.recv_timeout(WAIT).expect("the sender must learn it cannot send") {
-        Err(Error::Send(_)) => {}
-        other => panic!("{other:?}"),
+    let silent = raw_ws_at(running.local_addr(), "/flood");
+    let told = rx.recv_timeout(WAIT).expect("the sender must learn it cannot send");
+    (running, told, silent)
+}
+
+#[test]
+fn peer_that_never_reads_is_dropped_and_the_sender_is_told() {
+    let block = syncws::QueuePolicy::Block(Duration::from_millis(100));
+    let (running, told, _silent) = flood(block, Duration::from_millis(300));
+    assert!(matches!(told, Err(Error::Send(_))), "{told:?}");
+    still_serves(running.local_addr());
+}
+
+#[test]
+fn drop_policy_refuses_at_once_and_keeps_the_connection() {
+    let (running, told, _silent) = flood(syncws::QueuePolicy::Drop, Duration::from_secs(60));
+    assert!(matches!(told, Err(Error::Send("queue full"))), "{told:?}");
+    assert_eq!(running.connections(), 1, "the slow peer stays connected");
+    still_serves(running.local_addr());
+}
+
+#[test]
+fn close_policy_refuses_and_ends_the_connection() {
+    let (running, told, mut silent) = flood(syncws::QueuePolicy::Close, Duration::from_secs(60));
+    assert!(matches!(told, Err(Error::Send("queue full"))), "{told:?}");
+    // The peer finally reads: what was queued, then the end of the stream.
+    let mut sink = vec![0u8; 1 << 16];
+    loop {
+        match silent.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("the server kept the connection open")
+            }
+            Err(_) => break, // reset: closed too
+        }
     }
     still_serves(running.local_addr());
 }
