@@ -119,6 +119,14 @@ impl Server {
     /// handshake or HTTP exchange; the peer has been answered with the
     /// matching status where that was still possible.
     pub fn incoming(&mut self) -> Result<()> {
+        match self.serve_http()? {
+            Some(upgrade) => self.run_ws(upgrade),
+            None => Ok(()),
+        }
+    }
+
+    /// Serves HTTP requests until the connection ends (`None`) or upgrades.
+    fn serve_http(&mut self) -> Result<Option<Upgrade>> {
         self.config.validate()?;
         let (mut reader, mut writer) = match self.io.take() {
             Some(io) => io,
@@ -132,7 +140,7 @@ impl Server {
             let head = read_head(&mut *reader, &mut buf, deadline, &mut |b| Request::parse(b, config));
             let mut req = match head {
                 Ok(Some(req)) => req,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
             };
             debug!("{} {} from {:?}", req.method, req.path, self.addr);
@@ -146,9 +154,9 @@ impl Server {
                 write_response(&mut *writer, &resp)?;
                 if resp.status != 101 {
                     writer.shutdown(Shutdown::Both);
-                    return Ok(());
+                    return Ok(None);
                 }
-                return self.run_ws(reader, writer, buf, req, resp);
+                return Ok(Some(Upgrade { reader, writer, leftover: buf, request: req, response: resp }));
             }
             let keep_alive = match self.http.as_mut() {
                 Some(http) => {
@@ -189,7 +197,7 @@ impl Server {
             };
             if !keep_alive {
                 writer.shutdown(Shutdown::Both);
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -209,14 +217,8 @@ impl Server {
         hs::finish_response(req, resp)
     }
 
-    fn run_ws(
-        &mut self,
-        reader: Box<dyn ReadHalf>,
-        writer: Box<dyn WriteHalf>,
-        leftover: Vec<u8>,
-        request: Request,
-        response: Response,
-    ) -> Result<()> {
+    fn run_ws(&mut self, upgrade: Upgrade) -> Result<()> {
+        let Upgrade { reader, writer, leftover, request, response } = upgrade;
         let config = self.config.clone();
         let read = ReadSide::new(reader, Role::Server, &config, leftover);
         let write = WriteSide::new(writer, Role::Server, config.write_timeout)?;
@@ -232,6 +234,16 @@ impl Server {
         runner::run(conn, &mut **handler, shake);
         Ok(())
     }
+}
+
+/// A connection whose upgrade was answered with 101.
+struct Upgrade {
+    reader: Box<dyn ReadHalf>,
+    writer: Box<dyn WriteHalf>,
+    /// Bytes that arrived after the request head (the first frames).
+    leftover: Vec<u8>,
+    request: Request,
+    response: Response,
 }
 
 /// Reads a request body announced by `Content-Length`, within the limit.
