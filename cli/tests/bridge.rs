@@ -140,14 +140,7 @@ fn ws2tcp_close_becomes_eof_and_eof_becomes_close() {
     let url = format!("ws://{}/", bridge.local_addr());
     let (bytes, close) = within("EOF through ws2tcp", move || {
         let mut ws = ws_connect(&url);
-        let mut bytes = Vec::new();
-        loop {
-            match ws.read().expect("read") {
-                OwnedMessage::Binary(b) => bytes.extend(b),
-                OwnedMessage::Close(c) => return (bytes, c),
-                _ => {}
-            }
-        }
+        binary_until_close(&mut ws)
     });
     assert_eq!(bytes, b"greetings");
     assert_eq!(close.map(|c| c.status_code), Some(1000));
@@ -207,6 +200,35 @@ fn reporting_server() -> (syncws::Running, crossbeam_channel::Receiver<String>) 
     (running, rx)
 }
 
+/// Collects binary payloads until the Close; returns them and the Close body.
+fn binary_until_close(ws: &mut syncws::WebSocket) -> (Vec<u8>, Option<syncws::CloseData>) {
+    let mut bytes = Vec::new();
+    loop {
+        match ws.read().expect("read") {
+            OwnedMessage::Binary(b) => bytes.extend(b),
+            OwnedMessage::Close(c) => return (bytes, c),
+            _ => {}
+        }
+    }
+}
+
+/// Writes 10 MiB of random bytes to a TCP connection to `addr`, shuts the
+/// write side, reads until EOF, and checks the same bytes came back.
+fn round_trip_10_mib(addr: std::net::SocketAddr, seed: u64, what: &'static str) {
+    let data = random_bytes(10 * MIB, seed);
+    let sum = checksum(&data);
+    let got = within(what, move || {
+        let tcp = TcpStream::connect(addr).unwrap();
+        let w = tcp.try_clone().unwrap();
+        let writer = thread::spawn(move || write_then_eof(w, data));
+        let got = read_to_eof(tcp);
+        writer.join().unwrap();
+        got
+    });
+    assert_eq!(got.len(), 10 * MIB);
+    assert_eq!(checksum(&got), sum);
+}
+
 fn ws_echo() -> syncws::Running {
     init_log();
     syncws_cli::echo::spawn("127.0.0.1:0", Config::default()).expect("echo")
@@ -217,20 +239,9 @@ fn tcp2ws_carries_10_mib_each_way_and_eof_both_ways() {
     let echo = ws_echo();
     let bridge = tcp2ws(Tcp2WsOptions::new("127.0.0.1:0", &format!("ws://{}/", echo.local_addr()))).unwrap();
     let addr = bridge.local_addr();
-    let data = random_bytes(10 * MIB, 11);
-    let sum = checksum(&data);
     // The client's EOF becomes Close 1000; the echo server's Close reply,
     // after every echoed byte, becomes EOF here.
-    let got = within("10 MiB through tcp2ws", move || {
-        let tcp = TcpStream::connect(addr).unwrap();
-        let w = tcp.try_clone().unwrap();
-        let writer = thread::spawn(move || write_then_eof(w, data));
-        let got = read_to_eof(tcp);
-        writer.join().unwrap();
-        got
-    });
-    assert_eq!(got.len(), 10 * MIB);
-    assert_eq!(checksum(&got), sum);
+    round_trip_10_mib(addr, 11, "10 MiB through tcp2ws");
     bridge.shutdown();
     echo.shutdown();
 }
@@ -317,21 +328,10 @@ fn chained_tcp2ws_ws2tcp_round_trip() {
     let inner = ws2tcp_to(tcp_echo());
     let outer = tcp2ws(Tcp2WsOptions::new("127.0.0.1:0", &format!("ws://{}/", inner.local_addr()))).unwrap();
     let addr = outer.local_addr();
-    let data = random_bytes(10 * MIB, 99);
-    let sum = checksum(&data);
     // The client writes everything and shuts its write side at once: the
     // EOF travels the chain as Close 1000 and the echo's last bytes still
     // come back before EOF (half-close kept end to end).
-    let got = within("tcp -> tcp2ws -> ws2tcp -> tcp echo and back", move || {
-        let tcp = TcpStream::connect(addr).unwrap();
-        let w = tcp.try_clone().unwrap();
-        let writer = thread::spawn(move || write_then_eof(w, data));
-        let got = read_to_eof(tcp);
-        writer.join().unwrap();
-        got
-    });
-    assert_eq!(got.len(), 10 * MIB);
-    assert_eq!(checksum(&got), sum);
+    round_trip_10_mib(addr, 99, "tcp -> tcp2ws -> ws2tcp -> tcp echo and back");
     outer.shutdown();
     inner.shutdown();
 }
@@ -352,14 +352,7 @@ fn ws2tcp_keeps_sending_the_targets_bytes_after_the_clients_close() {
         let mut ws = ws_connect(&url);
         ws.send(OwnedMessage::Binary(b"stressed".to_vec())).unwrap();
         ws.close(CloseCode::NORMAL, "").unwrap();
-        let mut bytes = Vec::new();
-        loop {
-            match ws.read().expect("read") {
-                OwnedMessage::Binary(b) => bytes.extend(b),
-                OwnedMessage::Close(c) => return (bytes, c),
-                _ => {}
-            }
-        }
+        binary_until_close(&mut ws)
     });
     assert_eq!(bytes, b"desserts");
     assert_eq!(close.map(|c| c.status_code), Some(1000));
