@@ -211,9 +211,34 @@ fn main() {
         eprintln!("missing {missing:?}: run `cargo build --release -p syncws-cli -p syncws-bench` first");
         std::process::exit(2);
     }
-    let servers: Vec<&Server> =
-        SERVERS.iter().filter(|s| opts.servers.is_empty() || opts.servers.iter().any(|n| n == s.name)).collect();
-    let scens: Vec<Scenario> = scenarios(secs, warmup, idle_conns)
+    // A server is named by its display name or its binary's suffix
+    // (`raw TCP (threads)` or `rawtcp`); an unknown name is an error, not a
+    // silently smaller run.
+    let server_matches = |s: &Server, n: &str| n == s.name || n == s.bin.trim_start_matches("srv-");
+    let all_scens = scenarios(secs, warmup, idle_conns);
+    let unknown: Vec<&String> = opts
+        .servers
+        .iter()
+        .filter(|n| !SERVERS.iter().any(|s| server_matches(s, n)))
+        .chain(opts.scenarios.iter().filter(|n| !all_scens.iter().any(|s| s.id == n.as_str())))
+        .collect();
+    if !unknown.is_empty() {
+        let names: Vec<String> = SERVERS
+            .iter()
+            .map(|s| match s.bin.trim_start_matches("srv-") {
+                short if short == s.name => short.to_string(),
+                short => format!("{short} ({})", s.name),
+            })
+            .collect();
+        let ids: Vec<&str> = all_scens.iter().map(|s| s.id).collect();
+        eprintln!("unknown server or scenario {unknown:?}; servers: {}; scenarios: {}", names.join(", "), ids.join(","));
+        std::process::exit(2);
+    }
+    let servers: Vec<&Server> = SERVERS
+        .iter()
+        .filter(|s| opts.servers.is_empty() || opts.servers.iter().any(|n| server_matches(s, n)))
+        .collect();
+    let scens: Vec<Scenario> = all_scens
         .into_iter()
         .filter(|s| opts.scenarios.is_empty() || opts.scenarios.iter().any(|n| n == s.id))
         .collect();
