@@ -6,7 +6,7 @@
 //! share its session behind a short-held lock the same way. Nothing above
 //! this module clones a socket.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +55,10 @@ struct TcpHalf(Arc<TcpStream>);
 impl Read for TcpHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self.0).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self.0).read_vectored(bufs)
     }
 }
 

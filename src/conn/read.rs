@@ -1,7 +1,8 @@
-//! The read side of a connection: a buffer that starts small, the decoder,
-//! and read deadlines armed with as few system calls as possible.
+//! The read side of a connection: a small buffer for frame headers, payloads
+//! read straight into their messages, the decoder, and read deadlines armed
+//! with as few system calls as possible.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, IoSliceMut};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -10,8 +11,7 @@ use crate::message::OwnedMessage;
 use crate::protocol::{MessageDecoder, Role};
 use crate::transport::{is_timeout, ReadHalf};
 
-/// The read buffer grows up to this for large frames, so one read system call
-/// fetches many bytes; payloads go straight on into the message buffer.
+/// The most payload one read system call puts straight into a message.
 const MAX_READ_CHUNK: usize = 256 << 10;
 
 /// What a bounded read produced.
@@ -30,8 +30,7 @@ pub(crate) struct ReadSide {
     start: usize,
     end: usize,
     base_size: usize,
-    /// Bytes the last read returned (zero after a timeout): the buffer
-    /// shrinks back to `base_size` only once traffic is small again.
+    /// Bytes the last read returned (zero after a timeout).
     last_read: usize,
     decoder: MessageDecoder,
     /// The read timeout currently set on the socket (`None`: blocking).
@@ -88,17 +87,35 @@ impl ReadSide {
                 }
             }
             self.arm(deadline.map(|d| d - now))?;
-            match self.io.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
+            // Between reads the buffer holds at most a partial header. Inside
+            // a data frame's payload it is empty: the payload is read straight
+            // into the message (no copy), and whatever follows the frame into
+            // the buffer, in the same system call.
+            let space = if self.end == 0 { self.decoder.payload_space(MAX_READ_CHUNK) } else { None };
+            let result = match space {
+                Some(space) => {
+                    let direct = space.len();
+                    let mut bufs = [IoSliceMut::new(space), IoSliceMut::new(&mut self.buf)];
+                    self.io.read_vectored(&mut bufs).map(|n| (n.min(direct), n.saturating_sub(direct)))
+                }
+                None => self.io.read(&mut self.buf[self.end..]).map(|n| (0, n)),
+            };
+            match result {
+                Ok((0, 0)) => {
                     return Err(Error::Io(io::Error::new(
                         ErrorKind::UnexpectedEof,
                         "the peer closed the connection without a close frame",
                     )))
                 }
-                Ok(n) => {
-                    self.end += n;
-                    self.last_read = n;
+                Ok((direct, buffered)) => {
+                    self.end += buffered;
+                    self.last_read = direct + buffered;
                     self.last_activity = Instant::now();
+                    if direct > 0 {
+                        if let Some(msg) = self.decoder.payload_received(direct)? {
+                            return Ok(Read::Message(msg));
+                        }
+                    }
                 }
                 Err(e) if is_timeout(&e) => {
                     self.armed = Some(Duration::ZERO);
@@ -110,16 +127,16 @@ impl ReadSide {
         }
     }
 
-    /// Compacts the buffer and sizes it for what is coming: larger while big
-    /// frames stream in, back to the base size once the last read was small
-    /// or timed out. Keeping the large buffer while large frames keep coming
-    /// saves freeing, re-allocating and zero-filling it for every message.
+    /// Compacts the buffer before a read. Payloads are read straight into
+    /// their messages, so between reads the buffer holds at most a partial
+    /// frame header; it is larger than its base size only when the
+    /// handshake left more bytes than that, and goes back to the base size
+    /// once those are consumed and reads are small again.
     fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            let pending = self.decoder.pending_payload();
-            if pending == 0 && self.buf.len() > self.base_size && self.last_read < self.base_size {
+            if self.buf.len() > self.base_size && self.last_read < self.base_size {
                 self.buf = vec![0; self.base_size];
             }
         } else if self.start > 0 {
@@ -127,15 +144,10 @@ impl ReadSide {
             self.end -= self.start;
             self.start = 0;
         }
-        let pending = usize::try_from(self.decoder.pending_payload()).unwrap_or(usize::MAX);
-        let want = pending.saturating_add(14).clamp(self.base_size, MAX_READ_CHUNK);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
         if self.end == self.buf.len() {
-            // Only a partial header can be left unconsumed; the buffer is
-            // always larger than a header, so this is a safety net.
-            self.buf.resize(self.buf.len() * 2, 0);
+            // Only a partial header can be left unconsumed, and the buffer is
+            // always larger than a header: this is a safety net.
+            self.buf.resize(self.buf.len().max(16) * 2, 0);
         }
     }
 

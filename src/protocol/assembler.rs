@@ -14,10 +14,18 @@ struct Partial {
     /// RSV1 of the first frame: "compressed" once permessage-deflate exists.
     #[allow(dead_code)]
     rsv1: bool,
+    /// The payload so far, `filled` bytes of it, and after them possibly a
+    /// zero-filled tail that a direct read is filling in.
     buf: Vec<u8>,
+    filled: usize,
     fragments: usize,
     utf8: Utf8Validator,
 }
+
+/// A data frame's buffer is reserved up front for its declared length, but
+/// never more than this before the bytes arrive: a peer declaring a huge
+/// frame and sending nothing must not make us allocate it.
+const RESERVE_MAX: u64 = 256 << 10;
 
 /// Which buffer the payload of the current frame goes to.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +63,7 @@ impl Assembler {
 
     /// Bytes held for a message in progress.
     pub(crate) fn buffered(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.buf.len())
+        self.partial.as_ref().map_or(0, |p| p.filled)
     }
 
     pub(crate) fn start_frame(&mut self, h: &FrameHeader) -> Result<()> {
@@ -72,7 +80,8 @@ impl Assembler {
                 self.partial = Some(Partial {
                     text: h.opcode == OpCode::Text,
                     rsv1: h.rsv & 0b100 != 0,
-                    buf: Vec::new(),
+                    buf: Vec::with_capacity(h.payload_len.min(RESERVE_MAX) as usize),
+                    filled: 0,
                     fragments: 1,
                     utf8: Utf8Validator::default(),
                 });
@@ -87,7 +96,8 @@ impl Assembler {
                     let (size, max) = (p.fragments as u64, self.max_fragments as u64);
                     return Err(Error::Capacity { what: "fragments", size, max });
                 }
-                let held = p.buf.len() as u64;
+                let held = p.filled as u64;
+                p.buf.reserve(h.payload_len.min(RESERVE_MAX) as usize);
                 self.check_size(held, h.payload_len)?;
                 self.target = Target::Data { fin: h.fin };
             }
@@ -109,7 +119,9 @@ impl Assembler {
             Target::Control(_) => self.control.extend_from_slice(chunk),
             Target::Data { .. } => {
                 if let Some(p) = self.partial.as_mut() {
+                    p.buf.truncate(p.filled);
                     p.buf.extend_from_slice(chunk);
+                    p.filled = p.buf.len();
                     if p.text {
                         p.utf8.feed(&p.buf)?;
                     }
@@ -117,6 +129,39 @@ impl Assembler {
             }
         }
         Ok(())
+    }
+
+    /// Space at the end of the current data frame's payload for reading up
+    /// to `len` more bytes straight into it, or `None` for a control frame.
+    /// The space is zero-filled once and kept until [`Assembler::filled`]
+    /// accounts for it, so a short read does not cost a second fill.
+    pub(crate) fn space(&mut self, len: usize) -> Option<&mut [u8]> {
+        if !matches!(self.target, Target::Data { .. }) || len == 0 {
+            return None;
+        }
+        let p = self.partial.as_mut()?;
+        if p.buf.len() == p.filled {
+            p.buf.resize(p.filled + len, 0);
+        }
+        let end = p.buf.len().min(p.filled + len);
+        Some(&mut p.buf[p.filled..end])
+    }
+
+    /// `n` bytes were read into the start of the last [`Assembler::space`];
+    /// `unmask` is applied to them before they count as payload. Returns how
+    /// many were taken: no more than the space held.
+    pub(crate) fn filled(&mut self, n: usize, unmask: impl FnOnce(&mut [u8])) -> Result<usize> {
+        let (Target::Data { .. }, Some(p)) = (self.target, self.partial.as_mut()) else {
+            return Ok(0);
+        };
+        let start = p.filled;
+        let end = (start + n).min(p.buf.len());
+        unmask(&mut p.buf[start..end]);
+        p.filled = end;
+        if p.text {
+            p.utf8.feed(&p.buf[..end])?;
+        }
+        Ok(end - start)
     }
 
     /// The current frame is complete; returns a message if one is.
@@ -135,6 +180,7 @@ impl Assembler {
                 let Some(mut p) = self.partial.take() else {
                     return Ok(None);
                 };
+                p.buf.truncate(p.filled);
                 if p.text {
                     p.utf8.finish(&p.buf)?;
                     let text = String::from_utf8(p.buf).map_err(|_| Error::Utf8)?;

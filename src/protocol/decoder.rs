@@ -131,6 +131,68 @@ impl MessageDecoder {
         Ok(())
     }
 
+    /// Room to read the next payload bytes of the data frame in progress
+    /// straight into the message being assembled, at most `max` of them and
+    /// never past the frame's end; `None` between frames, inside a control
+    /// frame, or once the decoder is done.
+    ///
+    /// This saves copying large payloads out of a read buffer: read into the
+    /// space, then report how many bytes arrived with
+    /// [`payload_received`](Self::payload_received). Bytes that follow the
+    /// frame must not be read into it; they go to [`feed`](Self::feed).
+    ///
+    /// ```
+    /// use syncws::{Config, OwnedMessage};
+    /// use syncws::protocol::{MessageDecoder, Role};
+    /// let mut dec = MessageDecoder::new(Role::Client, &Config::default());
+    /// let mut header = [0x82, 0x04];
+    /// assert_eq!(dec.feed(&mut header).unwrap(), (2, None));
+    /// let space = dec.payload_space(1024).unwrap();
+    /// assert_eq!(space.len(), 4);
+    /// space[..3].copy_from_slice(b"abc"); // a short read
+    /// assert_eq!(dec.payload_received(3).unwrap(), None);
+    /// dec.payload_space(1024).unwrap()[0] = b'd';
+    /// assert_eq!(dec.payload_received(1).unwrap(), Some(OwnedMessage::Binary(b"abcd".to_vec())));
+    /// ```
+    pub fn payload_space(&mut self, max: usize) -> Option<&mut [u8]> {
+        let State::Payload { remaining, .. } = self.state else {
+            return None;
+        };
+        let len = usize::try_from(remaining).map_or(max, |r| r.min(max));
+        self.assembler.space(len)
+    }
+
+    /// `n` bytes were read into the start of the space the last
+    /// [`payload_space`](Self::payload_space) returned (more than it held are
+    /// ignored). They are unmasked and checked like bytes given to
+    /// [`feed`](Self::feed); returns the message if this completed one.
+    pub fn payload_received(&mut self, n: usize) -> Result<Option<OwnedMessage>> {
+        let result = self.payload_received_inner(n);
+        if result.is_err() {
+            self.state = State::Done;
+        }
+        result
+    }
+
+    fn payload_received_inner(&mut self, n: usize) -> Result<Option<OwnedMessage>> {
+        let State::Payload { remaining, mask, offset } = self.state else {
+            return Ok(None);
+        };
+        let n = usize::try_from(remaining).map_or(n, |r| r.min(n));
+        let n = self.assembler.filled(n, |chunk| {
+            if let Some(key) = mask {
+                apply_mask(chunk, key, offset);
+            }
+        })?;
+        let remaining = remaining - n as u64;
+        if remaining > 0 {
+            self.state = State::Payload { remaining, mask, offset: offset + n };
+            return Ok(None);
+        }
+        self.state = State::Header;
+        self.assembler.end_frame()
+    }
+
     /// Payload bytes still expected for the frame in progress (0 between
     /// frames). The I/O layer uses it to size reads for large frames.
     pub fn pending_payload(&self) -> u64 {

@@ -67,6 +67,59 @@ fn decode_chunked(config: &Config, role: Role, bytes: &[u8], chunks: &[usize]) -
     (msgs, None)
 }
 
+/// Decodes `bytes` the way the connection's read loop does: "reads" of the
+/// given sizes (cycled) go into a read buffer, except that inside a data
+/// frame's payload with the buffer empty a read fills the decoder's
+/// [`MessageDecoder::payload_space`] (at most `direct_max`) first and the
+/// buffer with the rest, as `readv` does.
+fn decode_direct(
+    config: &Config,
+    role: Role,
+    bytes: &[u8],
+    chunks: &[usize],
+    direct_max: usize,
+) -> (Vec<OwnedMessage>, Option<Error>) {
+    let mut dec = MessageDecoder::new(role, config);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut msgs = Vec::new();
+    let (mut at, mut i) = (0, 0);
+    while at < bytes.len() {
+        let mut n = chunks[i % chunks.len()].max(1).min(bytes.len() - at);
+        i += 1;
+        if buf.is_empty() {
+            if let Some(space) = dec.payload_space(direct_max) {
+                let direct = n.min(space.len());
+                space[..direct].copy_from_slice(&bytes[at..at + direct]);
+                at += direct;
+                n -= direct;
+                match dec.payload_received(direct) {
+                    Ok(Some(m)) => msgs.push(m),
+                    Ok(None) => {}
+                    Err(e) => return (msgs, Some(e)),
+                }
+            }
+        }
+        buf.extend_from_slice(&bytes[at..at + n]);
+        at += n;
+        loop {
+            match dec.feed(&mut buf) {
+                Ok((used, msg)) => {
+                    buf.drain(..used);
+                    match msg {
+                        Some(m) => msgs.push(m),
+                        None => break,
+                    }
+                }
+                Err(e) => return (msgs, Some(e)),
+            }
+            if dec.is_done() {
+                return (msgs, None);
+            }
+        }
+    }
+    (msgs, None)
+}
+
 fn decode(bytes: &[u8]) -> (Vec<OwnedMessage>, Option<Error>) {
     decode_chunked(&Config::default(), Role::Server, bytes, &[usize::MAX])
 }
@@ -130,6 +183,59 @@ fn random_chunks_give_the_same_messages() {
         assert!(err.is_none(), "{err:?}");
         assert_eq!(msgs, expect);
     }
+}
+
+#[test]
+fn direct_payload_reads_give_the_same_messages() {
+    let (s, expect) = recorded_stream();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |m: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % m) as usize + 1
+    };
+    for round in 0..60 {
+        let chunks: Vec<usize> = (0..64).map(|_| next(if round % 2 == 0 { 300 } else { 20_000 })).collect();
+        let direct_max = next(70_000);
+        let (msgs, err) = decode_direct(&Config::default(), Role::Server, &s, &chunks, direct_max);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(msgs, expect, "chunks {chunks:?}, direct_max {direct_max}");
+    }
+}
+
+#[test]
+fn direct_payload_reads_check_utf8_and_limits() {
+    // Invalid UTF-8 read straight into the message fails on the bad byte.
+    let mut payload = vec![b'a'; 100];
+    payload.push(0xff);
+    payload.extend_from_slice(&[b'z'; 1000]);
+    let bytes = frame(true, true, 1, &payload);
+    let mut dec = MessageDecoder::new(Role::Server, &Config::default());
+    let mut header = bytes[..8].to_vec();
+    assert_eq!(dec.feed(&mut header).unwrap(), (8, None));
+    let space = dec.payload_space(4096).unwrap();
+    assert_eq!(space.len(), payload.len(), "the space ends with the frame");
+    space[..101].copy_from_slice(&bytes[8..8 + 101]);
+    assert!(matches!(dec.payload_received(101), Err(Error::Utf8)));
+    assert!(dec.is_done() && dec.payload_space(4096).is_none());
+
+    // A control frame's payload never goes to a data message's space.
+    let mut dec = MessageDecoder::new(Role::Server, &Config::default());
+    let mut ping = frame(true, true, 9, b"hi")[..6].to_vec();
+    assert_eq!(dec.feed(&mut ping).unwrap(), (6, None));
+    assert!(dec.payload_space(4096).is_none());
+
+    // A declared giant frame gets a space of at most `max`, and the
+    // message limit still refuses it at the header.
+    let config = Config { max_message_size: 1 << 20, ..Config::default() };
+    let mut dec = MessageDecoder::new(Role::Server, &config);
+    let mut header = frame(true, true, 2, &vec![0; 1 << 19])[..14].to_vec();
+    assert_eq!(dec.feed(&mut header).unwrap(), (14, None));
+    assert_eq!(dec.payload_space(65_536).unwrap().len(), 65_536);
+    let mut dec = MessageDecoder::new(Role::Server, &config);
+    let mut header = frame(true, true, 2, &vec![0; (1 << 20) + 1])[..14].to_vec();
+    assert!(matches!(dec.feed(&mut header), Err(Error::Capacity { what: "message", .. })));
 }
 
 fn expect_protocol(bytes: &[u8], want: ProtocolError) {
