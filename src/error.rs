@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io;
 
+use crate::handshake::Headers;
 use crate::message::CloseCode;
 
 /// `Result` with [`Error`] as the default error type.
@@ -59,6 +60,10 @@ pub enum Error {
         reason: String,
         /// The response body the server sent (client side), if any.
         body: Vec<u8>,
+        /// The response headers the server sent (client side), such as
+        /// `WWW-Authenticate`, `Retry-After` or `Location`; empty on the
+        /// server side.
+        headers: Headers,
     },
     /// A URL could not be used (bad syntax, unsupported scheme such as
     /// `wss://` without TLS support).
@@ -146,7 +151,7 @@ impl Error {
     }
 
     pub(crate) fn handshake(status: u16, reason: impl Into<String>) -> Error {
-        Error::Handshake { status, reason: reason.into(), body: Vec::new() }
+        Error::Handshake { status, reason: reason.into(), body: Vec::new(), headers: Headers::new() }
     }
 
     /// True for the two "connection is over" variants, which are not faults.

@@ -191,7 +191,7 @@ fn pump_input(mut input: impl BufRead, writer: &WsWriter, binary: bool) {
 
 fn connect_failure(url: &str, e: Error, report: &mut dyn Write) -> i32 {
     match e {
-        Error::Handshake { status, reason, body } => {
+        Error::Handshake { status, reason, body, .. } => {
             let _ = writeln!(report, "handshake refused by {url}: {reason}");
             if !body.is_empty() {
                 let _ = writeln!(report, "{}", String::from_utf8_lossy(&body).trim_end());

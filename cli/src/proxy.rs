@@ -50,8 +50,8 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as ChanSende
 use serde::Deserialize;
 use syncws::handshake::WsUrl;
 use syncws::{
-    Client, CloseCode, CloseData, Config, Error, Listener, OriginPolicy, OwnedMessage, Request, Response, Result,
-    Running, WsHandshake, WsOption, WsTrait,
+    Client, CloseCode, CloseData, Config, Error, Headers, Listener, OriginPolicy, OwnedMessage, Request, Response,
+    Result, Running, WsHandshake, WsOption, WsTrait,
 };
 
 /// One upstream server.
@@ -361,6 +361,32 @@ const SKIP: &[&str] = &[
 
 /// The upstream URL for a request: the upstream's path joined with the
 /// request's.
+/// An upstream's refusal as the proxy passes it on: its status, body and
+/// end-to-end headers (`WWW-Authenticate`, `Retry-After`, `Content-Type`,
+/// ...), without the hop-by-hop ones and the upgrade's own, and with
+/// `Connection: close`.
+fn refusal(status: u16, body: Vec<u8>, headers: &Headers) -> Response {
+    const NOT_PASSED: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "sec-websocket-accept",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    ];
+    let mut resp = Response::new(status);
+    for (name, value) in headers.iter().filter(|(name, _)| !NOT_PASSED.iter().any(|n| name.eq_ignore_ascii_case(n))) {
+        resp.headers.append(name, value);
+    }
+    resp.body = body;
+    resp.with_header("Connection", "close")
+}
+
 fn join(url: &WsUrl, path: &str) -> String {
     let base = url.path.split('?').next().unwrap_or("/").trim_end_matches('/');
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
@@ -450,10 +476,8 @@ impl WsTrait for ClientSide {
                     self.upstream = Some(client);
                     return Ok(resp);
                 }
-                Err(Error::Handshake { status, reason, body }) => {
-                    let resp = Response::new(status)
-                        .with_body(body, "text/plain; charset=utf-8")
-                        .with_header("Connection", "close");
+                Err(Error::Handshake { status, reason, body, headers }) => {
+                    let resp = refusal(status, body, &headers);
                     if status < 500 {
                         log::debug!("proxy: {url} refused {:?}: {reason}", self.peer);
                         return Ok(resp);

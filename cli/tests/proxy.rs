@@ -14,7 +14,7 @@ use syncws::{
 use syncws_cli::proxy::{proxy, ProxyOptions, Upstream};
 
 /// An upstream that greets with its tag, echoes, chooses `tag.v1` if
-/// offered, refuses `/forbidden` with 403, closes with 4001 on "close-me",
+/// offered, refuses `/forbidden` with 401 and a `WWW-Authenticate` challenge, closes with 4001 on "close-me",
 /// and reports what it saw.
 struct Tagger {
     tag: &'static str,
@@ -25,7 +25,9 @@ struct Tagger {
 impl WsTrait for Tagger {
     fn on_request(&mut self, req: &Request) -> Result<Response> {
         if req.path == "/forbidden" {
-            return Ok(Response::text(403, "not you"));
+            return Ok(Response::text(401, "not you")
+                .with_header("WWW-Authenticate", "Basic realm=\"upstream\"")
+                .with_header("Retry-After", "5"));
         }
         let xff = req.header("x-forwarded-for").unwrap_or("-").to_owned();
         let _ = self.events.send(format!("request {} xff {xff}", req.path));
@@ -169,10 +171,17 @@ fn subprotocol_refusal_close_codes_and_pings_pass_through() {
     let p = proxy(opts).unwrap();
     let base = format!("ws://{}", p.local_addr());
 
-    // The upstream's refusal status, not a 101 first.
+    // The upstream's refusal, not a 101 first: its status, body and
+    // end-to-end headers, so the client can answer the challenge.
     match connect(&format!("{base}/forbidden"), None) {
-        Err(Error::Handshake { status: 403, body, .. }) => assert_eq!(body, b"not you"),
-        other => panic!("expected 403, got {:?}", other.map(|(_, p)| p)),
+        Err(Error::Handshake { status: 401, body, headers, .. }) => {
+            assert_eq!(body, b"not you");
+            assert_eq!(headers.get("www-authenticate"), Some("Basic realm=\"upstream\""));
+            assert_eq!(headers.get("retry-after"), Some("5"));
+            assert_eq!(headers.get("content-type"), Some("text/plain; charset=utf-8"));
+            assert_eq!(headers.get("connection"), Some("close"));
+        }
+        other => panic!("expected 401, got {:?}", other.map(|(_, p)| p)),
     }
 
     // The subprotocol the upstream chose, and X-Forwarded-For.

@@ -229,7 +229,7 @@ pub fn build_request(url: &WsUrl, key: &str, protocols: &[String], extra_headers
 /// [`Error::Handshake`] with the server's status: for a status other than
 /// 101 the reason is `server answered {status} {reason}` and `body` is
 /// `resp.body` (the caller reads the body after the head into it first, see
-/// [`Response::content_length`]). A 101 is refused if it lacks
+/// [`Response::content_length`]), `headers` are `resp.headers`. A 101 is refused if it lacks
 /// `Upgrade: websocket` or `Connection: Upgrade`, if
 /// `Sec-WebSocket-Accept` does not match the key, if it chose a subprotocol
 /// that was not offered (or several), or if it negotiated an extension.
@@ -239,6 +239,7 @@ pub fn check_response(resp: &Response, key: &str, protocols: &[String]) -> Resul
             status: resp.status,
             reason: format!("server answered {} {}", resp.status, resp.reason),
             body: resp.body.clone(),
+            headers: resp.headers.clone(),
         });
     }
     let bad = |reason: String| Err(Error::handshake(resp.status, reason));
@@ -444,15 +445,16 @@ mod tests {
 
     #[test]
     fn refusal_carries_status_and_body() {
-        let raw = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nno thanks";
+        let raw = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nWWW-Authenticate: Basic\r\n\r\nno thanks";
         let (mut resp, len) = Response::parse(raw, &Config::default()).unwrap().unwrap();
         assert_eq!(resp.content_length().unwrap(), Some(9));
         resp.body = raw[len..].to_vec();
         match check_response(&resp, "k", &[]) {
-            Err(Error::Handshake { status, reason, body }) => {
+            Err(Error::Handshake { status, reason, body, headers }) => {
                 assert_eq!(status, 403);
                 assert_eq!(reason, "server answered 403 Forbidden");
                 assert_eq!(body, b"no thanks");
+                assert_eq!(headers.get("www-authenticate"), Some("Basic"));
             }
             other => panic!("{other:?}"),
         }
