@@ -4,8 +4,10 @@
 //! sizes follow (bits 1-3, 0 to 7); those bytes are the sizes in which the rest
 //! (the byte stream from the peer) is delivered, cycled; a size of 0 means
 //! "everything left". So partial headers and payloads split anywhere are
-//! exercised, and the same stream is also decoded in one piece: both must
-//! give the same messages and the same error.
+//! exercised, and the same stream is also decoded in one piece and with
+//! payloads read straight into the decoder's `payload_space`, as the
+//! connection layer reads them: all three must give the same messages and
+//! the same error.
 
 use syncws::protocol::{MessageDecoder, OutFrame, Role};
 use syncws::{CloseCode, Config, OwnedMessage};
@@ -44,17 +46,21 @@ pub fn check(role: Role, data: &[u8]) {
         _ => open_config(),
     };
     let (sizes, stream) = rest.split_at(usize::from((control >> 1) & 7).min(rest.len()));
-    let chunked = decode(role, &config, stream, sizes);
-    let whole = decode(role, &config, stream, &[]);
+    let chunked = decode(role, &config, stream, sizes, false);
+    let whole = decode(role, &config, stream, &[], false);
     assert_eq!(chunked, whole, "chunking changed what was decoded");
+    let direct = decode(role, &config, stream, sizes, true);
+    assert_eq!(direct, whole, "reading payloads into payload_space changed what was decoded");
     for msg in &whole.messages {
         round_trip(role, &config, msg);
     }
 }
 
 /// Delivers `stream` in chunks of `sizes` (cycled; empty: in one piece),
-/// keeping unconsumed bytes as the connection layer does.
-fn decode(role: Role, config: &Config, stream: &[u8], sizes: &[u8]) -> Outcome {
+/// keeping unconsumed bytes as the connection layer does. With `direct`, a
+/// chunk that arrives inside a data frame's payload while nothing is pending
+/// goes into [`MessageDecoder::payload_space`] first, the rest as usual.
+fn decode(role: Role, config: &Config, stream: &[u8], sizes: &[u8], direct: bool) -> Outcome {
     let mut dec = MessageDecoder::new(role, config);
     let mut out = Outcome::default();
     let mut pending = Vec::new();
@@ -62,10 +68,33 @@ fn decode(role: Role, config: &Config, stream: &[u8], sizes: &[u8]) -> Outcome {
     let mut at = 0;
     while at < stream.len() && !dec.is_done() {
         let left = stream.len() - at;
-        let size = match sizes.next() {
+        let mut size = match sizes.next() {
             Some(&s) if s > 0 => usize::from(s).min(left),
             _ => left,
         };
+        if direct && pending.is_empty() {
+            if let Some(space) = dec.payload_space(size) {
+                assert!(!space.is_empty() && space.len() <= size, "space of {} for {size}", space.len());
+                let n = space.len();
+                space.copy_from_slice(&stream[at..at + n]);
+                at += n;
+                size -= n;
+                match dec.payload_received(n) {
+                    Ok(Some(msg)) => {
+                        check_message(&msg, config);
+                        out.messages.push(msg);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        assert!(dec.is_done(), "decoder not done after {e}");
+                        out.error = Some(e.to_string());
+                    }
+                }
+                if dec.is_done() {
+                    break;
+                }
+            }
+        }
         pending.extend_from_slice(&stream[at..at + size]);
         at += size;
         let used = drain(&mut dec, config, &mut pending, &mut out);
