@@ -24,11 +24,3 @@ impl WsTrait for Echo {
 pub fn spawn(addr: &str, config: Config) -> Result<Running> {
     Listener::bind_with_config(addr, config)?.spawn(|server| server.set_callback_ws(Box::new(Echo::default())))
 }
-
-/// Serves on `addr` until the process ends; prints `listening on ws://ADDR`
-/// on stdout once it accepts connections.
-pub fn run(addr: &str, config: Config) -> Result<()> {
-    let listener = Listener::bind_with_config(addr, config)?;
-    crate::announce(&format!("listening on ws://{}", listener.local_addr()));
-    listener.serve(|server| server.set_callback_ws(Box::new(Echo::default())))
-}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy};
 use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Limits, MaybeDuration};
 use syncws_cli::{bridge, chat, client, echo, proxy};
@@ -166,7 +167,12 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, limits } => echo::run(&addr, limits.config()).map_err(|e| e.to_string())?,
+        Command::Echo { addr, limits } => {
+            let signals = termination_signals()?;
+            let running = echo::spawn(&addr, limits.config()).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            serve_until(signals, move || running.shutdown());
+        }
         Command::Client { url, binary, headers, protocols, max_message_size, connect_timeout, idle_timeout } => {
             let mut config = Config::default();
             if let Some(m) = max_message_size {
@@ -190,9 +196,10 @@ fn run(command: Command) -> Result<u8, String> {
             opts.hosts = hosts;
             opts.chunk = chunk;
             opts.config = limits.config();
+            let signals = termination_signals()?;
             let running = bridge::ws2tcp(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
-            park_forever();
+            serve_until(signals, move || running.shutdown());
         }
         Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, limits } } => {
             let mut opts = bridge::Tcp2WsOptions::new(&listen, &to);
@@ -200,9 +207,12 @@ fn run(command: Command) -> Result<u8, String> {
             opts.protocols = protocols;
             opts.chunk = chunk;
             opts.config = limits.config();
+            let signals = termination_signals()?;
             let running = bridge::tcp2ws(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on tcp {}", running.local_addr()));
-            running.wait();
+            let _ = signals.recv();
+            log::info!("signal: no longer accepting; bridged connections end with the process");
+            running.shutdown();
         }
         Command::Proxy {
             listen,
@@ -239,24 +249,38 @@ fn run(command: Command) -> Result<u8, String> {
             };
             opts.connect_timeout = connect_timeout;
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
+            let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
-            park_forever();
+            serve_until(signals, move || running.shutdown());
         }
         Command::Chat { addr, limits } => {
             let config = chat::chat_config(limits.config());
+            let signals = termination_signals()?;
             let (running, _room) = chat::spawn(&addr, config).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
-            park_forever();
+            serve_until(signals, move || running.shutdown());
         }
         Command::Bench(args) => return Ok(u8::try_from(syncws_cli::loadgen::main(args)).unwrap_or(1)),
     }
     Ok(0)
 }
 
-/// Serves until the process is killed.
-fn park_forever() -> ! {
-    loop {
-        std::thread::park();
-    }
+/// SIGINT, SIGTERM and SIGHUP, as a channel that receives one `()` per
+/// signal. Installed before the server starts, so no signal is missed.
+fn termination_signals() -> Result<Receiver<()>, String> {
+    let (tx, rx) = bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    })
+    .map_err(|e| format!("cannot handle termination signals: {e}"))?;
+    Ok(rx)
+}
+
+/// Serves until a termination signal, then stops accepting, closes every
+/// connection with 1001 (Going Away) and waits for their threads.
+fn serve_until(signals: Receiver<()>, shutdown: impl FnOnce()) {
+    let _ = signals.recv();
+    log::info!("signal: closing every connection with 1001");
+    shutdown();
 }

@@ -202,3 +202,47 @@ fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("502"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_termination_signal_closes_every_connection_with_1001() {
+    for (args, prefix) in [(["echo", "127.0.0.1:0"], "listening on "), (["chat", "127.0.0.1:0"], "chat on ")] {
+        let mut server = start(&args, prefix);
+        let url = match args[0] {
+            "chat" => format!("ws://{}/ws", server.addr.trim_start_matches("http://").trim_end_matches('/')),
+            _ => server.addr.clone(),
+        };
+        let clients: Vec<Client> = (0..3)
+            .map(|_| {
+                let url = url.clone();
+                within("a connection", move || {
+                    let mut ws = Client::connect(&url).expect("connect");
+                    ws.send(OwnedMessage::Text("still there?".into())).unwrap();
+                    ws.read().expect("an echo or a chat line");
+                    ws
+                })
+            })
+            .collect();
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("run kill").success());
+        for mut ws in clients {
+            let close = within("the 1001 close", move || loop {
+                match ws.read() {
+                    Ok(OwnedMessage::Close(c)) => return c,
+                    Ok(_) => continue,
+                    Err(e) => panic!("expected a close frame, got {e}"),
+                }
+            });
+            assert_eq!(close.map(|c| c.status_code), Some(CloseCode::AWAY.0), "{args:?}");
+        }
+        // Bounded wait for the exit: 600 × 50 ms.
+        let code = (0..600).find_map(|_| {
+            let status = server.child.try_wait().expect("try_wait");
+            if status.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            status.map(|s| s.code())
+        });
+        assert_eq!(code, Some(Some(0)), "{args:?} exits cleanly after the signal");
+    }
+}
