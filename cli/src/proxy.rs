@@ -359,34 +359,21 @@ const SKIP: &[&str] = &[
     "x-forwarded-for",
 ];
 
-/// The upstream URL for a request: the upstream's path joined with the
-/// request's.
 /// An upstream's refusal as the proxy passes it on: its status, body and
 /// end-to-end headers (`WWW-Authenticate`, `Retry-After`, `Content-Type`,
-/// ...), without the hop-by-hop ones and the upgrade's own, and with
-/// `Connection: close`.
+/// ...), without the hop-by-hop ones and the upgrade's own ([`SKIP`]), and
+/// with `Connection: close`.
 fn refusal(status: u16, body: Vec<u8>, headers: &Headers) -> Response {
-    const NOT_PASSED: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "sec-websocket-accept",
-        "sec-websocket-protocol",
-        "sec-websocket-extensions",
-    ];
     let mut resp = Response::new(status);
-    for (name, value) in headers.iter().filter(|(name, _)| !NOT_PASSED.iter().any(|n| name.eq_ignore_ascii_case(n))) {
+    for (name, value) in headers.iter().filter(|(name, _)| !SKIP.iter().any(|n| name.eq_ignore_ascii_case(n))) {
         resp.headers.append(name, value);
     }
     resp.body = body;
     resp.with_header("Connection", "close")
 }
 
+/// The upstream URL for a request: the upstream's path joined with the
+/// request's.
 fn join(url: &WsUrl, path: &str) -> String {
     let base = url.path.split('?').next().unwrap_or("/").trim_end_matches('/');
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };

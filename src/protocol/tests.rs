@@ -48,23 +48,28 @@ fn decode_chunked(config: &Config, role: Role, bytes: &[u8], chunks: &[usize]) -
         i += 1;
         buf.extend_from_slice(&bytes[at..at + n]);
         at += n;
-        loop {
-            match dec.feed(&mut buf) {
-                Ok((used, msg)) => {
-                    buf.drain(..used);
-                    match msg {
-                        Some(m) => msgs.push(m),
-                        None => break,
-                    }
-                }
-                Err(e) => return (msgs, Some(e)),
-            }
-            if dec.is_done() {
-                return (msgs, None);
-            }
+        if let Err(e) = feed_all(&mut dec, &mut buf, &mut msgs) {
+            return (msgs, Some(e));
+        }
+        if dec.is_done() {
+            return (msgs, None);
         }
     }
     (msgs, None)
+}
+
+/// Feeds `buf` until the decoder wants more bytes or is done, keeping the
+/// unconsumed rest in `buf`.
+fn feed_all(dec: &mut MessageDecoder, buf: &mut Vec<u8>, msgs: &mut Vec<OwnedMessage>) -> Result<(), Error> {
+    while !dec.is_done() {
+        let (used, msg) = dec.feed(buf)?;
+        buf.drain(..used);
+        match msg {
+            Some(m) => msgs.push(m),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 /// Decodes `bytes` the way the connection's read loop does: "reads" of the
@@ -101,20 +106,11 @@ fn decode_direct(
         }
         buf.extend_from_slice(&bytes[at..at + n]);
         at += n;
-        loop {
-            match dec.feed(&mut buf) {
-                Ok((used, msg)) => {
-                    buf.drain(..used);
-                    match msg {
-                        Some(m) => msgs.push(m),
-                        None => break,
-                    }
-                }
-                Err(e) => return (msgs, Some(e)),
-            }
-            if dec.is_done() {
-                return (msgs, None);
-            }
+        if let Err(e) = feed_all(&mut dec, &mut buf, &mut msgs) {
+            return (msgs, Some(e));
+        }
+        if dec.is_done() {
+            return (msgs, None);
         }
     }
     (msgs, None)
