@@ -13,6 +13,10 @@ use crate::transport::{is_timeout, ReadHalf};
 /// The read buffer grows up to this for large frames, so one read system call
 /// fetches many bytes; payloads go straight on into the message buffer.
 const MAX_READ_CHUNK: usize = 256 << 10;
+/// While reads keep filling the buffer (many small frames in a row), it
+/// doubles up to this (or `Config::read_buffer_size` if larger), so a burst
+/// of small frames takes few system calls.
+const BURST_READ_SIZE: usize = 4 << 10;
 
 /// What a bounded read produced.
 #[derive(Debug)]
@@ -29,7 +33,11 @@ pub(crate) struct ReadSide {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// `Config::read_buffer_size`: the size of the buffer of an idle
+    /// connection, kept small since every connection has one.
     base_size: usize,
+    /// Largest size reads that fill the buffer double it to.
+    burst_size: usize,
     /// Bytes the last read returned (zero after a timeout): the buffer
     /// shrinks back to `base_size` only once traffic is small again.
     last_read: usize,
@@ -47,6 +55,13 @@ impl ReadSide {
         let end = leftover.len();
         let mut buf = leftover;
         if buf.len() < base_size {
+            if buf.capacity() > base_size {
+                // The handshake read in larger chunks: an idle connection
+                // keeps only the base size.
+                let mut small = Vec::with_capacity(base_size);
+                small.extend_from_slice(&buf);
+                buf = small;
+            }
             buf.resize(base_size, 0);
         }
         ReadSide {
@@ -55,6 +70,7 @@ impl ReadSide {
             start: 0,
             end,
             base_size,
+            burst_size: base_size.max(BURST_READ_SIZE),
             last_read: 0,
             decoder: MessageDecoder::new(role, config),
             armed: Some(Duration::MAX),
@@ -111,15 +127,19 @@ impl ReadSide {
     }
 
     /// Compacts the buffer and sizes it for what is coming: larger while big
-    /// frames stream in, back to the base size once the last read was small
-    /// or timed out. Keeping the large buffer while large frames keep coming
-    /// saves freeing, re-allocating and zero-filling it for every message.
+    /// frames stream in or reads keep filling it, back to the base size once
+    /// the last read was small or timed out. Keeping the large buffer while
+    /// traffic keeps coming saves freeing, re-allocating and zero-filling it
+    /// for every message.
     fn make_room(&mut self) {
+        // Every call leaves free space at the end, so a full buffer means the
+        // read since the last call filled it: more bytes are likely waiting.
+        let filled = self.end == self.buf.len();
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
             let pending = self.decoder.pending_payload();
-            if pending == 0 && self.buf.len() > self.base_size && self.last_read < self.base_size {
+            if pending == 0 && !filled && self.buf.len() > self.base_size && self.last_read < self.base_size {
                 self.buf = vec![0; self.base_size];
             }
         } else if self.start > 0 {
@@ -128,7 +148,10 @@ impl ReadSide {
             self.start = 0;
         }
         let pending = usize::try_from(self.decoder.pending_payload()).unwrap_or(usize::MAX);
-        let want = pending.saturating_add(14).clamp(self.base_size, MAX_READ_CHUNK);
+        let mut want = pending.saturating_add(14).clamp(self.base_size, MAX_READ_CHUNK);
+        if filled {
+            want = want.max((self.buf.len() * 2).min(self.burst_size));
+        }
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
