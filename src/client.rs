@@ -221,8 +221,8 @@ impl Client {
             addr: self.addr,
             protocol: self.protocol.clone(),
         };
-        let conn = Connection { role: Role::Client, read, write, sender, config };
-        runner::run(conn, &mut *handler, shake);
+        let mut conn = Connection { role: Role::Client, read, write, sender, config };
+        runner::run(&mut conn, &mut *handler, Box::new(shake));
         self.callback = Some(handler);
         Ok(())
     }

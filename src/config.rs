@@ -107,8 +107,13 @@ pub struct Config {
     /// Stack size of each connection thread. Default 128 KiB (only touched
     /// pages cost memory).
     pub thread_stack_size: usize,
-    /// Initial read buffer size per connection. Default 4 KiB; it grows for
-    /// large frames and shrinks back to this after them.
+    /// Read buffer size of a quiet connection. Default 512 bytes, enough for
+    /// the small frames of most applications: every connection, idle ones
+    /// included, keeps a buffer of this size. It doubles while reads keep
+    /// filling it (a burst of frames), up to 4 KiB or this size if larger,
+    /// and shrinks back to this size once traffic is small again. The
+    /// payload of a frame that does not fit is read straight into its
+    /// message, not through this buffer.
     pub read_buffer_size: usize,
     /// Which `Origin` headers the server accepts. Default
     /// [`OriginPolicy::SameHost`].
@@ -134,7 +139,7 @@ impl Default for Config {
             max_connections: 16_384,
             max_connections_per_ip: None,
             thread_stack_size: 128 << 10,
-            read_buffer_size: 4 << 10,
+            read_buffer_size: 512,
             origin: OriginPolicy::SameHost,
         }
     }

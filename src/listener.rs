@@ -37,7 +37,38 @@ struct Entry {
 }
 
 /// A connection to serve, handed to a connection thread.
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn RunJob>;
+
+/// Work for a connection thread. Run in place from its box: a boxed
+/// closure would be moved onto the thread's stack to be called, and the
+/// stack pages a connection thread touches stay resident for its life.
+trait RunJob: Send {
+    fn run(self: Box<Self>);
+}
+
+/// One accepted connection, to be served on a connection thread.
+struct ConnJob<F> {
+    id: u64,
+    peer: Option<SocketAddr>,
+    server: Server,
+    shared: Arc<Shared>,
+    setup: Arc<F>,
+}
+
+impl<F> RunJob for ConnJob<F>
+where
+    F: Fn(&mut Server) + Send + Sync + 'static,
+{
+    fn run(mut self: Box<Self>) {
+        (self.setup)(&mut self.server);
+        if let Err(e) = self.server.incoming() {
+            debug!("connection {} from {:?}: {e}", self.id, self.peer);
+        }
+        let (id, ip, shared) = (self.id, self.peer.map(|a| a.ip()), Arc::clone(&self.shared));
+        drop(self);
+        shared.ended(id, ip);
+    }
+}
 
 /// The connection threads.
 struct Pool {
@@ -68,6 +99,23 @@ struct Shared {
 }
 
 impl Shared {
+    /// Takes a connection that ended out of the registry's counts.
+    fn ended(&self, id: u64, ip: Option<IpAddr>) {
+        let mut reg = self.lock();
+        reg.live -= 1;
+        reg.finished.push(id);
+        if let Some(ip) = ip {
+            if let Some(n) = reg.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    reg.per_ip.remove(&ip);
+                }
+            }
+        }
+        drop(reg);
+        self.changed.notify_all();
+    }
+
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -81,7 +129,7 @@ impl Shared {
 fn worker(mut job: Job, shared: &Shared) {
     let rx = shared.pool().rx.clone();
     loop {
-        job();
+        job.run();
         {
             let mut pool = shared.pool();
             if pool.jobs.is_none() || pool.idle >= IDLE_THREADS_MAX {
@@ -310,34 +358,12 @@ impl Listener {
             }
         }
         let slot = Arc::new(Slot::default());
-        let server = Server::new(stream, peer);
+        let mut server = Server::new(stream, peer);
         let closer = server.closer();
-        let shared = Arc::clone(&self.shared);
-        let setup = Arc::clone(setup);
-        let config = self.config.clone();
-        let thread_slot = Arc::clone(&slot);
-        let spawned = self.dispatch(Box::new(move || {
-            let mut server = server;
-            server.set_config(config);
-            server.set_slot(thread_slot);
-            setup(&mut server);
-            if let Err(e) = server.incoming() {
-                debug!("connection {id} from {peer:?}: {e}");
-            }
-            let mut reg = shared.lock();
-            reg.live -= 1;
-            reg.finished.push(id);
-            if let Some(ip) = ip {
-                if let Some(n) = reg.per_ip.get_mut(&ip) {
-                    *n -= 1;
-                    if *n == 0 {
-                        reg.per_ip.remove(&ip);
-                    }
-                }
-            }
-            drop(reg);
-            shared.changed.notify_all();
-        }));
+        server.set_config(self.config.clone());
+        server.set_slot(Arc::clone(&slot));
+        let job = ConnJob { id, peer, server, shared: Arc::clone(&self.shared), setup: Arc::clone(setup) };
+        let spawned = self.dispatch(Box::new(job));
         let mut reg = self.shared.lock();
         match spawned {
             Ok(()) => {

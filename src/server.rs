@@ -126,7 +126,12 @@ impl Server {
     }
 
     /// Serves HTTP requests until the connection ends (`None`) or upgrades.
-    fn serve_http(&mut self) -> Result<Option<Upgrade>> {
+    ///
+    /// Not inlined, nor is `run_ws`: each gets a stack frame of its own that
+    /// the other reuses, instead of one frame as large as both. The pages of
+    /// a connection thread's stack, once touched, stay resident.
+    #[inline(never)]
+    fn serve_http(&mut self) -> Result<Option<Box<Upgrade>>> {
         self.config.validate()?;
         let (mut reader, mut writer) = match self.io.take() {
             Some(io) => io,
@@ -156,7 +161,7 @@ impl Server {
                     writer.shutdown(Shutdown::Both);
                     return Ok(None);
                 }
-                return Ok(Some(Upgrade { reader, writer, leftover: buf, request: req, response: resp }));
+                return Ok(Some(Box::new(Upgrade { reader, writer, leftover: buf, request: req, response: resp })));
             }
             let keep_alive = match self.http.as_mut() {
                 Some(http) => {
@@ -217,8 +222,23 @@ impl Server {
         hs::finish_response(req, resp)
     }
 
-    fn run_ws(&mut self, upgrade: Upgrade) -> Result<()> {
-        let Upgrade { reader, writer, leftover, request, response } = upgrade;
+    ///
+    /// The connection's state is boxed, the handshake too until `on_open`
+    /// takes it: the frames that stay on the stack for the whole
+    /// connection are small.
+    #[inline(never)]
+    fn run_ws(&mut self, upgrade: Box<Upgrade>) -> Result<()> {
+        let (mut conn, shake) = self.open_ws(upgrade)?;
+        let Some(handler) = self.ws.as_mut() else { return Err(Error::AlreadyClosed) };
+        runner::run(&mut conn, &mut **handler, shake);
+        Ok(())
+    }
+
+    /// Sets up the connection after a 101. Not inlined: its temporaries
+    /// stay out of the frames that last as long as the connection.
+    #[inline(never)]
+    fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
+        let Upgrade { reader, writer, leftover, request, response } = *upgrade;
         let config = self.config.clone();
         let read = ReadSide::new(reader, Role::Server, &config, leftover);
         let write = WriteSide::new(writer, Role::Server, config.write_timeout)?;
@@ -229,10 +249,7 @@ impl Server {
         let protocol = response.headers.get("sec-websocket-protocol").map(str::to_owned);
         info!("websocket open: {} from {:?}", request.path, self.addr);
         let shake = WsHandshake { sender: sender.clone(), request, response, addr: self.addr, protocol };
-        let conn = Connection { role: Role::Server, read, write, sender, config };
-        let Some(handler) = self.ws.as_mut() else { return Err(Error::AlreadyClosed) };
-        runner::run(conn, &mut **handler, shake);
-        Ok(())
+        Ok((Box::new(Connection { role: Role::Server, read, write, sender, config }), Box::new(shake)))
     }
 }
 

@@ -333,3 +333,29 @@ fn plain_websocket_api_split_reader_and_writer_threads() {
     assert!(reader.read().unwrap_err().is_closed());
     server.join().unwrap();
 }
+
+/// The read buffer starts at `read_buffer_size`, doubles while bursts of
+/// small frames fill it, grows for a large frame and shrinks back: every
+/// message of each phase comes back intact and in order.
+#[test]
+fn read_buffer_grows_and_shrinks_with_traffic() {
+    let running = echo_server(Config::default().read_buffer_size(256));
+    let mut ws = tung_client(running.local_addr(), "/");
+    let mut round = |sizes: &[usize], seed: u64| {
+        let sent: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| bytes(n, seed + i as u64)).collect();
+        for p in &sent {
+            ws.write(Message::binary(p.clone())).unwrap();
+        }
+        ws.flush().unwrap();
+        for p in &sent {
+            assert_eq!(tung_next(&mut ws), Message::binary(p.clone()));
+        }
+    };
+    round(&[40; 500], 1);
+    round(&[300_000], 2);
+    round(&[7, 200, 3, 1000, 90], 3);
+    round(&[40; 500], 4);
+    round(&[5000, 20, 70_000, 1], 5);
+    drop(ws);
+    running.shutdown();
+}

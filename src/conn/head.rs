@@ -57,8 +57,9 @@ fn closed_mid_head() -> Error {
 /// One read of up to 4 KiB appended to `buf`, bounded by `deadline`.
 ///
 /// Reads straight into `buf` (no chunk on the stack: a connection thread's
-/// stack pages, once touched, stay resident for the connection's life), and
-/// `buf` goes on to be the connection's read buffer after the handshake.
+/// stack pages, once touched, stay resident for the thread's life). What
+/// follows the head in `buf` goes on to the connection's read buffer, which
+/// does not keep this chunk's size.
 fn read_some(io: &mut dyn ReadHalf, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize> {
     const CHUNK: usize = 4096;
     loop {

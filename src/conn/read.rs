@@ -13,6 +13,10 @@ use crate::transport::{is_timeout, ReadHalf};
 
 /// The most payload one read system call puts straight into a message.
 const MAX_READ_CHUNK: usize = 256 << 10;
+/// While reads keep filling the buffer (many small frames in a row), it
+/// doubles up to this (or `Config::read_buffer_size` if larger), so a burst
+/// of small frames takes few system calls.
+const BURST_READ_SIZE: usize = 4 << 10;
 
 /// What a bounded read produced.
 #[derive(Debug)]
@@ -29,7 +33,11 @@ pub(crate) struct ReadSide {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// `Config::read_buffer_size`: the size of the buffer of an idle
+    /// connection, kept small since every connection has one.
     base_size: usize,
+    /// Largest size reads that fill the buffer double it to.
+    burst_size: usize,
     /// Bytes the last read returned (zero after a timeout).
     last_read: usize,
     decoder: MessageDecoder,
@@ -46,6 +54,13 @@ impl ReadSide {
         let end = leftover.len();
         let mut buf = leftover;
         if buf.len() < base_size {
+            if buf.capacity() > base_size {
+                // The handshake read in larger chunks: an idle connection
+                // keeps only the base size.
+                let mut small = Vec::with_capacity(base_size);
+                small.extend_from_slice(&buf);
+                buf = small;
+            }
             buf.resize(base_size, 0);
         }
         ReadSide {
@@ -54,6 +69,7 @@ impl ReadSide {
             start: 0,
             end,
             base_size,
+            burst_size: base_size.max(BURST_READ_SIZE),
             last_read: 0,
             decoder: MessageDecoder::new(role, config),
             armed: Some(Duration::MAX),
@@ -127,22 +143,28 @@ impl ReadSide {
         }
     }
 
-    /// Compacts the buffer before a read. Payloads are read straight into
-    /// their messages, so between reads the buffer holds at most a partial
-    /// frame header; it is larger than its base size only when the
-    /// handshake left more bytes than that, and goes back to the base size
-    /// once those are consumed and reads are small again.
+    /// Compacts the buffer and sizes it before a read. Payloads are read
+    /// straight into their messages, so the buffer holds frame headers and
+    /// small frames: it doubles while reads keep filling it (a burst of
+    /// small frames), up to the burst size, and goes back to the base size
+    /// once the last read was small or timed out.
     fn make_room(&mut self) {
+        // Every call leaves free space at the end, so a full buffer means the
+        // read since the last call filled it: more bytes are likely waiting.
+        let filled = self.end == self.buf.len();
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > self.base_size && self.last_read < self.base_size {
+            if !filled && self.buf.len() > self.base_size && self.last_read < self.base_size {
                 self.buf = vec![0; self.base_size];
             }
         } else if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if filled && self.buf.len() < self.burst_size {
+            self.buf.resize((self.buf.len() * 2).min(self.burst_size), 0);
         }
         if self.end == self.buf.len() {
             // Only a partial header can be left unconsumed, and the buffer is

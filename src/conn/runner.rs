@@ -36,29 +36,20 @@ pub(crate) struct Connection {
 
 /// Runs `handler` on the connection until it ends, however it ends: the
 /// handler is told through `on_error` and `on_close`.
-pub(crate) fn run(conn: Connection, handler: &mut dyn WsTrait, shake: WsHandshake) {
+///
+/// Kept shallow on the stack, since a connection thread's stack pages stay
+/// resident once touched: the connection is borrowed (a server keeps it
+/// boxed) rather than moved into this frame, and what happens only now and
+/// then (a message, a deadline, a failure, the close) runs in frames of its
+/// own instead of enlarging the one that waits for the network.
+pub(crate) fn run(conn: &mut Connection, handler: &mut dyn WsTrait, shake: Box<WsHandshake>) {
     let mut r = Runner::new(conn);
-    let reason = match guard(|| handler.on_open(shake)) {
-        Ok(option) => {
-            r.set_option(option);
-            r.serve(handler)
-        }
-        Err(e) => {
-            let _ = r.sender.flush_local();
-            r.fail(handler, e);
-            None
-        }
-    };
-    guard(|| {
-        handler.on_close(&reason);
-        Ok(())
-    })
-    .ok();
-    r.finish();
+    let reason = if r.open(handler, shake) { r.serve(handler) } else { None };
+    r.close(handler, &reason);
 }
 
-struct Runner {
-    conn: Connection,
+struct Runner<'c> {
+    conn: &'c mut Connection,
     sender: Sender,
     option: Option<WsOption>,
     next_interval: Option<Instant>,
@@ -68,11 +59,38 @@ struct Runner {
     peer_close: Option<Option<CloseData>>,
 }
 
-impl Runner {
-    fn new(conn: Connection) -> Self {
+impl<'c> Runner<'c> {
+    fn new(conn: &'c mut Connection) -> Self {
         let sender = conn.sender.clone();
         let keepalive = Keepalive::new(&conn.config);
         Runner { conn, sender, option: None, next_interval: None, keepalive, peer_close: None }
+    }
+
+    /// Calls `on_open`; false if the connection failed there.
+    #[inline(never)]
+    fn open(&mut self, handler: &mut dyn WsTrait, shake: Box<WsHandshake>) -> bool {
+        match guard(|| handler.on_open(*shake)) {
+            Ok(option) => {
+                self.set_option(option);
+                true
+            }
+            Err(e) => {
+                let _ = self.sender.flush_local();
+                self.fail(handler, e);
+                false
+            }
+        }
+    }
+
+    /// Calls `on_close` and ends the connection.
+    #[inline(never)]
+    fn close(self, handler: &mut dyn WsTrait, reason: &Option<CloseData>) {
+        guard(|| {
+            handler.on_close(reason);
+            Ok(())
+        })
+        .ok();
+        self.finish();
     }
 
     fn set_option(&mut self, mut option: Option<WsOption>) {
@@ -119,6 +137,7 @@ impl Runner {
     }
 
     /// Handles one message; `Some(reason)` when the close handshake ended.
+    #[inline(never)]
     fn dispatch(&mut self, handler: &mut dyn WsTrait, msg: OwnedMessage) -> Result<Option<Option<CloseData>>> {
         match msg {
             OwnedMessage::Text(_) | OwnedMessage::Binary(_) => guard(|| handler.on_message(msg))?,
@@ -152,6 +171,7 @@ impl Runner {
     /// (`WsOption::defer_close_reply`): nothing more comes from the peer, so
     /// instead of reading, wait until the application's Close is written,
     /// or answer it ourselves after the close timeout.
+    #[inline(never)]
     fn await_close_reply(&mut self, reason: Option<CloseData>) -> Option<CloseData> {
         let _ = self.sender.flush_local();
         let deadline = Instant::now() + self.conn.config.close_timeout;
@@ -176,6 +196,7 @@ impl Runner {
         [self.next_interval, keepalive].into_iter().flatten().min()
     }
 
+    #[inline(never)]
     fn on_deadline(&mut self, handler: &mut dyn WsTrait) -> Result<()> {
         let now = Instant::now();
         if self.keepalive.check(now, &self.conn.read, &self.conn.write)? {
@@ -190,6 +211,7 @@ impl Runner {
     }
 
     /// Reports `err` and closes with its close code where one applies.
+    #[inline(never)]
     fn fail(&mut self, handler: &mut dyn WsTrait, err: Error) {
         match &err {
             Error::Io(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
@@ -209,7 +231,7 @@ impl Runner {
 
     /// Ends the TCP connection the way RFC 6455 §7.1.1 asks: the server
     /// closes first; the client waits for it.
-    fn finish(mut self) {
+    fn finish(self) {
         let _ = self.sender.flush_local();
         self.sender.end();
         end_tcp(self.conn.role, &mut self.conn.read, &self.conn.write, self.conn.config.close_timeout);
