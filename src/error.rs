@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 
-use crate::handshake::Headers;
+use crate::handshake::Response;
 use crate::message::CloseCode;
 
 /// `Result` with [`Error`] as the default error type.
@@ -58,12 +58,11 @@ pub enum Error {
         status: u16,
         /// A sentence saying what was wrong.
         reason: String,
-        /// The response body the server sent (client side), if any.
-        body: Vec<u8>,
-        /// The response headers the server sent (client side), such as
-        /// `WWW-Authenticate`, `Retry-After` or `Location`; empty on the
-        /// server side.
-        headers: Headers,
+        /// Client side, for a status other than 101: the server's whole
+        /// response, with its headers (`WWW-Authenticate`, `Retry-After`,
+        /// `Location`, ...) and body. `None` on the server side. Boxed so
+        /// that every `Result` stays small.
+        response: Option<Box<Response>>,
     },
     /// A URL could not be used (bad syntax, unsupported scheme such as
     /// `wss://` without TLS support).
@@ -151,7 +150,7 @@ impl Error {
     }
 
     pub(crate) fn handshake(status: u16, reason: impl Into<String>) -> Error {
-        Error::Handshake { status, reason: reason.into(), body: Vec::new(), headers: Headers::new() }
+        Error::Handshake { status, reason: reason.into(), response: None }
     }
 
     /// True for the two "connection is over" variants, which are not faults.

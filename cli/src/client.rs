@@ -191,9 +191,9 @@ fn pump_input(mut input: impl BufRead, writer: &WsWriter, binary: bool) {
 
 fn connect_failure(url: &str, e: Error, report: &mut dyn Write) -> i32 {
     match e {
-        Error::Handshake { status, reason, body, .. } => {
+        Error::Handshake { status, reason, response } => {
             let _ = writeln!(report, "handshake refused by {url}: {reason}");
-            if !body.is_empty() {
+            if let Some(body) = response.map(|r| r.body).filter(|b| !b.is_empty()) {
                 let _ = writeln!(report, "{}", String::from_utf8_lossy(&body).trim_end());
             }
             log::debug!("refusal status {status}");

@@ -50,8 +50,8 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as ChanSende
 use serde::Deserialize;
 use syncws::handshake::WsUrl;
 use syncws::{
-    Client, CloseCode, CloseData, Config, Error, Headers, Listener, OriginPolicy, OwnedMessage, Request, Response,
-    Result, Running, WsHandshake, WsOption, WsTrait,
+    Client, CloseCode, CloseData, Config, Error, Listener, OriginPolicy, OwnedMessage, Request, Response, Result,
+    Running, WsHandshake, WsOption, WsTrait,
 };
 
 /// One upstream server.
@@ -363,12 +363,14 @@ const SKIP: &[&str] = &[
 /// end-to-end headers (`WWW-Authenticate`, `Retry-After`, `Content-Type`,
 /// ...), without the hop-by-hop ones and the upgrade's own ([`SKIP`]), and
 /// with `Connection: close`.
-fn refusal(status: u16, body: Vec<u8>, headers: &Headers) -> Response {
+fn refusal(status: u16, upstream: Option<Response>) -> Response {
     let mut resp = Response::new(status);
-    for (name, value) in headers.iter().filter(|(name, _)| !SKIP.iter().any(|n| name.eq_ignore_ascii_case(n))) {
-        resp.headers.append(name, value);
+    if let Some(up) = upstream {
+        for (name, value) in up.headers.iter().filter(|(name, _)| !SKIP.iter().any(|n| name.eq_ignore_ascii_case(n))) {
+            resp.headers.append(name, value);
+        }
+        resp.body = up.body;
     }
-    resp.body = body;
     resp.with_header("Connection", "close")
 }
 
@@ -463,8 +465,8 @@ impl WsTrait for ClientSide {
                     self.upstream = Some(client);
                     return Ok(resp);
                 }
-                Err(Error::Handshake { status, reason, body, headers }) => {
-                    let resp = refusal(status, body, &headers);
+                Err(Error::Handshake { status, reason, response }) => {
+                    let resp = refusal(status, response.map(|r| *r));
                     if status < 500 {
                         log::debug!("proxy: {url} refused {:?}: {reason}", self.peer);
                         return Ok(resp);

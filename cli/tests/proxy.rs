@@ -174,12 +174,12 @@ fn subprotocol_refusal_close_codes_and_pings_pass_through() {
     // The upstream's refusal, not a 101 first: its status, body and
     // end-to-end headers, so the client can answer the challenge.
     match connect(&format!("{base}/forbidden"), None) {
-        Err(Error::Handshake { status: 401, body, headers, .. }) => {
-            assert_eq!(body, b"not you");
-            assert_eq!(headers.get("www-authenticate"), Some("Basic realm=\"upstream\""));
-            assert_eq!(headers.get("retry-after"), Some("5"));
-            assert_eq!(headers.get("content-type"), Some("text/plain; charset=utf-8"));
-            assert_eq!(headers.get("connection"), Some("close"));
+        Err(Error::Handshake { status: 401, response: Some(resp), .. }) => {
+            assert_eq!(resp.body, b"not you");
+            assert_eq!(resp.header("www-authenticate"), Some("Basic realm=\"upstream\""));
+            assert_eq!(resp.header("retry-after"), Some("5"));
+            assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
+            assert_eq!(resp.header("connection"), Some("close"));
         }
         other => panic!("expected 401, got {:?}", other.map(|(_, p)| p)),
     }

@@ -227,9 +227,9 @@ pub fn build_request(url: &WsUrl, key: &str, protocols: &[String], extra_headers
 /// # Errors
 ///
 /// [`Error::Handshake`] with the server's status: for a status other than
-/// 101 the reason is `server answered {status} {reason}` and `body` is
-/// `resp.body` (the caller reads the body after the head into it first, see
-/// [`Response::content_length`]), `headers` are `resp.headers`. A 101 is refused if it lacks
+/// 101 the reason is `server answered {status} {reason}` and `response` is
+/// `resp` (the caller reads the body after the head into `resp.body` first,
+/// see [`Response::content_length`]). A 101 is refused if it lacks
 /// `Upgrade: websocket` or `Connection: Upgrade`, if
 /// `Sec-WebSocket-Accept` does not match the key, if it chose a subprotocol
 /// that was not offered (or several), or if it negotiated an extension.
@@ -238,8 +238,7 @@ pub fn check_response(resp: &Response, key: &str, protocols: &[String]) -> Resul
         return Err(Error::Handshake {
             status: resp.status,
             reason: format!("server answered {} {}", resp.status, resp.reason),
-            body: resp.body.clone(),
-            headers: resp.headers.clone(),
+            response: Some(Box::new(resp.clone())),
         });
     }
     let bad = |reason: String| Err(Error::handshake(resp.status, reason));
@@ -450,11 +449,11 @@ mod tests {
         assert_eq!(resp.content_length().unwrap(), Some(9));
         resp.body = raw[len..].to_vec();
         match check_response(&resp, "k", &[]) {
-            Err(Error::Handshake { status, reason, body, headers }) => {
+            Err(Error::Handshake { status, reason, response: Some(resp) }) => {
                 assert_eq!(status, 403);
                 assert_eq!(reason, "server answered 403 Forbidden");
-                assert_eq!(body, b"no thanks");
-                assert_eq!(headers.get("www-authenticate"), Some("Basic"));
+                assert_eq!(resp.body, b"no thanks");
+                assert_eq!(resp.header("www-authenticate"), Some("Basic"));
             }
             other => panic!("{other:?}"),
         }
