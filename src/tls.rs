@@ -575,3 +575,97 @@ pub fn load_server_config(cert_chain: &Path, private_key: &Path) -> Result<Arc<S
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()).into();
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// A read timeout that expires with half a record received loses
+    /// nothing: the record completes when the rest arrives.
+    #[test]
+    fn a_read_timeout_mid_record_loses_nothing() {
+        let (server_config, client_config) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (half_sent, half_sent_rx) = mpsc::channel();
+        let (go_on, go_on_rx) = mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let mut sock = TcpStream::connect(addr).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut conn = ClientConnection::new(client_config, name).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut sock).unwrap();
+            }
+            conn.writer().write_all(b"hello, in one record").unwrap();
+            let mut record = Vec::new();
+            conn.write_tls(&mut record).unwrap();
+            sock.write_all(&record[..record.len() / 2]).unwrap();
+            half_sent.send(()).unwrap();
+            go_on_rx.recv().unwrap();
+            sock.write_all(&record[record.len() / 2..]).unwrap();
+            go_on_rx.recv().ok();
+        });
+        let (sock, _) = listener.accept().unwrap();
+        let (mut reader, _writer) = TlsStream::server(sock, server_config).unwrap().split().unwrap();
+        reader.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 64];
+        // Drive the handshake until the half record is on its way.
+        let mut timeouts_after_half = 0;
+        let mut half = false;
+        while timeouts_after_half < 2 {
+            if !half {
+                half = half_sent_rx.try_recv().is_ok();
+            }
+            match reader.read(&mut buf) {
+                Ok(n) => panic!("read {n} bytes of plaintext before the record was whole"),
+                Err(e) if is_timeout(&e) => timeouts_after_half += usize::from(half),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        go_on.send(()).unwrap();
+        reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let n = loop {
+            match reader.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(&buf[..n], b"hello, in one record");
+        go_on.send(()).unwrap();
+        client.join().unwrap();
+    }
+
+    #[test]
+    fn bad_pem_files_are_config_errors_naming_the_file() {
+        let missing = Path::new("/nonexistent/cert.pem");
+        match load_server_config(missing, missing) {
+            Err(Error::Config(msg)) => assert!(msg.contains("/nonexistent/cert.pem"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
