@@ -18,6 +18,10 @@ use crate::message::{CloseCode, OwnedMessage};
 use crate::protocol::Role;
 use crate::transport::Transport;
 
+/// Why a `wss://` URL is refused without the `tls` feature.
+const NO_TLS: &str =
+    "wss:// needs TLS, which this build of syncws does not have (feature `tls`); refusing to connect in plaintext";
+
 /// Builds a [`Client`]: URL, timeouts, headers, subprotocols, [`Config`].
 ///
 /// ```no_run
@@ -37,20 +41,23 @@ pub struct ClientBuilder {
     headers: Headers,
     protocols: Vec<String>,
     config: Config,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
-    /// The server to connect to: `ws://host[:port][/path][?query]`.
+    /// The server to connect to: `ws://host[:port][/path][?query]` or
+    /// `wss://...`.
     ///
-    /// `wss://` is refused with [`Error::Url`]: this build has no TLS, and
-    /// sending in plaintext what the URL says must be encrypted would be
-    /// worse than failing.
+    /// `wss://` needs the `tls` feature; without it the URL is refused with
+    /// [`Error::Url`]: sending in plaintext what the URL says must be
+    /// encrypted would be worse than failing. With it, the connection is
+    /// TLS (see `ClientBuilder::tls_config` for the default
+    /// trust roots), and fails rather than falls back to plaintext.
     pub fn url(mut self, url: &str) -> Result<Self> {
         let url = WsUrl::parse(url)?;
-        if url.secure {
-            return Err(Error::Url(
-                "wss:// needs TLS, which this build of syncws does not have; refusing to connect in plaintext".into(),
-            ));
+        if url.secure && cfg!(not(feature = "tls")) {
+            return Err(Error::Url(NO_TLS.into()));
         }
         self.url = Some(url);
         Ok(self)
@@ -81,20 +88,84 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects over TCP and performs the handshake.
+    /// The TLS configuration for `wss://` URLs (feature `tls`): trust
+    /// roots, client certificate, protocol versions. The default is
+    /// [`tls::default_client_config`](crate::tls::default_client_config):
+    /// the Mozilla roots of the `webpki-roots` crate, no client
+    /// certificate. The server's certificate is always checked against the
+    /// URL's host, which is also sent as SNI.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use syncws::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer, RootCertStore};
+    ///
+    /// let mut roots = RootCertStore::empty();
+    /// for cert in CertificateDer::pem_file_iter("my-ca.pem").unwrap() {
+    ///     roots.add(cert.unwrap()).unwrap();
+    /// }
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let tls = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()
+    ///     .unwrap()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = syncws::Client::builder()
+    ///     .url("wss://internal.example:8443/feed")?
+    ///     .tls_config(Arc::new(tls))
+    ///     .connect()?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Connects over TCP (and TLS for `wss://`) and performs the
+    /// handshake. The TLS handshake counts against
+    /// [`Config::handshake_timeout`], with the HTTP one.
     pub fn connect(self) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
         let timeout = self.connect_timeout.unwrap_or(self.config.handshake_timeout);
         let stream = connect_tcp(&url.socket_addr_string(), timeout)?;
+        if url.secure {
+            return self.connect_tls(stream);
+        }
         self.connect_on(stream)
     }
 
+    #[cfg(feature = "tls")]
+    fn connect_tls(self, stream: TcpStream) -> Result<Client> {
+        let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
+        let config = match &self.tls {
+            Some(config) => std::sync::Arc::clone(config),
+            None => crate::tls::default_client_config()?,
+        };
+        let stream = crate::tls::TlsStream::client(stream, config, &url.host)?;
+        self.connect_on(stream)
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn connect_tls(self, _stream: TcpStream) -> Result<Client> {
+        Err(Error::Url(NO_TLS.into()))
+    }
+
     /// Performs the handshake over an already connected stream (for
-    /// streams syncws does not open itself).
+    /// streams syncws does not open itself). The stream is used as given:
+    /// for a `wss://` URL, pass a TLS stream (such as
+    /// `syncws::tls::TlsStream`).
+    ///
+    /// A `wss://` URL with a plain [`TcpStream`] is refused with
+    /// [`Error::Url`].
     pub fn connect_on<T: Transport>(self, stream: T) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.ok_or_else(|| Error::Url("no url given".into()))?;
+        if url.secure && std::any::TypeId::of::<T>() == std::any::TypeId::of::<TcpStream>() {
+            return Err(Error::Url(
+                "a wss:// URL over a plain TcpStream would be plaintext; wrap the stream in TLS".into(),
+            ));
+        }
         let addr = stream.peer_addr();
         let (mut reader, mut writer) = stream.split()?;
         let deadline = Instant::now() + self.config.handshake_timeout;

@@ -27,7 +27,10 @@ pub enum Error {
     ConnectionClosed,
     /// The connection was used after it had been closed.
     AlreadyClosed,
-    /// An I/O error from the underlying stream.
+    /// An I/O error from the underlying stream. With the `tls` feature
+    /// this also carries TLS failures (an untrusted certificate, a corrupt
+    /// record, an alert from the peer): kind `InvalidData`, with the
+    /// `rustls::Error` as the inner error (`tls::rustls_error` finds it).
     Io(io::Error),
     /// A deadline expired; `phase` says which one (`"handshake"`, `"idle"`,
     /// `"write"`, `"close"`, `"connect"`).
@@ -64,8 +67,9 @@ pub enum Error {
         /// that every `Result` stays small.
         response: Option<Box<Response>>,
     },
-    /// A URL could not be used (bad syntax, unsupported scheme such as
-    /// `wss://` without TLS support).
+    /// A URL could not be used (bad syntax, an unsupported scheme, `wss://`
+    /// in a build without the `tls` feature, or a host that is not a valid
+    /// TLS server name).
     Url(String),
     /// The outbound queue is full or closed, or the sender was used after the
     /// connection ended.

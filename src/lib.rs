@@ -35,10 +35,31 @@
 //!   plain blocking [`WebSocket`] from [`accept`] or
 //!   [`Client::into_websocket`].
 //!
+//! # Features
+//!
+//! - `tls` (off by default): TLS with rustls (and its `ring` crypto
+//!   provider; no OpenSSL, no cmake). `wss://` URLs work with [`Client`],
+//!   trusting the Mozilla roots of `webpki-roots` unless
+//!   `ClientBuilder::tls_config` says otherwise; `Listener::tls` serves
+//!   HTTP and WebSocket over TLS on one port; the `tls` module has the
+//!   [`Transport`] for single streams (`tls::TlsStream`) and a PEM
+//!   loader. `rustls` is re-exported so its version always matches.
+//!   Without the feature, a `wss://` URL is refused with [`Error::Url`],
+//!   never tried in plaintext.
+//!
+//! ```no_run
+//! use syncws::{Client, OwnedMessage};
+//! let mut client = Client::connect("wss://echo.example.com/")?;
+//! client.send(OwnedMessage::Text("hello".into()))?;
+//! # Ok::<(), syncws::Error>(())
+//! ```
+//!
 //! # Errors
 //!
 //! One [`Error`] type; protocol violations carry the close code that was
-//! sent to the peer ([`Error::close_code`]).
+//! sent to the peer ([`Error::close_code`]). TLS failures (feature `tls`)
+//! are [`Error::Io`] with the `rustls::Error` inside (`tls::rustls_error`
+//! finds it).
 //!
 //! # Logging
 //!
@@ -57,6 +78,8 @@ mod listener;
 pub mod message;
 pub mod protocol;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
@@ -73,3 +96,9 @@ pub use transport::Transport;
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
 /// re-exported so its version always matches.
 pub use crossbeam_channel;
+
+/// The TLS library of the `tls` feature, re-exported so that the configs
+/// given to [`Listener::tls`] and [`ClientBuilder::tls_config`] come from
+/// the same version.
+#[cfg(feature = "tls")]
+pub use rustls;

@@ -102,16 +102,8 @@ impl Shared {
     /// Takes a connection that ended out of the registry's counts.
     fn ended(&self, id: u64, ip: Option<IpAddr>) {
         let mut reg = self.lock();
-        reg.live -= 1;
+        release(&mut reg, ip);
         reg.finished.push(id);
-        if let Some(ip) = ip {
-            if let Some(n) = reg.per_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    reg.per_ip.remove(&ip);
-                }
-            }
-        }
         drop(reg);
         self.changed.notify_all();
     }
@@ -183,11 +175,13 @@ pub struct Listener {
     inner: TcpListener,
     config: Config,
     shared: Arc<Shared>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").field("local_addr", &self.shared.local_addr).finish()
+        f.debug_struct("Listener").field("local_addr", &self.shared.local_addr).field("tls", &self.is_tls()).finish()
     }
 }
 
@@ -230,7 +224,52 @@ impl Listener {
             changed: Condvar::new(),
             local_addr,
         };
-        Ok(Listener { inner, config, shared: Arc::new(shared) })
+        Ok(Listener {
+            inner,
+            config,
+            shared: Arc::new(shared),
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+    }
+
+    /// Serves every connection over TLS with `config` (feature `tls`):
+    /// HTTP and WebSocket still share the port, as `https://` and `wss://`.
+    ///
+    /// The TLS handshake runs on the connection's thread and counts
+    /// against [`Config::handshake_timeout`] together with the HTTP head.
+    /// A plaintext HTTP request is answered `400` in plaintext; connections
+    /// over [`Config::max_connections`] are closed without an answer (a
+    /// `503` would need a TLS handshake on the accepting thread).
+    ///
+    /// ```no_run
+    /// let tls = syncws::tls::load_server_config("cert.pem".as_ref(), "key.pem".as_ref())?;
+    /// let listener = syncws::Listener::bind("0.0.0.0:8443")?.tls(tls);
+    /// listener.serve(|_server| { /* set callbacks */ })?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Listener {
+        self.tls = Some(config);
+        self
+    }
+
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// The [`Server`] for an accepted stream: over TLS if configured.
+    fn server_for(&self, stream: TcpStream, peer: Option<SocketAddr>) -> Result<Server> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let stream = crate::tls::TlsStream::server(stream, Arc::clone(config))?;
+            return Ok(Server::new(stream, peer));
+        }
+        Ok(Server::new(stream, peer))
     }
 
     /// The address it listens on (useful after binding port 0).
@@ -341,14 +380,14 @@ impl Listener {
             if reg.live >= self.config.max_connections {
                 let (size, max) = (reg.live as u64, self.config.max_connections as u64);
                 drop(reg);
-                turn_away(stream, "server at its connection limit");
+                turn_away(stream, "server at its connection limit", self.is_tls());
                 return Err(Error::Capacity { what: "connections", size, max });
             }
             if let (Some(ip), Some(max)) = (ip, self.config.max_connections_per_ip) {
                 let size = reg.per_ip.get(&ip).copied().unwrap_or(0);
                 if size >= max {
                     drop(reg);
-                    turn_away(stream, "too many connections from your address");
+                    turn_away(stream, "too many connections from your address", self.is_tls());
                     return Err(Error::Capacity { what: "connections per ip", size: size as u64, max: max as u64 });
                 }
             }
@@ -358,7 +397,13 @@ impl Listener {
             }
         }
         let slot = Arc::new(Slot::default());
-        let mut server = Server::new(stream, peer);
+        let mut server = match self.server_for(stream, peer) {
+            Ok(server) => server,
+            Err(e) => {
+                release(&mut self.shared.lock(), ip);
+                return Err(e);
+            }
+        };
         let closer = server.closer();
         server.set_config(self.config.clone());
         server.set_slot(Arc::clone(&slot));
@@ -371,12 +416,7 @@ impl Listener {
                 Ok(())
             }
             Err(e) => {
-                reg.live -= 1;
-                if let Some(ip) = ip {
-                    if let Some(n) = reg.per_ip.get_mut(&ip) {
-                        *n -= 1;
-                    }
-                }
+                release(&mut reg, ip);
                 error!("cannot spawn a connection thread: {e}");
                 Err(Error::Io(e))
             }
@@ -435,8 +475,26 @@ impl Listener {
     }
 }
 
-/// Answers 503 to a connection over a cap, without blocking the accept loop.
-fn turn_away(mut stream: TcpStream, why: &str) {
+/// Uncounts a connection that ended or never started.
+fn release(reg: &mut Registry, ip: Option<IpAddr>) {
+    reg.live -= 1;
+    if let Some(ip) = ip {
+        if let Some(n) = reg.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                reg.per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Answers 503 to a connection over a cap, without blocking the accept loop
+/// (over TLS, just closes it: an answer would need a handshake first).
+fn turn_away(mut stream: TcpStream, why: &str, tls: bool) {
+    if tls {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let body = format!("{why}\n");
     let resp = format!(

@@ -17,6 +17,10 @@ use std::time::Duration;
 pub type Closer = Arc<dyn Fn(Shutdown) + Send + Sync>;
 
 /// The reading half of a transport.
+///
+/// A read may fail with [`Interrupted`](io::ErrorKind::Interrupted) when
+/// bytes arrived that give nothing to return yet (part of a TLS record);
+/// callers check their deadlines and read again.
 pub trait ReadHalf: Read + Send + 'static {
     /// Sets how long one `read` may block; `None` blocks forever.
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;

@@ -455,7 +455,28 @@ fn client_checks_sec_websocket_accept() {
 }
 
 #[test]
+#[cfg(not(feature = "tls"))]
 fn client_refuses_wss_instead_of_sending_plaintext() {
     let err = Client::builder().url("wss://127.0.0.1:1/").unwrap_err();
     assert!(matches!(err, Error::Url(_)), "{err:?}");
+}
+
+/// With TLS, the first bytes on the wire are a TLS record (a ClientHello),
+/// never the upgrade request.
+#[test]
+#[cfg(feature = "tls")]
+fn client_never_sends_wss_in_plaintext() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut first = [0u8; 3];
+        s.read_exact(&mut first).unwrap();
+        first
+    });
+    // The server hangs up after the first bytes: the client fails.
+    Client::connect(&format!("wss://{addr}/")).unwrap_err();
+    let first = server.join().unwrap();
+    assert_eq!(first[0], 0x16, "not a TLS handshake record: {first:?}");
 }

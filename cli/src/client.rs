@@ -19,8 +19,12 @@
 //! | 6 | the connection ended without a close handshake, or with a protocol error |
 
 use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 
+use syncws::rustls::pki_types::{pem::PemObject, CertificateDer};
+use syncws::rustls::{self, ClientConfig, RootCertStore};
 use syncws::{Client, CloseCode, Config, Error, OwnedMessage, WsWriter};
 
 /// Exit code: closed cleanly.
@@ -41,7 +45,7 @@ pub const EXIT_ABNORMAL: i32 = 6;
 /// What `syncws client` connects to and how.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `ws://host:port/path`.
+    /// `ws://host:port/path` or `wss://...`.
     pub url: String,
     /// Send lines as binary messages instead of text.
     pub binary: bool,
@@ -51,6 +55,29 @@ pub struct Options {
     pub protocols: Vec<String>,
     /// Limits and timeouts.
     pub config: Config,
+    /// For `wss://`: trust only the CA certificates of this PEM file, not
+    /// the built-in Mozilla roots.
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// A TLS client config trusting only the certificates of the PEM file at
+/// `path`.
+pub fn tls_config_trusting(path: &Path) -> Result<Arc<ClientConfig>, String> {
+    let what = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| what(&e))? {
+        roots.add(cert.map_err(|e| what(&e))?).map_err(|e| what(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(what(&"no certificate in the file"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Parses `Name: value` (or `Name=value`).
@@ -82,6 +109,15 @@ pub fn run(opts: Options, input: impl BufRead + Send + 'static, output: &mut dyn
     }
     for p in &opts.protocols {
         builder = builder.protocol(p);
+    }
+    if let Some(ca) = &opts.tls_ca {
+        match tls_config_trusting(ca) {
+            Ok(tls) => builder = builder.tls_config(tls),
+            Err(e) => {
+                let _ = writeln!(report, "syncws client: --tls-ca {e}");
+                return EXIT_USAGE;
+            }
+        }
     }
     let client = match builder.config(opts.config.clone()).connect() {
         Ok(c) => c,

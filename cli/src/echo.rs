@@ -1,5 +1,8 @@
 //! `syncws echo`: a WebSocket echo server.
 
+use std::sync::Arc;
+
+use syncws::rustls::ServerConfig;
 use syncws::{Config, Listener, OwnedMessage, Result, Running, Sender, WsHandshake, WsOption, WsTrait};
 
 /// Echoes every Text and Binary message back to its sender.
@@ -22,5 +25,14 @@ impl WsTrait for Echo {
 
 /// Starts an echo server on `addr` on a thread of its own.
 pub fn spawn(addr: &str, config: Config) -> Result<Running> {
-    Listener::bind_with_config(addr, config)?.spawn(|server| server.set_callback_ws(Box::new(Echo::default())))
+    spawn_with_tls(addr, config, None)
+}
+
+/// [`spawn`], over TLS when `tls` is given (`wss://`).
+pub fn spawn_with_tls(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>) -> Result<Running> {
+    let mut listener = Listener::bind_with_config(addr, config)?;
+    if let Some(tls) = tls {
+        listener = listener.tls(tls);
+    }
+    listener.spawn(|server| server.set_callback_ws(Box::new(Echo::default())))
 }

@@ -30,6 +30,12 @@ enum Command {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8081")]
         addr: String,
+        /// Serve wss:// with this PEM certificate chain (server certificate first).
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -44,8 +50,13 @@ enum Command {
     /// with another code (printed), 6 connection lost without a close
     /// handshake.
     Client {
-        /// Server URL, `ws://host:port/path`.
+        /// Server URL, `ws://host:port/path` or `wss://host:port/path`.
         url: String,
+        /// For wss://: trust only the CA certificates in this PEM file (for
+        /// instance a self-signed server certificate) instead of the
+        /// built-in Mozilla roots.
+        #[arg(long, value_name = "PEM")]
+        tls_ca: Option<PathBuf>,
         /// Send each line as a binary message instead of text.
         #[arg(long)]
         binary: bool,
@@ -167,13 +178,29 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, limits } => {
+        Command::Echo { addr, tls_cert, tls_key, limits } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
             let signals = termination_signals()?;
-            let running = echo::spawn(&addr, limits.config()).map_err(|e| e.to_string())?;
-            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            let running = echo::spawn_with_tls(&addr, limits.config(), tls).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on {scheme}://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Client { url, binary, headers, protocols, max_message_size, connect_timeout, idle_timeout } => {
+        Command::Client {
+            url,
+            tls_ca,
+            binary,
+            headers,
+            protocols,
+            max_message_size,
+            connect_timeout,
+            idle_timeout,
+        } => {
             let mut config = Config::default();
             if let Some(m) = max_message_size {
                 let frame = config.max_frame_size.min(m);
@@ -185,7 +212,7 @@ fn run(command: Command) -> Result<u8, String> {
             if let Some(MaybeDuration(t)) = idle_timeout {
                 config = config.idle_timeout(t);
             }
-            let opts = client::Options { url, binary, headers, protocols, config };
+            let opts = client::Options { url, binary, headers, protocols, config, tls_ca };
             let stdin = std::io::BufReader::new(std::io::stdin());
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));

@@ -73,10 +73,7 @@ impl Upstream {
         if weight == 0 {
             return Err(format!("weight must be at least 1 in {s:?}"));
         }
-        let parsed = WsUrl::parse(url.trim()).map_err(|e| e.to_string())?;
-        if parsed.secure {
-            return Err(format!("{url}: wss:// upstreams need TLS, which this build lacks"));
-        }
+        WsUrl::parse(url.trim()).map_err(|e| e.to_string())?;
         Ok(Upstream { url: url.trim().to_owned(), weight })
     }
 }
@@ -640,6 +637,8 @@ mod tests {
         assert_eq!(Upstream::parse("ws://a:1/x,weight=3").unwrap(), Upstream { url: "ws://a:1/x".into(), weight: 3 });
         assert_eq!(Upstream::parse("ws://a:1").unwrap().weight, 1);
         assert!(Upstream::parse("ws://a:1,weight=0").is_err());
+        assert_eq!(Upstream::parse("wss://a/x").unwrap().url, "wss://a/x");
+        assert!(Upstream::parse("http://a/").is_err());
         assert!(Upstream::parse("http://a").is_err());
         let u = WsUrl::parse("ws://a:1/app/").unwrap();
         assert_eq!(join(&u, "/chat?x=1"), "ws://a:1/app/chat?x=1");

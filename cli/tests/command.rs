@@ -120,6 +120,30 @@ fn client_exit_codes() {
     assert_eq!(code, 6, "{err}");
 }
 
+#[test]
+fn echo_over_tls_with_a_pem_certificate_and_a_client_trusting_it() {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("syncws-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned());
+
+    let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key], "listening on ");
+    assert!(echo.addr.starts_with("wss://"), "{}", echo.addr);
+    let args = vec!["--tls-ca".into(), cert.clone(), echo.addr.clone()];
+    let (code, out, err) = client(args, b"over tls\n".to_vec());
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "over tls\n");
+
+    // The built-in roots do not trust a self-signed certificate.
+    let (code, _, err) = client(vec![echo.addr.clone()], Vec::new());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 struct Closer;
 
 impl syncws::WsTrait for Closer {
