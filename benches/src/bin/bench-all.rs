@@ -231,7 +231,11 @@ fn main() {
             })
             .collect();
         let ids: Vec<&str> = all_scens.iter().map(|s| s.id).collect();
-        eprintln!("unknown server or scenario {unknown:?}; servers: {}; scenarios: {}", names.join(", "), ids.join(","));
+        eprintln!(
+            "unknown server or scenario {unknown:?}; servers: {}; scenarios: {}",
+            names.join(", "),
+            ids.join(",")
+        );
         std::process::exit(2);
     }
     let servers: Vec<&Server> = SERVERS
