@@ -3,15 +3,22 @@
 //! Frames are encoded under a short-held lock and written with one system
 //! call per batch: small frames are copied into one buffer, large payloads
 //! go out with `write_vectored` straight from the message's own memory.
+//!
+//! [`WriteSide::try_send_now`] is the cross-thread fast path: a thread that
+//! is not the connection's own writes a small frame itself with a
+//! non-blocking write when nothing is queued or being written. Bytes it
+//! could not write stay at the front of the batch buffer, and every later
+//! write, whoever makes it, sends them first: frames never interleave.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::message::OwnedMessage;
-use crate::protocol::{MaskGen, OutFrame, Role};
+use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
 use crate::transport::{is_timeout, Closer, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
@@ -25,6 +32,8 @@ struct WriteState {
     /// Boxed: its 1 KiB key pool would otherwise sit in every server
     /// connection's state, and in the stack frames that build it.
     masks: Option<Box<MaskGen>>,
+    /// Encoded frames not yet written. Between calls it is empty, or holds
+    /// the unwritten end of a frame [`WriteSide::try_send_now`] began.
     batch: Vec<u8>,
     failed: bool,
     shared: Arc<Shared>,
@@ -37,6 +46,18 @@ struct Shared {
     close_sent: Mutex<Option<Instant>>,
     /// Signalled when a Close frame is written.
     close_written: Condvar,
+}
+
+/// What [`WriteSide::try_send_now`] did with a message.
+pub(crate) enum Now {
+    /// The whole frame was written.
+    Sent,
+    /// Part of the frame was written; the rest waits in the batch buffer
+    /// and must be flushed by a thread that may block
+    /// ([`WriteSide::flush_pending`]).
+    Pending,
+    /// Nothing was written; the message is handed back to be queued.
+    Queue(OwnedMessage),
 }
 
 /// A cloneable handle on the write half of one connection.
@@ -66,13 +87,89 @@ impl WriteSide {
     pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
         let mut st = self.lock();
         let result = st.send_all(msgs);
-        if let Err(e) = &result {
-            if !matches!(e, Error::AlreadyClosed | Error::Send(_) | Error::Capacity { .. }) {
-                st.failed = true;
-                (self.shared.closer)(Shutdown::Both);
+        self.check(&mut st, result)
+    }
+
+    /// Writes what [`try_send_now`](Self::try_send_now) left unwritten, if
+    /// anything; blocks up to the write timeout.
+    pub(crate) fn flush_pending(&self) -> Result<()> {
+        self.send_all(&mut std::iter::empty())
+    }
+
+    /// After a failed write (not a refused message), marks the connection
+    /// failed and shuts it down.
+    fn check(&self, st: &mut WriteState, result: Result<()>) -> Result<()> {
+        match result {
+            Err(e) if !matches!(e, Error::AlreadyClosed | Error::Send(_) | Error::Capacity { .. }) => {
+                Err(self.fail(st, e))
+            }
+            other => other,
+        }
+    }
+
+    fn fail(&self, st: &mut WriteState, err: Error) -> Error {
+        st.failed = true;
+        (self.shared.closer)(Shutdown::Both);
+        err
+    }
+
+    /// The fast path for a send from another thread than the connection's
+    /// own: writes `msg` at once with one non-blocking write
+    /// ([`WriteHalf::try_write`]), never waiting for the lock, the socket or
+    /// a slow peer.
+    ///
+    /// Only a Text or Binary message small enough to be copied
+    /// ([`COPY_LIMIT`]) is tried, and only when no other thread holds the
+    /// write side, no earlier frame is partly written, no Close was sent,
+    /// and `queued` (messages queued for the writer thread and not yet
+    /// written, read under the lock) is 0, so the frame cannot overtake
+    /// anything sent before it. Otherwise, or when the socket takes no
+    /// byte, the message comes back as [`Now::Queue`]. A Close always
+    /// does: its writer thread also keeps the close timeout.
+    pub(crate) fn try_send_now(&self, msg: OwnedMessage, queued: &AtomicUsize) -> Result<Now> {
+        let mut st = match self.state.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
+        };
+        let small = match &msg {
+            OwnedMessage::Text(s) => s.len() <= COPY_LIMIT - MAX_HEADER_LEN,
+            OwnedMessage::Binary(b) => b.len() <= COPY_LIMIT - MAX_HEADER_LEN,
+            _ => false,
+        };
+        if !small
+            || st.failed
+            || !st.batch.is_empty()
+            || queued.load(Ordering::Acquire) != 0
+            || lock(&self.shared.close_sent).is_some()
+        {
+            return Ok(Now::Queue(msg));
+        }
+        let key = st.masks.as_mut().map(|m| m.next_key());
+        append_data_frame(&msg, key, &mut st.batch);
+        let WriteState { io, batch, .. } = &mut *st;
+        let written = loop {
+            match io.try_write(batch) {
+                Ok(n) => break Ok(n.min(batch.len())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                Err(e) => break Err(Error::Io(e)),
+            }
+        };
+        match written {
+            Ok(0) => {
+                st.batch.clear();
+                Ok(Now::Queue(msg))
+            }
+            Ok(n) => {
+                st.batch.drain(..n);
+                Ok(if st.batch.is_empty() { Now::Sent } else { Now::Pending })
+            }
+            Err(e) => {
+                st.batch.clear();
+                Err(self.fail(&mut st, e))
             }
         }
-        result
     }
 
     /// Encodes and writes one message.
