@@ -365,3 +365,65 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::write::mock::{decode, Mock};
+    use crate::protocol::Role;
+
+    /// Source and number from a test message such as `"t1:42"`.
+    fn parse(msg: &OwnedMessage) -> (String, usize) {
+        let OwnedMessage::Text(s) = msg else { panic!("unexpected {msg:?}") };
+        let (src, n) = s.split_once(':').expect("src:n");
+        (src.to_owned(), n.parse().expect("number"))
+    }
+
+    #[test]
+    fn partial_and_refused_fast_writes_keep_each_threads_order() {
+        // The socket takes everything, nothing, a few bytes, ... in turn.
+        let (mock, out) = Mock::new(vec![None, Some(0), Some(3), None, Some(1), Some(7), None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        const EACH: usize = 300;
+        thread::scope(|s| {
+            for t in 0..3 {
+                let sender = sender.clone();
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        sender.send(OwnedMessage::Text(format!("t{t}:{i}"))).unwrap();
+                    }
+                });
+            }
+            // The owner thread batches its own and flushes now and then.
+            for i in 0..EACH {
+                sender.send(OwnedMessage::Text(format!("own:{i}"))).unwrap();
+                if i % 7 == 0 {
+                    sender.flush_local().unwrap();
+                }
+            }
+            sender.flush_local().unwrap();
+        });
+        // Last, from another thread: the Close goes behind everything queued.
+        thread::scope(|s| {
+            s.spawn(|| sender.close(CloseCode::NORMAL, "done").unwrap());
+        });
+        assert!(write.wait_close_sent(std::time::Instant::now() + Duration::from_secs(60)));
+        // Waits for the writer thread's write in progress, if any.
+        write.flush_pending().unwrap();
+        sender.end();
+
+        let msgs = decode(&out.lock().unwrap());
+        let (close, data) = msgs.split_last().unwrap();
+        assert!(matches!(close, OwnedMessage::Close(Some(c)) if c.reason == "done"));
+        let mut next = std::collections::HashMap::new();
+        for msg in data {
+            let (src, n) = parse(msg);
+            let want = next.entry(src.clone()).or_insert(0);
+            assert_eq!(n, *want, "{src}: out of order or lost");
+            *want += 1;
+        }
+        assert_eq!(next.len(), 4);
+        assert!(next.values().all(|&n| n == EACH), "{next:?}");
+    }
+}

@@ -275,3 +275,139 @@ fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> 
     }
     Ok(())
 }
+
+/// A transport for unit tests: blocking writes land in a shared buffer;
+/// `try_write` follows a plan, one entry per call, cycled: `None` takes
+/// everything, `Some(n)` at most `n` bytes (`Some(0)`: would block).
+#[cfg(test)]
+pub(crate) mod mock {
+    use std::io::{self, Write};
+    use std::net::Shutdown;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::config::Config;
+    use crate::message::OwnedMessage;
+    use crate::protocol::{MessageDecoder, Role};
+    use crate::transport::{Closer, WriteHalf};
+
+    pub(crate) struct Mock {
+        pub(crate) out: Arc<Mutex<Vec<u8>>>,
+        pub(crate) plan: Vec<Option<usize>>,
+        calls: usize,
+    }
+
+    impl Mock {
+        pub(crate) fn new(plan: Vec<Option<usize>>) -> (Mock, Arc<Mutex<Vec<u8>>>) {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            (Mock { out: Arc::clone(&out), plan, calls: 0 }, out)
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl WriteHalf for Mock {
+        fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn closer(&self) -> Closer {
+            Arc::new(|_: Shutdown| {})
+        }
+        fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let step = self.plan.get(self.calls % self.plan.len().max(1)).copied().flatten();
+            self.calls += 1;
+            match step.map_or(buf.len(), |n| n.min(buf.len())) {
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                n => self.write(&buf[..n]),
+            }
+        }
+    }
+
+    /// The messages in `wire`, decoded as a client reads a server's frames.
+    pub(crate) fn decode(wire: &[u8]) -> Vec<OwnedMessage> {
+        let mut decoder = MessageDecoder::new(Role::Client, &Config::default());
+        let mut rest = wire.to_vec();
+        let mut at = 0;
+        let mut msgs = Vec::new();
+        while at < rest.len() {
+            let (used, msg) = decoder.feed(&mut rest[at..]).expect("well-formed frames");
+            at += used;
+            match msg {
+                Some(m) => msgs.push(m),
+                None => assert!(used > 0, "a frame is cut off"),
+            }
+        }
+        msgs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock::{decode, Mock};
+    use super::*;
+
+    fn text(s: &str) -> OwnedMessage {
+        OwnedMessage::Text(s.to_owned())
+    }
+
+    fn side(plan: Vec<Option<usize>>) -> (WriteSide, Arc<Mutex<Vec<u8>>>) {
+        let (mock, out) = Mock::new(plan);
+        (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap(), out)
+    }
+
+    #[test]
+    fn fast_path_writes_a_whole_frame_or_hands_the_message_back() {
+        let none = AtomicUsize::new(0);
+        let (ws, out) = side(vec![None, Some(0)]);
+        assert!(matches!(ws.try_send_now(text("a"), &none), Ok(Now::Sent)));
+        // The socket takes nothing: the message comes back untouched.
+        match ws.try_send_now(OwnedMessage::Binary(vec![1, 2, 3]), &none) {
+            Ok(Now::Queue(m)) => assert_eq!(m, OwnedMessage::Binary(vec![1, 2, 3])),
+            _ => panic!("expected Queue"),
+        }
+        // Not tried: something is queued, a control frame, a large message.
+        assert!(matches!(ws.try_send_now(text("b"), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(OwnedMessage::Ping(vec![]), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(OwnedMessage::Close(None), &none), Ok(Now::Queue(_))));
+        let big = OwnedMessage::Binary(vec![0; COPY_LIMIT]);
+        assert!(matches!(ws.try_send_now(big, &none), Ok(Now::Queue(_))));
+        assert_eq!(decode(&out.lock().unwrap()), [text("a")]);
+    }
+
+    #[test]
+    fn a_partly_written_frame_is_finished_before_anything_else() {
+        let none = AtomicUsize::new(0);
+        let (ws, out) = side(vec![Some(3), None]);
+        assert!(matches!(ws.try_send_now(text("hello world"), &none), Ok(Now::Pending)));
+        assert_eq!(out.lock().unwrap().len(), 3);
+        // Nothing may be written by the fast path while the rest waits.
+        assert!(matches!(ws.try_send_now(text("next"), &none), Ok(Now::Queue(_))));
+        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter()).unwrap();
+        // Nothing after the Close, by either path.
+        assert!(matches!(ws.try_send_now(text("late"), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.send(text("late")), Err(Error::AlreadyClosed)));
+        let msgs = decode(&out.lock().unwrap());
+        assert_eq!(msgs, [text("hello world"), text("next"), OwnedMessage::Close(None)]);
+    }
+
+    #[test]
+    fn flush_pending_writes_the_rest_of_a_frame() {
+        let none = AtomicUsize::new(0);
+        let (ws, out) = side(vec![Some(1), Some(4)]);
+        assert!(matches!(ws.try_send_now(text("abcdef"), &none), Ok(Now::Pending)));
+        ws.flush_pending().unwrap();
+        ws.flush_pending().unwrap();
+        // Partial again, and finished by the owner's next batch.
+        assert!(matches!(ws.try_send_now(text("ghijkl"), &none), Ok(Now::Pending)));
+        ws.send(text("own")).unwrap();
+        assert_eq!(decode(&out.lock().unwrap()), [text("abcdef"), text("ghijkl"), text("own")]);
+    }
+}
