@@ -34,6 +34,20 @@ pub trait WriteHalf: Write + Send + 'static {
     /// half (which may be busy in a blocking write on another thread).
     fn closer(&self) -> Closer;
 
+    /// Writes what fits of `buf` now, without blocking: returns how many
+    /// bytes were taken, or an error of kind [`io::ErrorKind::WouldBlock`]
+    /// when none can be taken now.
+    ///
+    /// A [`Sender`](crate::Sender) on another thread than the connection's
+    /// own uses it to write a small frame itself when nothing else is
+    /// queued, instead of waking the connection's writer thread; whatever
+    /// is not taken goes to that thread. The default takes nothing, so a
+    /// transport without a non-blocking write keeps the writer-thread path.
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = buf;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// Shuts down the given direction(s) of the whole connection; errors
     /// (already closed) are ignored.
     fn shutdown(&self, how: Shutdown) {
@@ -97,6 +111,37 @@ impl WriteHalf for TcpHalf {
             let _ = socket.shutdown(how);
         })
     }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send_dontwait(&self.0, buf)
+    }
+}
+
+/// One `send(2)` with `MSG_DONTWAIT`: non-blocking for this call only, so
+/// the socket stays blocking (with its write timeout) for the writer
+/// thread and the connection's own thread. `MSG_NOSIGNAL`: a peer that has
+/// gone away gives `EPIPE`, not `SIGPIPE` (std's own writes do the same).
+///
+/// std has no per-call non-blocking send, and switching the whole socket
+/// with `set_nonblocking` would race with the threads writing to it
+/// blocking. `libc` is already in the build through `getrandom`, so this
+/// costs no new crate; the safe wrappers (`rustix`, `socket2`) would add
+/// crates for this one call. Measured reason for the `unsafe`: it takes the
+/// futex wake-up and context switch of the writer thread out of every
+/// cross-thread send (broadcast, issue #6).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_dontwait(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor belongs to `socket`, which is borrowed and so
+    // stays open for the whole call; `buf.as_ptr()` and `buf.len()` describe
+    // one initialised, readable slice that outlives the call, and `send`
+    // only reads from it and keeps no pointer after it returns.
+    let n = unsafe {
+        libc::send(socket.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    // A negative return (only -1) means failure, with the cause in errno.
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 impl Transport for TcpStream {

@@ -3,11 +3,27 @@
 //! Sends made on the connection's own thread (inside a callback) are batched
 //! and written by that thread just before it next waits for the network: an
 //! echo costs no thread hand-off, and replies to a burst of messages leave in
-//! one write. Sends from other threads go through a bounded crossbeam channel
-//! to a writer thread, started on the first such send, which writes at once.
+//! one write.
+//!
+//! A send from another thread first tries the fast path
+//! ([`WriteSide::try_send_now`]): when nothing is queued or being written
+//! for the connection, the sending thread writes the frame itself with one
+//! non-blocking write, so a broadcast to many connections costs a system
+//! call per connection and no thread wake-up. Otherwise (the socket is
+//! full, a write is in progress, messages are queued, a large message or a
+//! Close) the message goes through a bounded crossbeam channel to a writer
+//! thread, started on first need, which writes at once. The end of a frame
+//! the fast path could only partly write is left with the write side, and
+//! the writer thread is asked to flush it; nothing overtakes it.
+//!
+//! Order: messages sent from one thread leave in the order sent. The fast
+//! path is taken only when the count of queued, unwritten messages is 0
+//! (read under the write lock; a message is counted before it is pushed
+//! and uncounted after it is written), so a thread's message cannot pass
+//! one it queued earlier.
 
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
@@ -16,7 +32,7 @@ use crossbeam_channel as cb;
 use log::{debug, warn};
 
 use crate::config::{Config, QueuePolicy};
-use crate::conn::write::WriteSide;
+use crate::conn::write::{Now, WriteSide};
 use crate::error::{Error, Result};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
@@ -27,6 +43,8 @@ const WRITE_BATCH: usize = 64;
 pub(crate) enum Control {
     /// Also send what arrives on this receiver (`WsOption::set_receiver`).
     AddReceiver(cb::Receiver<OwnedMessage>),
+    /// Write the end of a frame the fast path could only partly write.
+    Flush,
 }
 
 /// Shared state of one connection's outbound path.
@@ -37,6 +55,11 @@ pub(crate) struct Outbound {
     /// one that only replies from its own thread, never needs.
     queue: OnceLock<(cb::Sender<OwnedMessage>, cb::Receiver<OwnedMessage>)>,
     queue_capacity: usize,
+    /// Messages pushed on `queue` and not yet written (counted before the
+    /// push, uncounted after the write): the fast path waits for 0.
+    queued: AtomicUsize,
+    /// A [`Control::Flush`] is on its way to the writer thread.
+    flush_asked: AtomicBool,
     write: WriteSide,
     policy: QueuePolicy,
     close_timeout: Duration,
@@ -56,9 +79,15 @@ pub(crate) struct Outbound {
 /// thread.
 ///
 /// Obtained from [`WsHandshake::sender`](crate::WsHandshake::sender). A send
-/// returns once the message is queued (or, on the connection's own thread,
-/// batched); it fails with [`Error::Send`] when the connection has ended, or
-/// when the outbound queue is full and [`Config::queue_policy`] says so.
+/// returns once the message is written or queued (or, on the connection's
+/// own thread, batched); it fails with [`Error::Send`] when the connection
+/// has ended, or when the outbound queue is full and
+/// [`Config::queue_policy`] says so. From another thread, a small Text or
+/// Binary message is written at once by the sending thread when the
+/// socket has room and nothing is queued ahead of it, without ever waiting
+/// for a slow peer; anything else goes through the queue. Either way,
+/// messages sent from one thread arrive in the order they were sent, and
+/// nothing is written after a Close.
 ///
 /// ```no_run
 /// # fn demo(sender: syncws::Sender) -> syncws::Result<()> {
@@ -83,6 +112,8 @@ impl Sender {
         let out = Outbound {
             queue: OnceLock::new(),
             queue_capacity: config.queue_capacity,
+            queued: AtomicUsize::new(0),
+            flush_asked: AtomicBool::new(false),
             write,
             policy: config.queue_policy,
             close_timeout: config.close_timeout,
@@ -114,13 +145,17 @@ impl Sender {
         if out.write.close_sent().is_some() {
             return Err(Error::Send("a close frame was already sent"));
         }
-        self.ensure_writer()?;
-        let tx = &out.queue().0;
-        let queued = match out.policy {
-            QueuePolicy::Block(wait) => tx.send_timeout(msg, wait).map_err(|e| e.is_timeout()),
-            QueuePolicy::Drop | QueuePolicy::Close => tx.try_send(msg).map_err(|e| e.is_full()),
+        let msg = match out.write.try_send_now(msg, &out.queued) {
+            Ok(Now::Sent) => return Ok(()),
+            Ok(Now::Pending) => return self.ask_flush(),
+            Ok(Now::Queue(msg)) => msg,
+            Err(e) => {
+                debug!("send: {e}");
+                return Err(Error::Send("connection closed"));
+            }
         };
-        match queued {
+        self.ensure_writer()?;
+        match self.enqueue(msg, out.policy) {
             Ok(()) => Ok(()),
             Err(true) => {
                 if out.policy == QueuePolicy::Close {
@@ -128,13 +163,49 @@ impl Sender {
                     let close = CloseData::new(CloseCode::POLICY, "outbound queue full");
                     // The peer is not reading, so the frame may never leave;
                     // shutting the socket down ends the connection either way.
-                    let _ = tx.try_send(OwnedMessage::Close(Some(close)));
+                    let _ = self.enqueue(OwnedMessage::Close(Some(close)), QueuePolicy::Drop);
                     out.write.shutdown(Shutdown::Both);
                 }
                 Err(Error::Send("queue full"))
             }
             Err(false) => Err(Error::Send("connection closed")),
         }
+    }
+
+    /// Pushes `msg` on the writer thread's queue, counted in `queued`,
+    /// waiting for room as `policy` says. `Err(true)`: the queue is full;
+    /// `Err(false)`: the writer thread is gone.
+    fn enqueue(&self, msg: OwnedMessage, policy: QueuePolicy) -> std::result::Result<(), bool> {
+        let out = &*self.out;
+        let tx = &out.queue().0;
+        out.queued.fetch_add(1, Ordering::AcqRel);
+        let pushed = match policy {
+            QueuePolicy::Block(wait) => tx.send_timeout(msg, wait).map_err(|e| e.is_timeout()),
+            QueuePolicy::Drop | QueuePolicy::Close => tx.try_send(msg).map_err(|e| e.is_full()),
+        };
+        if pushed.is_err() {
+            out.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        pushed
+    }
+
+    /// The fast path left part of a frame unwritten: has the writer thread
+    /// write it (the sender never blocks on a slow peer). The message is
+    /// sent as far as the caller is concerned.
+    fn ask_flush(&self) -> Result<()> {
+        if self.out.flush_asked.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let asked = self.ensure_writer().and_then(|()| match lock(&self.out.control).as_ref() {
+            Some(ctl) if ctl.send(Control::Flush).is_ok() => Ok(()),
+            _ => Err(Error::Send("connection closed")),
+        });
+        if asked.is_err() {
+            // Half a frame is on the wire and nobody will finish it: the
+            // connection cannot go on.
+            self.out.write.shutdown(Shutdown::Both);
+        }
+        asked
     }
 
     /// Sends a Close frame with `code` and `reason`.
@@ -229,6 +300,16 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
         if index == ctl_index {
             match op.recv(control) {
                 Ok(Control::AddReceiver(rx)) => extra.push(rx),
+                Ok(Control::Flush) => {
+                    // Cleared before the flush: a frame left over after it
+                    // asks again.
+                    out.flush_asked.store(false, Ordering::Release);
+                    if let Err(e) = out.write.flush_pending() {
+                        if !e.is_closed() {
+                            debug!("writer: {e}");
+                        }
+                    }
+                }
                 Err(_) => return,
             }
             continue;
@@ -252,10 +333,15 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
             }
         }
         let has_close = batch.iter().any(|m| matches!(m, OwnedMessage::Close(_)));
+        let count = batch.len();
         if let Err(e) = out.write.send_all(&mut batch.into_iter()) {
             if !e.is_closed() {
                 debug!("writer: {e}");
             }
+        }
+        if index == main_index {
+            // Only now: until these are written the fast path must wait.
+            out.queued.fetch_sub(count, Ordering::AcqRel);
         }
         if has_close {
             // Give the peer the close timeout to answer, then end the
@@ -277,5 +363,67 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
             Err(cb::RecvTimeoutError::Disconnected) => return Ok(()),
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::write::mock::{decode, Mock};
+    use crate::protocol::Role;
+
+    /// Source and number from a test message such as `"t1:42"`.
+    fn parse(msg: &OwnedMessage) -> (String, usize) {
+        let OwnedMessage::Text(s) = msg else { panic!("unexpected {msg:?}") };
+        let (src, n) = s.split_once(':').expect("src:n");
+        (src.to_owned(), n.parse().expect("number"))
+    }
+
+    #[test]
+    fn partial_and_refused_fast_writes_keep_each_threads_order() {
+        // The socket takes everything, nothing, a few bytes, ... in turn.
+        let (mock, out) = Mock::new(vec![None, Some(0), Some(3), None, Some(1), Some(7), None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        const EACH: usize = 300;
+        thread::scope(|s| {
+            for t in 0..3 {
+                let sender = sender.clone();
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        sender.send(OwnedMessage::Text(format!("t{t}:{i}"))).unwrap();
+                    }
+                });
+            }
+            // The owner thread batches its own and flushes now and then.
+            for i in 0..EACH {
+                sender.send(OwnedMessage::Text(format!("own:{i}"))).unwrap();
+                if i % 7 == 0 {
+                    sender.flush_local().unwrap();
+                }
+            }
+            sender.flush_local().unwrap();
+        });
+        // Last, from another thread: the Close goes behind everything queued.
+        thread::scope(|s| {
+            s.spawn(|| sender.close(CloseCode::NORMAL, "done").unwrap());
+        });
+        assert!(write.wait_close_sent(std::time::Instant::now() + Duration::from_secs(60)));
+        // Waits for the writer thread's write in progress, if any.
+        write.flush_pending().unwrap();
+        sender.end();
+
+        let msgs = decode(&out.lock().unwrap());
+        let (close, data) = msgs.split_last().unwrap();
+        assert!(matches!(close, OwnedMessage::Close(Some(c)) if c.reason == "done"));
+        let mut next = std::collections::HashMap::new();
+        for msg in data {
+            let (src, n) = parse(msg);
+            let want = next.entry(src.clone()).or_insert(0);
+            assert_eq!(n, *want, "{src}: out of order or lost");
+            *want += 1;
+        }
+        assert_eq!(next.len(), 4);
+        assert!(next.values().all(|&n| n == EACH), "{next:?}");
     }
 }

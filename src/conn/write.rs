@@ -3,15 +3,22 @@
 //! Frames are encoded under a short-held lock and written with one system
 //! call per batch: small frames are copied into one buffer, large payloads
 //! go out with `write_vectored` straight from the message's own memory.
+//!
+//! [`WriteSide::try_send_now`] is the cross-thread fast path: a thread that
+//! is not the connection's own writes a small frame itself with a
+//! non-blocking write when nothing is queued or being written. Bytes it
+//! could not write stay at the front of the batch buffer, and every later
+//! write, whoever makes it, sends them first: frames never interleave.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::message::OwnedMessage;
-use crate::protocol::{MaskGen, OutFrame, Role};
+use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
 use crate::transport::{is_timeout, Closer, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
@@ -25,6 +32,8 @@ struct WriteState {
     /// Boxed: its 1 KiB key pool would otherwise sit in every server
     /// connection's state, and in the stack frames that build it.
     masks: Option<Box<MaskGen>>,
+    /// Encoded frames not yet written. Between calls it is empty, or holds
+    /// the unwritten end of a frame [`WriteSide::try_send_now`] began.
     batch: Vec<u8>,
     failed: bool,
     shared: Arc<Shared>,
@@ -37,6 +46,18 @@ struct Shared {
     close_sent: Mutex<Option<Instant>>,
     /// Signalled when a Close frame is written.
     close_written: Condvar,
+}
+
+/// What [`WriteSide::try_send_now`] did with a message.
+pub(crate) enum Now {
+    /// The whole frame was written.
+    Sent,
+    /// Part of the frame was written; the rest waits in the batch buffer
+    /// and must be flushed by a thread that may block
+    /// ([`WriteSide::flush_pending`]).
+    Pending,
+    /// Nothing was written; the message is handed back to be queued.
+    Queue(OwnedMessage),
 }
 
 /// A cloneable handle on the write half of one connection.
@@ -66,13 +87,89 @@ impl WriteSide {
     pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
         let mut st = self.lock();
         let result = st.send_all(msgs);
-        if let Err(e) = &result {
-            if !matches!(e, Error::AlreadyClosed | Error::Send(_) | Error::Capacity { .. }) {
-                st.failed = true;
-                (self.shared.closer)(Shutdown::Both);
+        self.check(&mut st, result)
+    }
+
+    /// Writes what [`try_send_now`](Self::try_send_now) left unwritten, if
+    /// anything; blocks up to the write timeout.
+    pub(crate) fn flush_pending(&self) -> Result<()> {
+        self.send_all(&mut std::iter::empty())
+    }
+
+    /// After a failed write (not a refused message), marks the connection
+    /// failed and shuts it down.
+    fn check(&self, st: &mut WriteState, result: Result<()>) -> Result<()> {
+        match result {
+            Err(e) if !matches!(e, Error::AlreadyClosed | Error::Send(_) | Error::Capacity { .. }) => {
+                Err(self.fail(st, e))
+            }
+            other => other,
+        }
+    }
+
+    fn fail(&self, st: &mut WriteState, err: Error) -> Error {
+        st.failed = true;
+        (self.shared.closer)(Shutdown::Both);
+        err
+    }
+
+    /// The fast path for a send from another thread than the connection's
+    /// own: writes `msg` at once with one non-blocking write
+    /// ([`WriteHalf::try_write`]), never waiting for the lock, the socket or
+    /// a slow peer.
+    ///
+    /// Only a Text or Binary message small enough to be copied
+    /// ([`COPY_LIMIT`]) is tried, and only when no other thread holds the
+    /// write side, no earlier frame is partly written, no Close was sent,
+    /// and `queued` (messages queued for the writer thread and not yet
+    /// written, read under the lock) is 0, so the frame cannot overtake
+    /// anything sent before it. Otherwise, or when the socket takes no
+    /// byte, the message comes back as [`Now::Queue`]. A Close always
+    /// does: its writer thread also keeps the close timeout.
+    pub(crate) fn try_send_now(&self, msg: OwnedMessage, queued: &AtomicUsize) -> Result<Now> {
+        let mut st = match self.state.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
+        };
+        let small = match &msg {
+            OwnedMessage::Text(s) => s.len() <= COPY_LIMIT - MAX_HEADER_LEN,
+            OwnedMessage::Binary(b) => b.len() <= COPY_LIMIT - MAX_HEADER_LEN,
+            _ => false,
+        };
+        if !small
+            || st.failed
+            || !st.batch.is_empty()
+            || queued.load(Ordering::Acquire) != 0
+            || lock(&self.shared.close_sent).is_some()
+        {
+            return Ok(Now::Queue(msg));
+        }
+        let key = st.masks.as_mut().map(|m| m.next_key());
+        append_data_frame(&msg, key, &mut st.batch);
+        let WriteState { io, batch, .. } = &mut *st;
+        let written = loop {
+            match io.try_write(batch) {
+                Ok(n) => break Ok(n.min(batch.len())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                Err(e) => break Err(Error::Io(e)),
+            }
+        };
+        match written {
+            Ok(0) => {
+                st.batch.clear();
+                Ok(Now::Queue(msg))
+            }
+            Ok(n) => {
+                st.batch.drain(..n);
+                Ok(if st.batch.is_empty() { Now::Sent } else { Now::Pending })
+            }
+            Err(e) => {
+                st.batch.clear();
+                Err(self.fail(&mut st, e))
             }
         }
-        result
     }
 
     /// Encodes and writes one message.
@@ -177,4 +274,140 @@ fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> 
         }
     }
     Ok(())
+}
+
+/// A transport for unit tests: blocking writes land in a shared buffer;
+/// `try_write` follows a plan, one entry per call, cycled: `None` takes
+/// everything, `Some(n)` at most `n` bytes (`Some(0)`: would block).
+#[cfg(test)]
+pub(crate) mod mock {
+    use std::io::{self, Write};
+    use std::net::Shutdown;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::config::Config;
+    use crate::message::OwnedMessage;
+    use crate::protocol::{MessageDecoder, Role};
+    use crate::transport::{Closer, WriteHalf};
+
+    pub(crate) struct Mock {
+        pub(crate) out: Arc<Mutex<Vec<u8>>>,
+        pub(crate) plan: Vec<Option<usize>>,
+        calls: usize,
+    }
+
+    impl Mock {
+        pub(crate) fn new(plan: Vec<Option<usize>>) -> (Mock, Arc<Mutex<Vec<u8>>>) {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            (Mock { out: Arc::clone(&out), plan, calls: 0 }, out)
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl WriteHalf for Mock {
+        fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn closer(&self) -> Closer {
+            Arc::new(|_: Shutdown| {})
+        }
+        fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let step = self.plan.get(self.calls % self.plan.len().max(1)).copied().flatten();
+            self.calls += 1;
+            match step.map_or(buf.len(), |n| n.min(buf.len())) {
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                n => self.write(&buf[..n]),
+            }
+        }
+    }
+
+    /// The messages in `wire`, decoded as a client reads a server's frames.
+    pub(crate) fn decode(wire: &[u8]) -> Vec<OwnedMessage> {
+        let mut decoder = MessageDecoder::new(Role::Client, &Config::default());
+        let mut rest = wire.to_vec();
+        let mut at = 0;
+        let mut msgs = Vec::new();
+        while at < rest.len() {
+            let (used, msg) = decoder.feed(&mut rest[at..]).expect("well-formed frames");
+            at += used;
+            match msg {
+                Some(m) => msgs.push(m),
+                None => assert!(used > 0, "a frame is cut off"),
+            }
+        }
+        msgs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock::{decode, Mock};
+    use super::*;
+
+    fn text(s: &str) -> OwnedMessage {
+        OwnedMessage::Text(s.to_owned())
+    }
+
+    fn side(plan: Vec<Option<usize>>) -> (WriteSide, Arc<Mutex<Vec<u8>>>) {
+        let (mock, out) = Mock::new(plan);
+        (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap(), out)
+    }
+
+    #[test]
+    fn fast_path_writes_a_whole_frame_or_hands_the_message_back() {
+        let none = AtomicUsize::new(0);
+        let (ws, out) = side(vec![None, Some(0)]);
+        assert!(matches!(ws.try_send_now(text("a"), &none), Ok(Now::Sent)));
+        // The socket takes nothing: the message comes back untouched.
+        match ws.try_send_now(OwnedMessage::Binary(vec![1, 2, 3]), &none) {
+            Ok(Now::Queue(m)) => assert_eq!(m, OwnedMessage::Binary(vec![1, 2, 3])),
+            _ => panic!("expected Queue"),
+        }
+        // Not tried: something is queued, a control frame, a large message.
+        assert!(matches!(ws.try_send_now(text("b"), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(OwnedMessage::Ping(vec![]), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(OwnedMessage::Close(None), &none), Ok(Now::Queue(_))));
+        let big = OwnedMessage::Binary(vec![0; COPY_LIMIT]);
+        assert!(matches!(ws.try_send_now(big, &none), Ok(Now::Queue(_))));
+        assert_eq!(decode(&out.lock().unwrap()), [text("a")]);
+    }
+
+    #[test]
+    fn a_partly_written_frame_is_finished_before_anything_else() {
+        let none = AtomicUsize::new(0);
+        let (ws, out) = side(vec![Some(3), None]);
+        assert!(matches!(ws.try_send_now(text("hello world"), &none), Ok(Now::Pending)));
+        assert_eq!(out.lock().unwrap().len(), 3);
+        // Nothing may be written by the fast path while the rest waits.
+        assert!(matches!(ws.try_send_now(text("next"), &none), Ok(Now::Queue(_))));
+        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter()).unwrap();
+        // Nothing after the Close, by either path.
+        assert!(matches!(ws.try_send_now(text("late"), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.send(text("late")), Err(Error::AlreadyClosed)));
+        let msgs = decode(&out.lock().unwrap());
+        assert_eq!(msgs, [text("hello world"), text("next"), OwnedMessage::Close(None)]);
+    }
+
+    #[test]
+    fn flush_pending_writes_the_rest_of_a_frame() {
+        let none = AtomicUsize::new(0);
+        let (ws, out) = side(vec![Some(1), Some(4)]);
+        assert!(matches!(ws.try_send_now(text("abcdef"), &none), Ok(Now::Pending)));
+        ws.flush_pending().unwrap();
+        ws.flush_pending().unwrap();
+        // Partial again, and finished by the owner's next batch.
+        assert!(matches!(ws.try_send_now(text("ghijkl"), &none), Ok(Now::Pending)));
+        ws.send(text("own")).unwrap();
+        assert_eq!(decode(&out.lock().unwrap()), [text("abcdef"), text("ghijkl"), text("own")]);
+    }
 }

@@ -95,6 +95,28 @@ impl OutFrame {
     }
 }
 
+/// Appends `msg` as one final frame to `out` without taking the message
+/// (for a write that may take nothing, after which the message is queued
+/// as it is). Text and Binary only: returns false, appending nothing, for
+/// anything else.
+pub(crate) fn append_data_frame(msg: &OwnedMessage, mask: Option<[u8; 4]>, out: &mut Vec<u8>) -> bool {
+    let (opcode, payload) = match msg {
+        OwnedMessage::Text(s) => (OpCode::Text, s.as_bytes()),
+        OwnedMessage::Binary(b) => (OpCode::Binary, b.as_slice()),
+        _ => return false,
+    };
+    let h = FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let header_len = h.encode(&mut header);
+    out.extend_from_slice(&header[..header_len]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+    true
+}
+
 fn control_payload(b: Vec<u8>) -> Result<Vec<u8>> {
     if b.len() > 125 {
         return Err(Error::Capacity { what: "control frame", size: b.len() as u64, max: 125 });
@@ -113,6 +135,25 @@ mod tests {
         let mut wire = Vec::new();
         f.write_to(&mut wire);
         assert_eq!(wire, [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    }
+
+    #[test]
+    fn append_data_frame_matches_out_frame() {
+        for (msg, mask) in [
+            (OwnedMessage::Text("Hello".into()), Some([0x37, 0xfa, 0x21, 0x3d])),
+            (OwnedMessage::Binary(vec![7; 300]), None),
+            (OwnedMessage::Binary(vec![1; 70_000]), Some([1, 2, 3, 4])),
+        ] {
+            let mut want = Vec::new();
+            OutFrame::new(msg.clone(), mask).unwrap().write_to(&mut want);
+            let mut got = vec![9];
+            assert!(append_data_frame(&msg, mask, &mut got));
+            assert_eq!(got[1..], want[..]);
+        }
+        let mut out = Vec::new();
+        assert!(!append_data_frame(&OwnedMessage::Ping(vec![1]), None, &mut out));
+        assert!(!append_data_frame(&OwnedMessage::Close(None), None, &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod mask;
 mod utf8;
 
 pub use decoder::MessageDecoder;
+pub(crate) use encoder::append_data_frame;
 pub use encoder::OutFrame;
 pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 pub use mask::{apply_mask, MaskGen};
