@@ -41,11 +41,13 @@ pub trait WriteHalf: Write + Send + 'static {
     /// A [`Sender`](crate::Sender) on another thread than the connection's
     /// own uses it to write a small frame itself when nothing else is
     /// queued, instead of waking the connection's writer thread; whatever
-    /// is not taken goes to that thread. The default takes nothing, so a
-    /// transport without a non-blocking write keeps the writer-thread path.
+    /// is not taken goes to that thread. The default answers
+    /// [`io::ErrorKind::Unsupported`], after which the connection stops
+    /// trying: a transport without a non-blocking write keeps the
+    /// writer-thread path.
     fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let _ = buf;
-        Err(io::ErrorKind::WouldBlock.into())
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Shuts down the given direction(s) of the whole connection; errors

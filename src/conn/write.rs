@@ -36,6 +36,9 @@ struct WriteState {
     /// the unwritten end of a frame [`WriteSide::try_send_now`] began.
     batch: Vec<u8>,
     failed: bool,
+    /// The transport has no non-blocking write (`try_write` answered
+    /// `Unsupported`): cross-thread sends always go to the writer thread.
+    no_try_write: bool,
     shared: Arc<Shared>,
 }
 
@@ -73,7 +76,14 @@ impl WriteSide {
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
         let shared =
             Arc::new(Shared { closer: io.closer(), close_sent: Mutex::new(None), close_written: Condvar::new() });
-        let state = WriteState { io, masks, batch: Vec::new(), failed: false, shared: Arc::clone(&shared) };
+        let state = WriteState {
+            io,
+            masks,
+            batch: Vec::new(),
+            failed: false,
+            no_try_write: false,
+            shared: Arc::clone(&shared),
+        };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
 
@@ -139,6 +149,7 @@ impl WriteSide {
         };
         if !small
             || st.failed
+            || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
             || lock(&self.shared.close_sent).is_some()
@@ -153,6 +164,10 @@ impl WriteSide {
                 Ok(n) => break Ok(n.min(batch.len())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    st.no_try_write = true;
+                    break Ok(0);
+                }
                 Err(e) => break Err(Error::Io(e)),
             }
         };
@@ -380,6 +395,42 @@ mod tests {
         let big = OwnedMessage::Binary(vec![0; COPY_LIMIT]);
         assert!(matches!(ws.try_send_now(big, &none), Ok(Now::Queue(_))));
         assert_eq!(decode(&out.lock().unwrap()), [text("a")]);
+    }
+
+    #[test]
+    fn a_transport_without_try_write_keeps_the_queue_and_is_not_asked_again() {
+        /// A transport with only blocking writes: `try_write` is the default.
+        struct Blocking(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Blocking {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl WriteHalf for Blocking {
+            fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+                Ok(())
+            }
+            fn closer(&self) -> Closer {
+                Arc::new(|_| {})
+            }
+        }
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let ws = WriteSide::new(Box::new(Blocking(Arc::clone(&out))), Role::Server, Duration::from_secs(5)).unwrap();
+        let none = AtomicUsize::new(0);
+        for i in 0..3 {
+            match ws.try_send_now(text(&format!("m{i}")), &none) {
+                Ok(Now::Queue(m)) => assert_eq!(m, text(&format!("m{i}"))),
+                _ => panic!("expected the message back for the queue"),
+            }
+            assert!(lock(&ws.state).no_try_write, "Unsupported is remembered");
+        }
+        assert!(out.lock().unwrap().is_empty());
+        ws.send(text("queued")).unwrap();
+        assert_eq!(decode(&out.lock().unwrap()), [text("queued")]);
     }
 
     #[test]
