@@ -36,6 +36,10 @@ use crate::conn::write::{Now, WriteSide};
 use crate::error::{Error, Result};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
+/// The owner thread's emptied batch is kept for reuse up to this many
+/// messages' room; a larger one is freed.
+const KEEP_BATCH: usize = 64;
+
 /// Messages the writer thread writes in one batch at most.
 const WRITE_BATCH: usize = 64;
 
@@ -221,11 +225,20 @@ impl Sender {
     /// Writes what the owner thread batched. Called by the connection
     /// thread before it blocks.
     pub(crate) fn flush_local(&self) -> Result<()> {
-        let batch = std::mem::take(&mut *lock(&self.out.local));
+        let mut batch = std::mem::take(&mut *lock(&self.out.local));
         if batch.is_empty() {
             return Ok(());
         }
-        self.out.write.send_all(&mut batch.into_iter())
+        let result = self.out.write.send_all(&mut batch.drain(..));
+        // The emptied batch goes back for the next one: an echo then costs
+        // no allocation for it. A batch that grew large is freed instead.
+        if batch.capacity() <= KEEP_BATCH {
+            let mut local = lock(&self.out.local);
+            if local.is_empty() {
+                *local = batch;
+            }
+        }
+        result
     }
 
     /// Hands the writer thread a receiver of the application's.
