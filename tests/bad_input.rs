@@ -239,13 +239,15 @@ fn idle_peer_is_closed_with_1001() {
 
 #[test]
 fn keepalive_pings_keep_a_live_peer_open() {
+    // 30 pings 100 ms apart outlast the 2 s idle limit by half; the limit is
+    // generous so a busy machine's scheduling delays do not end the test.
     let config =
-        Config::default().idle_timeout(Some(Duration::from_millis(400))).ping_interval(Some(Duration::from_millis(50)));
+        Config::default().idle_timeout(Some(Duration::from_secs(2))).ping_interval(Some(Duration::from_millis(100)));
     let s = echo_server(config);
     // tungstenite answers pings while it reads; it sends nothing itself.
     let mut ws = tung_client(s.local_addr(), "/");
     let mut pings = 0;
-    while pings < 12 {
+    while pings < 30 {
         match ws.read().unwrap() {
             tungstenite::Message::Ping(_) => pings += 1,
             other => panic!("{other:?}"),
