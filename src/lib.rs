@@ -67,6 +67,8 @@
 //! started, `warn` for peers closed for violations, `debug` for every
 //! connection's end and each request.
 #![deny(missing_docs)]
+// One `unsafe` block in the crate: `send_dontwait` in transport.rs, allowed there.
+#![deny(unsafe_code)]
 
 mod callback;
 mod client;

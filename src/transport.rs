@@ -133,6 +133,7 @@ impl WriteHalf for TcpHalf {
 /// futex wake-up and context switch of the writer thread out of every
 /// cross-thread send (broadcast, issue #6).
 #[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
 fn send_dontwait(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor belongs to `socket`, which is borrowed and so
