@@ -35,27 +35,11 @@ fn raw_frame(masked: bool, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Ve
     out
 }
 
-/// Feeds `bytes` to a server-side decoder in chunks of the given sizes
-/// (cycled), returning the messages and the first error.
+/// Feeds `bytes` to a decoder in chunks of the given sizes (cycled),
+/// returning the messages and the first error.
 fn decode_chunked(config: &Config, role: Role, bytes: &[u8], chunks: &[usize]) -> (Vec<OwnedMessage>, Option<Error>) {
-    let mut dec = MessageDecoder::new(role, config);
-    let mut buf: Vec<u8> = Vec::new();
-    let mut msgs = Vec::new();
-    let mut at = 0;
-    let mut i = 0;
-    while at < bytes.len() {
-        let n = chunks[i % chunks.len()].max(1).min(bytes.len() - at);
-        i += 1;
-        buf.extend_from_slice(&bytes[at..at + n]);
-        at += n;
-        if let Err(e) = feed_all(&mut dec, &mut buf, &mut msgs) {
-            return (msgs, Some(e));
-        }
-        if dec.is_done() {
-            return (msgs, None);
-        }
-    }
-    (msgs, None)
+    // A payload space of at most 0 bytes is never offered: only `feed`.
+    decode_direct(config, role, bytes, chunks, 0)
 }
 
 /// Feeds `buf` until the decoder wants more bytes or is done, keeping the
