@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 pub const MAX_HEADERS_LIMIT: usize = 128;
 
 /// What happens when the application sends faster than the peer reads and the
-/// outbound queue of a connection is full.
+/// outbound queue of a connection is full ([`Config::queue_capacity`]
+/// messages or [`Config::queue_max_bytes`] bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueuePolicy {
@@ -96,8 +97,13 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Outbound queue capacity per connection, in messages. Default 1024.
     pub queue_capacity: usize,
-    /// What a send does when the queue is full. Default
-    /// `QueuePolicy::Block(5 s)`.
+    /// Outbound queue capacity per connection, in payload bytes queued and
+    /// not yet written. Default 16 MiB. A send that would go over it is
+    /// treated like one to a full queue ([`Config::queue_policy`]); a
+    /// message larger than this still goes when nothing else is queued.
+    pub queue_max_bytes: usize,
+    /// What a send from another thread does when the queue is full (in
+    /// messages or in bytes). Default `QueuePolicy::Block(5 s)`.
     pub queue_policy: QueuePolicy,
     /// Most live connections a listener serves at once; connections over it
     /// are answered 503. Default 16,384.
@@ -135,6 +141,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             queue_capacity: 1024,
+            queue_max_bytes: 16 << 20,
             queue_policy: QueuePolicy::Block(Duration::from_secs(5)),
             max_connections: 16_384,
             max_connections_per_ip: None,
@@ -184,6 +191,8 @@ impl Config {
         write_timeout: Duration;
         /// Sets [`Config::queue_capacity`].
         queue_capacity: usize;
+        /// Sets [`Config::queue_max_bytes`].
+        queue_max_bytes: usize;
         /// Sets [`Config::queue_policy`].
         queue_policy: QueuePolicy;
         /// Sets [`Config::max_connections`].
@@ -213,8 +222,8 @@ impl Config {
         if self.max_head_size < 256 {
             return bad("max_head_size must be at least 256 bytes");
         }
-        if self.queue_capacity == 0 {
-            return bad("queue_capacity must be above 0");
+        if self.queue_capacity == 0 || self.queue_max_bytes == 0 {
+            return bad("queue_capacity and queue_max_bytes must be above 0");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be above 0");

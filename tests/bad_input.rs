@@ -337,6 +337,47 @@ fn close_policy_refuses_and_ends_the_connection() {
     still_serves(running.local_addr());
 }
 
+/// Sends 64 KiB messages from a worker thread at a peer that never reads,
+/// until a send fails; reports how many were accepted and the error.
+struct CountingFlooder(crossbeam_channel::Sender<(usize, Error)>);
+
+impl WsTrait for CountingFlooder {
+    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+        let (sender, report) = (shake.sender, self.0.clone());
+        thread::spawn(move || {
+            for sent in 0..100_000 {
+                if let Err(e) = sender.send(OwnedMessage::Binary(vec![7u8; 64 << 10])) {
+                    let _ = report.send((sent, e));
+                    return;
+                }
+            }
+        });
+        Ok(None)
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_outbound_queue_is_bounded_in_bytes_too() {
+    // Room for 10,000 messages, but only 1 MiB of them.
+    let config =
+        Config::default().queue_capacity(10_000).queue_max_bytes(1 << 20).queue_policy(syncws::QueuePolicy::Drop);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let listener = Listener::bind_with_config("127.0.0.1:0", config).unwrap();
+    let running = listener.spawn(move |server| server.set_callback_ws(Box::new(CountingFlooder(tx.clone())))).unwrap();
+    let _silent = raw_ws(running.local_addr());
+    let (sent, err) = rx.recv_timeout(WAIT).expect("the sender must learn it cannot send");
+    assert!(matches!(err, Error::Send("queue full")), "{err:?}");
+    eprintln!("{sent} messages of 64 KiB accepted before \"queue full\"");
+    // 1 MiB queued, plus what the kernel's socket buffers took (a few MiB
+    // on loopback); far from the 10,000 messages (625 MiB) the message count
+    // alone would allow.
+    assert!(sent * (64 << 10) <= (1 << 20) + (32 << 20), "{sent} messages of 64 KiB accepted");
+    assert_eq!(running.connections(), 1, "the slow peer stays connected (policy Drop)");
+}
+
 struct Panicker;
 
 impl WsTrait for Panicker {

@@ -40,6 +40,9 @@ pub struct Limits {
     /// Outbound queue per connection, in messages (default 1024).
     #[arg(long, value_name = "N")]
     pub queue_capacity: Option<usize>,
+    /// Outbound queue per connection, in payload bytes (default 16777216).
+    #[arg(long, value_name = "BYTES")]
+    pub queue_max_bytes: Option<usize>,
     /// Most live connections (default 16384).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -83,6 +86,9 @@ impl Limits {
         }
         if let Some(v) = self.queue_capacity {
             c.queue_capacity = v;
+        }
+        if let Some(v) = self.queue_max_bytes {
+            c.queue_max_bytes = v;
         }
         if let Some(v) = self.max_connections {
             c.max_connections = v;

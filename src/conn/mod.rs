@@ -3,6 +3,7 @@
 //! plain `read`/`send`). No byte parsing happens here: the protocol core does
 //! it.
 
+mod budget;
 mod head;
 mod lifecycle;
 mod read;

@@ -26,12 +26,13 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 use log::{debug, warn};
 
 use crate::config::{Config, QueuePolicy};
+use crate::conn::budget::{Budget, Taken};
 use crate::conn::write::{Now, WriteSide};
 use crate::error::{Error, Result};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
@@ -62,6 +63,8 @@ pub(crate) struct Outbound {
     /// Messages pushed on `queue` and not yet written (counted before the
     /// push, uncounted after the write): the fast path waits for 0.
     queued: AtomicUsize,
+    /// Payload bytes pushed on `queue` and not yet written.
+    bytes: Budget,
     /// A [`Control::Flush`] is on its way to the writer thread.
     flush_asked: AtomicBool,
     write: WriteSide,
@@ -117,6 +120,7 @@ impl Sender {
             queue: OnceLock::new(),
             queue_capacity: config.queue_capacity,
             queued: AtomicUsize::new(0),
+            bytes: Budget::new(config.queue_max_bytes),
             flush_asked: AtomicBool::new(false),
             write,
             policy: config.queue_policy,
@@ -176,19 +180,31 @@ impl Sender {
         }
     }
 
-    /// Pushes `msg` on the writer thread's queue, counted in `queued`,
-    /// waiting for room as `policy` says. `Err(true)`: the queue is full;
-    /// `Err(false)`: the writer thread is gone.
+    /// Pushes `msg` on the writer thread's queue, counted in `queued` and
+    /// in the byte budget, waiting for room (in both) as `policy` says.
+    /// `Err(true)`: the queue is full; `Err(false)`: the writer thread is
+    /// gone.
     fn enqueue(&self, msg: OwnedMessage, policy: QueuePolicy) -> std::result::Result<(), bool> {
         let out = &*self.out;
         let tx = &out.queue().0;
+        let deadline = match policy {
+            QueuePolicy::Block(wait) => Some(Instant::now() + wait),
+            QueuePolicy::Drop | QueuePolicy::Close => None,
+        };
+        let len = msg.len();
+        match out.bytes.take(len, deadline) {
+            Taken::Yes => {}
+            Taken::Full => return Err(true),
+            Taken::Closed => return Err(false),
+        }
         out.queued.fetch_add(1, Ordering::AcqRel);
-        let pushed = match policy {
-            QueuePolicy::Block(wait) => tx.send_timeout(msg, wait).map_err(|e| e.is_timeout()),
-            QueuePolicy::Drop | QueuePolicy::Close => tx.try_send(msg).map_err(|e| e.is_full()),
+        let pushed = match deadline {
+            Some(deadline) => tx.send_deadline(msg, deadline).map_err(|e| e.is_timeout()),
+            None => tx.try_send(msg).map_err(|e| e.is_full()),
         };
         if pushed.is_err() {
             out.queued.fetch_sub(1, Ordering::AcqRel);
+            out.bytes.give(len);
         }
         pushed
     }
@@ -253,6 +269,7 @@ impl Sender {
     /// Marks the connection ended, stops the writer thread and waits for it.
     pub(crate) fn end(&self) {
         self.out.ended.store(true, Ordering::Release);
+        self.out.bytes.close();
         lock(&self.out.control).take();
         let writer = lock(&self.out.writer).take();
         if let Some(handle) = writer {
@@ -347,6 +364,7 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
         }
         let has_close = batch.iter().any(|m| matches!(m, OwnedMessage::Close(_)));
         let count = batch.len();
+        let bytes: usize = batch.iter().map(OwnedMessage::len).sum();
         if let Err(e) = out.write.send_all(&mut batch.into_iter()) {
             if !e.is_closed() {
                 debug!("writer: {e}");
@@ -355,6 +373,7 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
         if index == main_index {
             // Only now: until these are written the fast path must wait.
             out.queued.fetch_sub(count, Ordering::AcqRel);
+            out.bytes.give(bytes);
         }
         if has_close {
             // Give the peer the close timeout to answer, then end the

@@ -1,0 +1,184 @@
+//! A byte budget for one connection's outbound queue: the threads that
+//! queue messages take from it, the writer thread gives back what it wrote.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+/// What [`Budget::take`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// The bytes are taken; give them back once written (or not queued).
+    Yes,
+    /// No room, now or by the deadline.
+    Full,
+    /// The connection ended while waiting.
+    Closed,
+}
+
+/// Bytes queued and not yet written, bounded by `max`.
+///
+/// A message larger than the whole budget is still taken when nothing else
+/// is held, so it can go, alone. Waiting is rare (a peer that reads slower
+/// than the application sends), so the writer only takes the lock to wake
+/// somebody when somebody waits.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    max: usize,
+    used: AtomicUsize,
+    waiters: AtomicUsize,
+    closed: AtomicBool,
+    lock: Mutex<()>,
+    room: Condvar,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Self {
+        Budget {
+            max,
+            used: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+        }
+    }
+
+    /// Takes `n` bytes, waiting for room until `deadline` (`None`: not at
+    /// all).
+    pub(crate) fn take(&self, n: usize, deadline: Option<Instant>) -> Taken {
+        loop {
+            if self.try_take(n) {
+                return Taken::Yes;
+            }
+            if self.closed.load(SeqCst) {
+                return Taken::Closed;
+            }
+            let now = Instant::now();
+            match deadline {
+                Some(deadline) if now < deadline => {
+                    // Registered before the check under the lock, so a
+                    // `give` that frees room after the check sees a waiter
+                    // and wakes it.
+                    self.waiters.fetch_add(1, SeqCst);
+                    let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if !self.fits(n) && !self.closed.load(SeqCst) {
+                        drop(self.room.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()));
+                    }
+                    self.waiters.fetch_sub(1, SeqCst);
+                }
+                _ => return Taken::Full,
+            }
+        }
+    }
+
+    /// Gives back `n` bytes taken earlier.
+    pub(crate) fn give(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.used.fetch_sub(n, SeqCst);
+        self.wake();
+    }
+
+    /// The connection ended: waiters stop waiting, later takes fail.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, SeqCst);
+        self.wake();
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(SeqCst)
+    }
+
+    fn fits(&self, n: usize) -> bool {
+        let used = self.used.load(SeqCst);
+        used == 0 || used.saturating_add(n) <= self.max
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        if self.closed.load(SeqCst) {
+            return false;
+        }
+        let mut used = self.used.load(SeqCst);
+        loop {
+            if used != 0 && used.saturating_add(n) > self.max {
+                return false;
+            }
+            match self.used.compare_exchange(used, used + n, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn wake(&self) {
+        if self.waiters.load(SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.room.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn takes_what_fits_and_one_oversized_message_alone() {
+        let b = Budget::new(100);
+        assert_eq!(b.take(60, None), Taken::Yes);
+        assert_eq!(b.take(40, None), Taken::Yes);
+        assert_eq!(b.take(1, None), Taken::Full);
+        b.give(100);
+        // Larger than the whole budget: taken when nothing else is held.
+        assert_eq!(b.take(500, None), Taken::Yes);
+        assert_eq!(b.take(1, None), Taken::Full);
+        b.give(500);
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn a_waiting_sender_gets_room_when_the_writer_gives_it_back() {
+        let b = Arc::new(Budget::new(100));
+        assert_eq!(b.take(100, None), Taken::Yes);
+        let waiter = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || b.take(50, Some(Instant::now() + Duration::from_secs(60))))
+        };
+        // Give back only once the other thread waits (bounded: 60 s).
+        for _ in 0..6000 {
+            if b.waiters.load(SeqCst) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        b.give(100);
+        assert_eq!(waiter.join().unwrap(), Taken::Yes);
+        assert_eq!(b.used(), 50);
+    }
+
+    #[test]
+    fn waiting_ends_at_the_deadline_or_when_the_connection_closes() {
+        let b = Arc::new(Budget::new(10));
+        assert_eq!(b.take(10, None), Taken::Yes);
+        assert_eq!(b.take(5, Some(Instant::now() + Duration::from_millis(20))), Taken::Full);
+        let waiter = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || b.take(5, Some(Instant::now() + Duration::from_secs(60))))
+        };
+        for _ in 0..6000 {
+            if b.waiters.load(SeqCst) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        b.close();
+        assert_eq!(waiter.join().unwrap(), Taken::Closed);
+        assert_eq!(b.take(0, None), Taken::Closed);
+    }
+}
