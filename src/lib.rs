@@ -28,8 +28,10 @@
 //! - [`handshake`]: the HTTP/1.1 upgrade on both sides, without I/O;
 //! - the blocking shell: one thread reads each connection, with a read
 //!   timeout set to the next deadline (interval, keepalive, idle, close);
-//!   sends from that thread are batched into one write, sends from other
-//!   threads go through a bounded channel to a writer thread;
+//!   sends from that thread are batched into one write; a small send from
+//!   another thread is written by that thread when nothing is queued, and
+//!   otherwise goes through a queue bounded in messages and bytes to a
+//!   writer thread;
 //! - entry points: [`Server`] (one connection, HTTP and WebSocket),
 //!   [`Listener`] (accept loop, caps, graceful shutdown), [`Client`], and the
 //!   plain blocking [`WebSocket`] from [`accept`] or
