@@ -257,9 +257,13 @@ fn keepalive_pings_keep_a_live_peer_open() {
     assert_eq!(tung_next(&mut ws).into_text().unwrap().as_str(), "alive");
 }
 
-/// On `/flood`, pushes large messages from a worker thread at a peer that
-/// never reads; elsewhere echoes.
-struct Flooder(crossbeam_channel::Sender<Result<()>>, Option<syncws::Sender>);
+/// What the flooding sender was told, after how many accepted messages.
+type Told = (usize, Result<()>);
+
+/// On `/flood`, pushes 64 KiB messages from a worker thread at a peer that
+/// never reads, and reports how many were accepted and how it ended;
+/// elsewhere echoes.
+struct Flooder(crossbeam_channel::Sender<Told>, Option<syncws::Sender>);
 
 impl WsTrait for Flooder {
     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
@@ -271,13 +275,13 @@ impl WsTrait for Flooder {
         let report = self.0.clone();
         thread::spawn(move || {
             let chunk = vec![0u8; 64 << 10];
-            for _ in 0..100_000 {
+            for sent in 0..100_000 {
                 if let Err(e) = sender.send(OwnedMessage::Binary(chunk.clone())) {
-                    let _ = report.send(Err(e));
+                    let _ = report.send((sent, Err(e)));
                     return;
                 }
             }
-            let _ = report.send(Ok(()));
+            let _ = report.send((100_000, Ok(())));
         });
         Ok(None)
     }
@@ -292,8 +296,14 @@ impl WsTrait for Flooder {
 /// Starts a flooding server with `policy`, connects a peer that never
 /// reads, and returns what the flooding sender was told.
 fn flood(policy: syncws::QueuePolicy, write_timeout: Duration) -> (syncws::Running, Result<()>, TcpStream) {
-    init_log();
     let config = Config::default().write_timeout(write_timeout).queue_capacity(8).queue_policy(policy);
+    let (running, (_, told), silent) = flood_with(config);
+    (running, told, silent)
+}
+
+/// [`flood`] with any config.
+fn flood_with(config: Config) -> (syncws::Running, Told, TcpStream) {
+    init_log();
     let (tx, rx) = crossbeam_channel::unbounded();
     let listener = Listener::bind_with_config("127.0.0.1:0", config).unwrap();
     let running = listener.spawn(move |server| server.set_callback_ws(Box::new(Flooder(tx.clone(), None)))).unwrap();
@@ -337,39 +347,13 @@ fn close_policy_refuses_and_ends_the_connection() {
     still_serves(running.local_addr());
 }
 
-/// Sends 64 KiB messages from a worker thread at a peer that never reads,
-/// until a send fails; reports how many were accepted and the error.
-struct CountingFlooder(crossbeam_channel::Sender<(usize, Error)>);
-
-impl WsTrait for CountingFlooder {
-    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
-        let (sender, report) = (shake.sender, self.0.clone());
-        thread::spawn(move || {
-            for sent in 0..100_000 {
-                if let Err(e) = sender.send(OwnedMessage::Binary(vec![7u8; 64 << 10])) {
-                    let _ = report.send((sent, e));
-                    return;
-                }
-            }
-        });
-        Ok(None)
-    }
-    fn on_message(&mut self, _msg: OwnedMessage) -> Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_outbound_queue_is_bounded_in_bytes_too() {
     // Room for 10,000 messages, but only 1 MiB of them.
     let config =
         Config::default().queue_capacity(10_000).queue_max_bytes(1 << 20).queue_policy(syncws::QueuePolicy::Drop);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let listener = Listener::bind_with_config("127.0.0.1:0", config).unwrap();
-    let running = listener.spawn(move |server| server.set_callback_ws(Box::new(CountingFlooder(tx.clone())))).unwrap();
-    let _silent = raw_ws(running.local_addr());
-    let (sent, err) = rx.recv_timeout(WAIT).expect("the sender must learn it cannot send");
-    assert!(matches!(err, Error::Send("queue full")), "{err:?}");
+    let (running, (sent, told), _silent) = flood_with(config);
+    assert!(matches!(told, Err(Error::Send("queue full"))), "{told:?}");
     eprintln!("{sent} messages of 64 KiB accepted before \"queue full\"");
     // 1 MiB queued, plus what the kernel's socket buffers took (a few MiB
     // on loopback); far from the 10,000 messages (625 MiB) the message count

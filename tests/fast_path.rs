@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::unbounded;
 use support::*;
-use syncws::{CloseCode, Config, OwnedMessage, QueuePolicy, Sender};
+use syncws::{CloseCode, Config, OwnedMessage, QueuePolicy, Running, Sender};
 
 /// `"{src}:{n}"`, as sent by these tests.
 fn parse(text: &str) -> (String, usize) {
@@ -34,11 +34,16 @@ impl Order {
     }
 }
 
-fn opened(events: &crossbeam_channel::Receiver<Event>) -> Sender {
-    match wait_for(events, "open", |e| matches!(e, Event::Open(..))) {
+/// A recording server with `config` (echoing if `echo`), a tungstenite
+/// client connected to it, and the connection's `Sender`.
+fn connected(config: Config, echo: bool) -> (Running, crossbeam_channel::Receiver<Event>, Tung, Sender) {
+    let (server, events) = recording_server(config, echo, None);
+    let ws = tung_client(server.local_addr(), "/");
+    let sender = match wait_for(&events, "open", |e| matches!(e, Event::Open(..))) {
         Event::Open(sender, _) => sender,
         _ => unreachable!(),
-    }
+    };
+    (server, events, ws, sender)
 }
 
 #[test]
@@ -47,9 +52,7 @@ fn threads_sending_beside_the_owner_thread_keep_each_ones_order() {
     const EACH: usize = 1000;
     const OWN: usize = 300;
     let config = Config::default().queue_policy(QueuePolicy::Block(WAIT));
-    let (server, events) = recording_server(config, true, None);
-    let mut ws = tung_client(server.local_addr(), "/");
-    let sender = opened(&events);
+    let (server, _events, mut ws, sender) = connected(config, true);
 
     let senders: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -132,9 +135,7 @@ fn a_receiver_that_stops_reading_gets_every_accepted_message_in_order() {
         .write_timeout(Duration::from_secs(120))
         .ping_interval(None)
         .idle_timeout(None);
-    let (server, events) = recording_server(config, true, None);
-    let mut ws = tung_client(server.local_addr(), "/");
-    let sender = opened(&events);
+    let (server, _events, mut ws, sender) = connected(config, true);
 
     let (accepted_tx, accepted_rx) = unbounded::<Vec<u32>>();
     let (go_tx, go_rx) = unbounded::<()>();
@@ -195,9 +196,7 @@ fn a_receiver_that_stops_reading_gets_every_accepted_message_in_order() {
 fn close_from_another_thread_comes_after_its_fast_sends_and_nothing_follows() {
     const THREADS: usize = 3;
     let config = Config::default().queue_policy(QueuePolicy::Block(WAIT));
-    let (server, events) = recording_server(config, false, None);
-    let mut ws = tung_client(server.local_addr(), "/");
-    let sender = opened(&events);
+    let (server, events, mut ws, sender) = connected(config, false);
 
     // Other threads send until the Close stops them (bounded).
     let senders: Vec<_> = (0..THREADS)

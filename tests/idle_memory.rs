@@ -49,21 +49,18 @@ fn an_idle_connection_costs_at_most_16_kib() {
     let addr = server.local_addr();
     // The first connections pay one-time costs (malloc arenas, the thread
     // pool's structures); they are not what one more connection costs.
-    let warm: Vec<TcpStream> = (0..WARM)
-        .map(|i| {
-            let mut s = raw_ws(addr);
-            echo_once(&mut s, i);
-            s
-        })
-        .collect();
+    let open = |n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .map(|i| {
+                let mut s = raw_ws(addr);
+                echo_once(&mut s, i);
+                s
+            })
+            .collect()
+    };
+    let warm = open(WARM);
     let before = rss_kib();
-    let conns: Vec<TcpStream> = (0..CONNS)
-        .map(|i| {
-            let mut s = raw_ws(addr);
-            echo_once(&mut s, i);
-            s
-        })
-        .collect();
+    let conns = open(CONNS);
     let after = rss_kib();
     let per_conn = (after.saturating_sub(before)) as f64 / CONNS as f64;
     eprintln!("{CONNS} idle connections: {per_conn:.2} KiB each ({before} KiB -> {after} KiB)");

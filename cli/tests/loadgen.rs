@@ -7,7 +7,6 @@ use std::net::TcpListener;
 use std::thread;
 
 use clap::Parser;
-use syncws::{Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
 use syncws_cli::loadgen::{run, Args};
 
 #[derive(Parser)]
@@ -22,24 +21,11 @@ fn args(url: &str, extra: &[&str]) -> Args {
     Cli::parse_from(argv).args
 }
 
-struct Echo(Option<Sender>);
-
-impl WsTrait for Echo {
-    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
-        self.0 = Some(shake.sender);
-        Ok(None)
-    }
-
-    fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
-        self.0.as_ref().map_or(Ok(()), |s| s.send(msg))
-    }
-}
-
 /// A syncws echo server on an ephemeral port.
 fn syncws_echo() -> String {
-    let listener = Listener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/", listener.local_addr());
-    listener.spawn(|server| server.set_callback_ws(Box::new(Echo(None)))).map(std::mem::forget).unwrap();
+    let running = syncws_cli::echo::spawn("127.0.0.1:0", syncws::Config::default()).unwrap();
+    let url = format!("ws://{}/", running.local_addr());
+    std::mem::forget(running);
     url
 }
 

@@ -93,9 +93,13 @@ impl Budget {
         self.used.load(SeqCst)
     }
 
-    fn fits(&self, n: usize) -> bool {
-        let used = self.used.load(SeqCst);
+    /// Whether `n` more bytes fit beside `used`.
+    fn fits_beside(&self, used: usize, n: usize) -> bool {
         used == 0 || used.saturating_add(n) <= self.max
+    }
+
+    fn fits(&self, n: usize) -> bool {
+        self.fits_beside(self.used.load(SeqCst), n)
     }
 
     fn try_take(&self, n: usize) -> bool {
@@ -104,7 +108,7 @@ impl Budget {
         }
         let mut used = self.used.load(SeqCst);
         loop {
-            if used != 0 && used.saturating_add(n) > self.max {
+            if !self.fits_beside(used, n) {
                 return false;
             }
             match self.used.compare_exchange(used, used + n, SeqCst, SeqCst) {
@@ -128,6 +132,16 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// Returns once a thread waits on `b` (bounded: 60 s).
+    fn until_waiting(b: &Budget) {
+        for _ in 0..6000 {
+            if b.waiters.load(SeqCst) > 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn takes_what_fits_and_one_oversized_message_alone() {
         let b = Budget::new(100);
@@ -150,13 +164,8 @@ mod tests {
             let b = Arc::clone(&b);
             std::thread::spawn(move || b.take(50, Some(Instant::now() + Duration::from_secs(60))))
         };
-        // Give back only once the other thread waits (bounded: 60 s).
-        for _ in 0..6000 {
-            if b.waiters.load(SeqCst) > 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Give back only once the other thread waits.
+        until_waiting(&b);
         b.give(100);
         assert_eq!(waiter.join().unwrap(), Taken::Yes);
         assert_eq!(b.used(), 50);
@@ -171,12 +180,7 @@ mod tests {
             let b = Arc::clone(&b);
             std::thread::spawn(move || b.take(5, Some(Instant::now() + Duration::from_secs(60))))
         };
-        for _ in 0..6000 {
-            if b.waiters.load(SeqCst) > 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        until_waiting(&b);
         b.close();
         assert_eq!(waiter.join().unwrap(), Taken::Closed);
         assert_eq!(b.take(0, None), Taken::Closed);

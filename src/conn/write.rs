@@ -142,11 +142,7 @@ impl WriteSide {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
         };
-        let small = match &msg {
-            OwnedMessage::Text(s) => s.len() <= COPY_LIMIT - MAX_HEADER_LEN,
-            OwnedMessage::Binary(b) => b.len() <= COPY_LIMIT - MAX_HEADER_LEN,
-            _ => false,
-        };
+        let small = msg.is_data() && msg.len() <= COPY_LIMIT - MAX_HEADER_LEN;
         if !small
             || st.failed
             || st.no_try_write
@@ -293,7 +289,9 @@ fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> 
 
 /// A transport for unit tests: blocking writes land in a shared buffer;
 /// `try_write` follows a plan, one entry per call, cycled: `None` takes
-/// everything, `Some(n)` at most `n` bytes (`Some(0)`: would block).
+/// everything, `Some(n)` at most `n` bytes (`Some(0)`: would block). A
+/// mock made with [`Mock::without_try_write`] answers `Unsupported`, as a
+/// transport that keeps the trait's default does.
 #[cfg(test)]
 pub(crate) mod mock {
     use std::io::{self, Write};
@@ -310,12 +308,19 @@ pub(crate) mod mock {
         pub(crate) out: Arc<Mutex<Vec<u8>>>,
         pub(crate) plan: Vec<Option<usize>>,
         calls: usize,
+        try_write: bool,
     }
 
     impl Mock {
         pub(crate) fn new(plan: Vec<Option<usize>>) -> (Mock, Arc<Mutex<Vec<u8>>>) {
             let out = Arc::new(Mutex::new(Vec::new()));
-            (Mock { out: Arc::clone(&out), plan, calls: 0 }, out)
+            (Mock { out: Arc::clone(&out), plan, calls: 0, try_write: true }, out)
+        }
+
+        pub(crate) fn without_try_write() -> (Mock, Arc<Mutex<Vec<u8>>>) {
+            let (mut mock, out) = Mock::new(Vec::new());
+            mock.try_write = false;
+            (mock, out)
         }
     }
 
@@ -337,6 +342,9 @@ pub(crate) mod mock {
             Arc::new(|_: Shutdown| {})
         }
         fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.try_write {
+                return Err(io::ErrorKind::Unsupported.into());
+            }
             let step = self.plan.get(self.calls % self.plan.len().max(1)).copied().flatten();
             self.calls += 1;
             match step.map_or(buf.len(), |n| n.min(buf.len())) {
@@ -399,27 +407,8 @@ mod tests {
 
     #[test]
     fn a_transport_without_try_write_keeps_the_queue_and_is_not_asked_again() {
-        /// A transport with only blocking writes: `try_write` is the default.
-        struct Blocking(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Blocking {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        impl WriteHalf for Blocking {
-            fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
-                Ok(())
-            }
-            fn closer(&self) -> Closer {
-                Arc::new(|_| {})
-            }
-        }
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let ws = WriteSide::new(Box::new(Blocking(Arc::clone(&out))), Role::Server, Duration::from_secs(5)).unwrap();
+        let (mock, out) = Mock::without_try_write();
+        let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let none = AtomicUsize::new(0);
         for i in 0..3 {
             match ws.try_send_now(text(&format!("m{i}")), &none) {
