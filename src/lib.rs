@@ -69,7 +69,9 @@
 //! started, `warn` for peers closed for violations, `debug` for every
 //! connection's end and each request.
 #![deny(missing_docs)]
-// One `unsafe` block in the crate: `send_dontwait` in transport.rs, allowed there.
+// `unsafe` is allowed only where measured to pay, each with its SAFETY
+// comment: `send_dontwait` and `read_uninit` in transport.rs, and setting a
+// message's length after such a read (`Assembler::assume_init`).
 #![deny(unsafe_code)]
 
 mod callback;

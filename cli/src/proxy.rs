@@ -211,7 +211,7 @@ impl Pool {
         let mut best: Option<usize> = None;
         for &i in &eligible {
             ups[i].current += ups[i].weight;
-            if best.map_or(true, |b| ups[i].current > ups[b].current) {
+            if best.is_none_or(|b| ups[i].current > ups[b].current) {
                 best = Some(i);
             }
         }

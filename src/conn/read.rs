@@ -3,13 +3,17 @@
 //! with as few system calls as possible.
 
 use std::io::{self, ErrorKind, IoSliceMut};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::net::TcpStream;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{MessageDecoder, Role};
-use crate::transport::{is_timeout, ReadHalf};
+use crate::transport::{self, is_timeout, ReadHalf};
 
 /// The most payload one read system call puts straight into a message.
 const MAX_READ_CHUNK: usize = 256 << 10;
@@ -30,6 +34,10 @@ pub(crate) enum Read {
 
 pub(crate) struct ReadSide {
     io: Box<dyn ReadHalf>,
+    /// The socket under `io` when it is plain TCP: payloads are read from
+    /// it into uninitialised message memory, saving the zero fill.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket: Option<Arc<TcpStream>>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -64,6 +72,8 @@ impl ReadSide {
             buf.resize(base_size, 0);
         }
         ReadSide {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            socket: transport::tcp_socket(&*io),
             io,
             buf,
             start: 0,
@@ -103,19 +113,7 @@ impl ReadSide {
                 }
             }
             self.arm(deadline.map(|d| d - now))?;
-            // Between reads the buffer holds at most a partial header. Inside
-            // a data frame's payload it is empty: the payload is read straight
-            // into the message (no copy), and whatever follows the frame into
-            // the buffer, in the same system call.
-            let space = if self.end == 0 { self.decoder.payload_space(MAX_READ_CHUNK) } else { None };
-            let result = match space {
-                Some(space) => {
-                    let direct = space.len();
-                    let mut bufs = [IoSliceMut::new(space), IoSliceMut::new(&mut self.buf)];
-                    self.io.read_vectored(&mut bufs).map(|n| (n.min(direct), n.saturating_sub(direct)))
-                }
-                None => self.io.read(&mut self.buf[self.end..]).map(|n| (0, n)),
-            };
+            let (result, uninit) = self.read_some();
             match result {
                 Ok((0, 0)) => {
                     return Err(Error::Io(io::Error::new(
@@ -128,7 +126,17 @@ impl ReadSide {
                     self.last_read = direct + buffered;
                     self.last_activity = Instant::now();
                     if direct > 0 {
-                        if let Some(msg) = self.decoder.payload_received(direct)? {
+                        let msg = if uninit {
+                            // SAFETY: `read_some` read `direct` bytes into
+                            // the start of the space the decoder handed out.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                self.decoder.payload_received_uninit(direct)?
+                            }
+                        } else {
+                            self.decoder.payload_received(direct)?
+                        };
+                        if let Some(msg) = msg {
                             return Ok(Read::Message(msg));
                         }
                     }
@@ -141,6 +149,33 @@ impl ReadSide {
                 Err(e) => return Err(Error::Io(e)),
             }
         }
+    }
+
+    /// One read system call. Between reads the buffer holds at most a
+    /// partial header. Inside a data frame's payload it is empty: the
+    /// payload is read straight into the message (no copy), and whatever
+    /// follows the frame into the buffer, in the same system call.
+    ///
+    /// Returns the bytes that went to the payload and to the buffer, and
+    /// whether the payload's space was uninitialised memory (from a TCP
+    /// socket read with `readv`).
+    fn read_some(&mut self) -> (io::Result<(usize, usize)>, bool) {
+        let split = |direct: usize| move |n: usize| (n.min(direct), n.saturating_sub(direct));
+        if self.end == 0 {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if let Some(socket) = &self.socket {
+                if let Some(space) = self.decoder.payload_space_uninit(MAX_READ_CHUNK) {
+                    let direct = space.len();
+                    return (transport::read_uninit(socket, space, &mut self.buf).map(split(direct)), true);
+                }
+            }
+            if let Some(space) = self.decoder.payload_space(MAX_READ_CHUNK) {
+                let direct = space.len();
+                let mut bufs = [IoSliceMut::new(space), IoSliceMut::new(&mut self.buf)];
+                return (self.io.read_vectored(&mut bufs).map(split(direct)), false);
+            }
+        }
+        (self.io.read(&mut self.buf[self.end..]).map(|n| (0, n)), false)
     }
 
     /// Compacts the buffer and sizes it before a read. Payloads are read

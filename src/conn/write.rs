@@ -274,7 +274,11 @@ impl WriteState {
 fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> Result<()> {
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
-        match io.write_vectored(parts) {
+        let written = match parts {
+            [one] => io.write(one),
+            _ => io.write_vectored(parts),
+        };
+        match written {
             Ok(0) => {
                 return Err(Error::Io(io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data")))
             }

@@ -1,6 +1,8 @@
 //! Frames to messages: fragments, interleaved control frames, UTF-8, close
 //! payloads and limits.
 
+use std::mem::MaybeUninit;
+
 use crate::config::Config;
 use crate::error::{Error, ProtocolError, Result};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
@@ -18,6 +20,9 @@ struct Partial {
     /// zero-filled tail that a direct read is filling in.
     buf: Vec<u8>,
     filled: usize,
+    /// Length of the last [`Assembler::space_uninit`], which
+    /// [`Assembler::assume_init`] may count as written.
+    uninit_space: usize,
     fragments: usize,
     utf8: Utf8Validator,
 }
@@ -82,6 +87,7 @@ impl Assembler {
                     rsv1: h.rsv & 0b100 != 0,
                     buf: Vec::with_capacity(h.payload_len.min(RESERVE_MAX) as usize),
                     filled: 0,
+                    uninit_space: 0,
                     fragments: 1,
                     utf8: Utf8Validator::default(),
                 });
@@ -145,6 +151,42 @@ impl Assembler {
         }
         let end = p.buf.len().min(p.filled + len);
         Some(&mut p.buf[p.filled..end])
+    }
+
+    /// Like [`Assembler::space`], without the zero fill: the spare capacity
+    /// after the payload so far, for a read that writes into uninitialised
+    /// memory. Count what it wrote with [`Assembler::assume_init`], then
+    /// [`Assembler::filled`].
+    pub(crate) fn space_uninit(&mut self, len: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        if !matches!(self.target, Target::Data { .. }) || len == 0 {
+            return None;
+        }
+        let p = self.partial.as_mut()?;
+        p.buf.truncate(p.filled);
+        p.buf.reserve(len);
+        p.uninit_space = len;
+        Some(&mut p.buf.spare_capacity_mut()[..len])
+    }
+
+    /// Counts the first `n` bytes of the last [`Assembler::space_uninit`]
+    /// (no more than it held) as initialised, so that
+    /// [`Assembler::filled`] can take them.
+    ///
+    /// # Safety
+    ///
+    /// Those bytes must have been written since that call.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn assume_init(&mut self, n: usize) {
+        if let (Target::Data { .. }, Some(p)) = (self.target, self.partial.as_mut()) {
+            let n = n.min(std::mem::take(&mut p.uninit_space));
+            if p.buf.len() == p.filled {
+                // SAFETY: `space_uninit` truncated `buf` to `filled` and
+                // reserved `uninit_space` bytes after it, so the new length
+                // is within the capacity; the caller guarantees the `n`
+                // bytes were written.
+                unsafe { p.buf.set_len(p.filled + n) };
+            }
+        }
     }
 
     /// `n` bytes were read into the start of the last [`Assembler::space`];

@@ -1,5 +1,7 @@
 //! Bytes to messages: the incremental frame decoder.
 
+use std::mem::MaybeUninit;
+
 use crate::config::Config;
 use crate::error::{Error, ProtocolError, Result};
 use crate::message::OwnedMessage;
@@ -172,6 +174,32 @@ impl MessageDecoder {
             self.state = State::Done;
         }
         result
+    }
+
+    /// Like [`payload_space`](Self::payload_space), without zero-filling
+    /// the space: for a read that writes into uninitialised memory (`readv`
+    /// on a socket). Report what it wrote with
+    /// [`payload_received_uninit`](Self::payload_received_uninit).
+    pub(crate) fn payload_space_uninit(&mut self, max: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        let State::Payload { remaining, .. } = self.state else {
+            return None;
+        };
+        let len = usize::try_from(remaining).map_or(max, |r| r.min(max));
+        self.assembler.space_uninit(len)
+    }
+
+    /// [`payload_received`](Self::payload_received) for a read into the
+    /// last [`payload_space_uninit`](Self::payload_space_uninit).
+    ///
+    /// # Safety
+    ///
+    /// The first `n` bytes of that space (or all of it, if `n` is larger)
+    /// must have been written since it was handed out.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn payload_received_uninit(&mut self, n: usize) -> Result<Option<OwnedMessage>> {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.assembler.assume_init(n) };
+        self.payload_received(n)
     }
 
     fn payload_received_inner(&mut self, n: usize) -> Result<Option<OwnedMessage>> {

@@ -39,7 +39,7 @@ fn raw_frame(masked: bool, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Ve
 /// returning the messages and the first error.
 fn decode_chunked(config: &Config, role: Role, bytes: &[u8], chunks: &[usize]) -> (Vec<OwnedMessage>, Option<Error>) {
     // A payload space of at most 0 bytes is never offered: only `feed`.
-    decode_direct(config, role, bytes, chunks, 0)
+    decode_direct(config, role, bytes, chunks, 0, false)
 }
 
 /// Feeds `buf` until the decoder wants more bytes or is done, keeping the
@@ -60,13 +60,16 @@ fn feed_all(dec: &mut MessageDecoder, buf: &mut Vec<u8>, msgs: &mut Vec<OwnedMes
 /// given sizes (cycled) go into a read buffer, except that inside a data
 /// frame's payload with the buffer empty a read fills the decoder's
 /// [`MessageDecoder::payload_space`] (at most `direct_max`) first and the
-/// buffer with the rest, as `readv` does.
+/// buffer with the rest, as `readv` does. With `uninit`, the space is the
+/// uninitialised one a TCP socket's `readv` fills
+/// ([`MessageDecoder::payload_space_uninit`]).
 fn decode_direct(
     config: &Config,
     role: Role,
     bytes: &[u8],
     chunks: &[usize],
     direct_max: usize,
+    uninit: bool,
 ) -> (Vec<OwnedMessage>, Option<Error>) {
     let mut dec = MessageDecoder::new(role, config);
     let mut buf: Vec<u8> = Vec::new();
@@ -76,12 +79,34 @@ fn decode_direct(
         let mut n = chunks[i % chunks.len()].max(1).min(bytes.len() - at);
         i += 1;
         if buf.is_empty() {
-            if let Some(space) = dec.payload_space(direct_max) {
-                let direct = n.min(space.len());
-                space[..direct].copy_from_slice(&bytes[at..at + direct]);
+            let received = if uninit {
+                dec.payload_space_uninit(direct_max).map(|space| {
+                    let direct = n.min(space.len());
+                    for (slot, &b) in space.iter_mut().zip(&bytes[at..at + direct]) {
+                        slot.write(b);
+                    }
+                    direct
+                })
+            } else {
+                dec.payload_space(direct_max).map(|space| {
+                    let direct = n.min(space.len());
+                    space[..direct].copy_from_slice(&bytes[at..at + direct]);
+                    direct
+                })
+            };
+            if let Some(direct) = received {
                 at += direct;
                 n -= direct;
-                match dec.payload_received(direct) {
+                let result = if uninit {
+                    // SAFETY: the loop above wrote the first `direct` bytes.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        dec.payload_received_uninit(direct)
+                    }
+                } else {
+                    dec.payload_received(direct)
+                };
+                match result {
                     Ok(Some(m)) => msgs.push(m),
                     Ok(None) => {}
                     Err(e) => return (msgs, Some(e)),
@@ -178,10 +203,39 @@ fn direct_payload_reads_give_the_same_messages() {
     for round in 0..60 {
         let chunks: Vec<usize> = (0..64).map(|_| next(if round % 2 == 0 { 300 } else { 20_000 })).collect();
         let direct_max = next(70_000);
-        let (msgs, err) = decode_direct(&Config::default(), Role::Server, &s, &chunks, direct_max);
-        assert!(err.is_none(), "{err:?}");
-        assert_eq!(msgs, expect, "chunks {chunks:?}, direct_max {direct_max}");
+        for uninit in [false, true] {
+            let (msgs, err) = decode_direct(&Config::default(), Role::Server, &s, &chunks, direct_max, uninit);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(msgs, expect, "chunks {chunks:?}, direct_max {direct_max}, uninit {uninit}");
+        }
     }
+}
+
+#[test]
+fn uninit_reads_count_no_more_than_the_space_held() {
+    let bytes = frame(true, true, 2, b"abcdefgh");
+    let mut dec = MessageDecoder::new(Role::Server, &Config::default());
+    let mut header = bytes[..6].to_vec();
+    assert_eq!(dec.feed(&mut header).unwrap(), (6, None));
+    let space = dec.payload_space_uninit(3).unwrap();
+    assert_eq!(space.len(), 3);
+    for (slot, &b) in space.iter_mut().zip(&bytes[6..9]) {
+        slot.write(b);
+    }
+    // Claiming more than the space held counts only the space.
+    // SAFETY: all 3 bytes of the space were written.
+    #[allow(unsafe_code)]
+    let got = unsafe { dec.payload_received_uninit(100) };
+    assert_eq!(got.unwrap(), None);
+    assert_eq!(dec.pending_payload(), 5);
+    // A claim with no space handed out since counts nothing.
+    // SAFETY: nothing is claimed beyond a space, and there is none.
+    #[allow(unsafe_code)]
+    let got = unsafe { dec.payload_received_uninit(5) };
+    assert_eq!(got.unwrap(), None);
+    assert_eq!(dec.pending_payload(), 5);
+    let mut rest = bytes[9..].to_vec();
+    assert_eq!(dec.feed(&mut rest).unwrap(), (5, Some(OwnedMessage::Binary(b"abcdefgh".to_vec()))));
 }
 
 #[test]
