@@ -23,9 +23,9 @@
 //! one it queued earlier.
 
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::{self, ThreadId};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
@@ -43,6 +43,15 @@ const KEEP_BATCH: usize = 64;
 
 /// Messages the writer thread writes in one batch at most.
 const WRITE_BATCH: usize = 64;
+
+/// A number that identifies the calling thread, never reused within the
+/// process. Cheaper than `thread::current().id()`, which touches the
+/// thread handle's reference count: it is read on every send.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TOKEN.with(|t| *t)
+}
 
 /// Instructions from the connection thread to the writer thread.
 pub(crate) enum Control {
@@ -71,8 +80,8 @@ pub(crate) struct Outbound {
     policy: QueuePolicy,
     close_timeout: Duration,
     stack_size: usize,
-    /// The thread running the connection's callbacks.
-    owner: ThreadId,
+    /// The thread running the connection's callbacks ([`thread_token`]).
+    owner: u64,
     /// Messages sent on the owner thread, written before it next blocks.
     local: Mutex<Vec<OwnedMessage>>,
     local_limit: usize,
@@ -126,7 +135,7 @@ impl Sender {
             policy: config.queue_policy,
             close_timeout: config.close_timeout,
             stack_size: config.thread_stack_size,
-            owner: thread::current().id(),
+            owner: thread_token(),
             local: Mutex::new(Vec::new()),
             local_limit: config.queue_capacity,
             control: Mutex::new(None),
@@ -142,7 +151,7 @@ impl Sender {
         if out.ended.load(Ordering::Acquire) {
             return Err(Error::Send("connection closed"));
         }
-        if thread::current().id() == out.owner {
+        if thread_token() == out.owner {
             let full = {
                 let mut local = lock(&out.local);
                 local.push(msg);
@@ -241,18 +250,17 @@ impl Sender {
     /// Writes what the owner thread batched. Called by the connection
     /// thread before it blocks.
     pub(crate) fn flush_local(&self) -> Result<()> {
-        let mut batch = std::mem::take(&mut *lock(&self.out.local));
-        if batch.is_empty() {
+        // Only the owner thread uses `local`, and `send_all` calls no
+        // application code, so holding the lock across the write is safe.
+        let mut local = lock(&self.out.local);
+        if local.is_empty() {
             return Ok(());
         }
-        let result = self.out.write.send_all(&mut batch.drain(..));
-        // The emptied batch goes back for the next one: an echo then costs
-        // no allocation for it. A batch that grew large is freed instead.
-        if batch.capacity() <= KEEP_BATCH {
-            let mut local = lock(&self.out.local);
-            if local.is_empty() {
-                *local = batch;
-            }
+        let result = self.out.write.send_all(&mut local.drain(..));
+        // The emptied batch stays for the next one: an echo then costs no
+        // allocation for it. A batch that grew large is freed.
+        if local.capacity() > KEEP_BATCH {
+            *local = Vec::new();
         }
         result
     }

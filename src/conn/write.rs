@@ -12,7 +12,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ struct WriteState {
 /// is in progress.
 struct Shared {
     closer: Closer,
+    /// Set (under the write lock) once a Close frame was written: checked
+    /// for every message, without taking `close_sent`'s lock.
+    closing: AtomicBool,
     close_sent: Mutex<Option<Instant>>,
     /// Signalled when a Close frame is written.
     close_written: Condvar,
@@ -74,8 +77,12 @@ impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
-        let shared =
-            Arc::new(Shared { closer: io.closer(), close_sent: Mutex::new(None), close_written: Condvar::new() });
+        let shared = Arc::new(Shared {
+            closer: io.closer(),
+            closing: AtomicBool::new(false),
+            close_sent: Mutex::new(None),
+            close_written: Condvar::new(),
+        });
         let state = WriteState {
             io,
             masks,
@@ -148,7 +155,7 @@ impl WriteSide {
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
-            || lock(&self.shared.close_sent).is_some()
+            || self.shared.closing.load(Ordering::Acquire)
         {
             return Ok(Now::Queue(msg));
         }
@@ -191,6 +198,9 @@ impl WriteSide {
     /// When a Close frame was written, if one was. Never waits for a write
     /// in progress.
     pub(crate) fn close_sent(&self) -> Option<Instant> {
+        if !self.shared.closing.load(Ordering::Acquire) {
+            return None;
+        }
         *lock(&self.shared.close_sent)
     }
 
@@ -231,7 +241,7 @@ impl WriteState {
             return Err(Error::AlreadyClosed);
         }
         for msg in msgs {
-            if lock(&self.shared.close_sent).is_some() {
+            if self.shared.closing.load(Ordering::Acquire) {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
@@ -239,6 +249,7 @@ impl WriteState {
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
                 *lock(&self.shared.close_sent) = Some(Instant::now());
+                self.shared.closing.store(true, Ordering::Release);
                 self.shared.close_written.notify_all();
             }
             if frame.wire_len() <= COPY_LIMIT {
