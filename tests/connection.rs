@@ -359,3 +359,51 @@ fn read_buffer_grows_and_shrinks_with_traffic() {
     drop(ws);
     running.shutdown();
 }
+
+/// Payloads go from the socket straight into the message's memory, in as
+/// many reads as the peer's pieces take. Pieces of every size, with pauses
+/// so that reads come back short, and pieces that end one frame and start
+/// the next, must give back exactly the messages sent.
+#[test]
+fn payloads_arriving_in_odd_pieces_echo_whole() {
+    let server = echo_server(Config::default());
+    let mut s = raw_ws(server.local_addr());
+    let big = bytes(300_000, 7);
+    let text = "é€x".repeat(15_000);
+    // The text is cut inside a character, between two fragments.
+    let cut = 20_001;
+    let mut stream = client_frame(true, 0, 0x2, &big, true);
+    stream.extend(client_frame(false, 0, 0x1, &text.as_bytes()[..cut], true));
+    stream.extend(client_frame(true, 0, 0x9, b"between", true));
+    stream.extend(client_frame(true, 0, 0x0, &text.as_bytes()[cut..], true));
+    stream.extend(client_frame(true, 0, 0x2, b"tail!", true));
+    let sizes = [1, 7, 1500, 65_537, 3, 40_000, 200, 9000];
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut at = 0;
+            for (i, size) in sizes.iter().cycle().enumerate() {
+                if at == stream.len() {
+                    break;
+                }
+                let end = (at + size).min(stream.len());
+                s.write_all(&stream[at..end]).unwrap();
+                at = end;
+                if i % 3 == 0 {
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        got.push(read_server_frame(&mut s));
+    }
+    writer.join().unwrap();
+    assert_eq!((got[0].0, got[0].1.len()), (0x82, big.len()));
+    assert!(got[0].1 == big, "binary payload differs");
+    assert_eq!(got[1], (0x8a, b"between".to_vec()), "the ping between the fragments is answered first");
+    assert_eq!(got[2].0, 0x81);
+    assert!(got[2].1 == text.as_bytes(), "text payload differs");
+    assert_eq!(got[3], (0x82, b"tail!".to_vec()));
+}

@@ -255,30 +255,36 @@ pub fn client_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8], masked: bool
     out
 }
 
+/// Reads one server frame: its first byte (FIN, RSV, opcode) and payload.
+pub fn read_server_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    use std::io::Read;
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).expect("connection ended before a frame");
+    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; len as usize];
+    s.read_exact(&mut payload).unwrap();
+    (h[0], payload)
+}
+
 /// Reads server frames until a Close arrives; returns its code (`None` for
 /// a Close without one) or panics if the connection ends without a Close.
 pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
-    use std::io::Read;
     loop {
-        let mut h = [0u8; 2];
-        s.read_exact(&mut h).expect("connection ended without a close frame");
-        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut b = [0u8; 2];
-                s.read_exact(&mut b).unwrap();
-                u64::from(u16::from_be_bytes(b))
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                s.read_exact(&mut b).unwrap();
-                u64::from_be_bytes(b)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0; len as usize];
-        s.read_exact(&mut payload).unwrap();
-        if h[0] & 0x0f == 0x8 {
+        let (first, payload) = read_server_frame(s);
+        if first & 0x0f == 0x8 {
             return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
         }
     }
