@@ -120,16 +120,22 @@ fn client_exit_codes() {
     assert_eq!(code, 6, "{err}");
 }
 
-#[test]
-fn echo_over_tls_with_a_pem_certificate_and_a_client_trusting_it() {
+/// A self-signed certificate for localhost and 127.0.0.1 and its key, as
+/// PEM files in a fresh folder named after `test`: (folder, cert, key).
+fn tls_files(test: &str) -> (std::path::PathBuf, String, String) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("syncws-tls-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("syncws-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     let (cert, key) = (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned());
+    (dir, cert, key)
+}
 
+#[test]
+fn echo_over_tls_with_a_pem_certificate_and_a_client_trusting_it() {
+    let (dir, cert, key) = tls_files("tls-test");
     let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key], "listening on ");
     assert!(echo.addr.starts_with("wss://"), "{}", echo.addr);
     let args = vec!["--tls-ca".into(), cert.clone(), echo.addr.clone()];
@@ -141,6 +147,38 @@ fn echo_over_tls_with_a_pem_certificate_and_a_client_trusting_it() {
     let (code, _, err) = client(vec![echo.addr.clone()], Vec::new());
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `syncws bench ARGS`; returns (exit code, its JSON line, stderr).
+fn bench(args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    within("syncws bench", move || {
+        let out = Command::new(BIN).arg("bench").args(&args).output().expect("run syncws bench");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = stdout.lines().find(|l| l.starts_with('{')).unwrap_or_default().to_owned();
+        (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+}
+
+#[test]
+fn bench_measures_a_wss_server() {
+    let (dir, cert, key) = tls_files("bench-tls");
+    let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key], "listening on ");
+    let common = ["--url", &echo.addr, "--conns", "2", "--duration", "0.3", "--warmup", "0.1"];
+    for mode in ["ping-pong", "pipelined"] {
+        let mut args = common.to_vec();
+        args.extend(["--tls-ca", &cert, "--mode", mode]);
+        let (code, json, err) = bench(&args);
+        assert_eq!(code, 0, "{mode}: {json} {err}");
+        assert!(json.contains("\"connected\":2,") && json.contains("\"errors\":0,"), "{mode}: {json}");
+        assert!(!json.contains("\"msgs\":0,"), "{mode}: no message echoed: {json}");
+    }
+    // Without --tls-ca, the built-in roots do not trust the certificate:
+    // every connection fails, and says why.
+    let (code, json, _) = bench(&common);
+    assert_eq!(code, 1, "{json}");
+    assert!(json.contains("\"connected\":0,") && json.contains("certificate"), "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -31,14 +31,14 @@ pub mod stats;
 pub mod wire;
 
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use stats::{cpu_time, nanos, percentiles, rss_and_threads, Percentiles};
-use wire::{connect, encode_close, key, FrameReader, Payloads, Rng, Target, WireError, WireResult};
+use wire::{connect, encode_close, key, FrameReader, Payloads, Rng, Stream, Target, WireError, WireResult};
 
 /// What the load generator does.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl Mode {
 /// Options of `syncws bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Server URL (`ws://host:port/path`).
+    /// Server URL (`ws://host:port/path`, or `wss://` for TLS).
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
     pub url: String,
     /// What to measure.
@@ -120,6 +120,10 @@ pub struct Args {
     /// A label copied into the JSON line.
     #[arg(long)]
     pub label: Option<String>,
+    /// For `wss://`: trust only the CA certificates of this PEM file (a
+    /// self-signed test certificate, say), not the built-in Mozilla roots.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// The outcome of one run.
@@ -299,7 +303,13 @@ pub fn main(args: Args) -> i32 {
 
 /// Runs the load described by `args` and returns what it measured.
 pub fn run(args: &Args) -> Result<Report, String> {
-    let target = Target::parse(&args.url)?;
+    let mut target = Target::parse(&args.url)?;
+    if target.tls_host.is_some() {
+        target.tls = Some(match &args.tls_ca {
+            Some(path) => crate::client::tls_config_trusting(path).map_err(|e| format!("--tls-ca {e}"))?,
+            None => syncws::tls::default_client_config().map_err(|e| e.to_string())?,
+        });
+    }
     if args.conns == 0 {
         return Err("--conns must be at least 1".into());
     }
@@ -405,7 +415,7 @@ fn sleep_until(t: Instant) {
 
 /// A connected client: socket, frame reader, mask keys.
 struct Client {
-    stream: TcpStream,
+    stream: Stream,
     reader: FrameReader,
     rng: Rng,
     out: Vec<u8>,
@@ -458,7 +468,7 @@ impl Client {
         if self.write_out().is_err() {
             return;
         }
-        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = self.stream.socket().set_read_timeout(Some(Duration::from_secs(1)));
         for _ in 0..64 {
             match self.reader.next(&mut self.stream) {
                 Ok(m) if m.opcode == wire::OP_CLOSE => break,
@@ -620,9 +630,11 @@ fn broadcast_run(args: &Args, target: &Target, report: &mut Report) {
     let handles: Vec<_> = receivers
         .into_iter()
         .filter_map(|c| {
-            sockets.push(c.stream.try_clone().ok()?);
+            sockets.push(c.stream.socket().try_clone().ok()?);
             let (p, s) = (Arc::clone(&payloads), Arc::clone(&shared));
-            Some(spawn(64 << 10, move || receive_broadcast(c, &p, &s, window)))
+            // TLS record processing needs more stack than plain reads.
+            let stack = if target.tls.is_some() { 256 << 10 } else { 64 << 10 };
+            Some(spawn(stack, move || receive_broadcast(c, &p, &s, window)))
         })
         .collect();
     let cpu = args.server_pid.and_then(|pid| Some((pid, cpu_time(pid)?)));

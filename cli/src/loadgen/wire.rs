@@ -11,7 +11,11 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
+
+use syncws::rustls::pki_types::ServerName;
+use syncws::rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use syncws::handshake::accept_key;
 use syncws::protocol::apply_mask;
@@ -85,19 +89,74 @@ impl Rng {
     }
 }
 
-/// Host, port and path of a `ws://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Host, port and path of a `ws://` or `wss://` URL.
+#[derive(Debug, Clone)]
 pub struct Target {
     /// `host:port`, as connected to and sent in `Host`.
     pub authority: String,
     /// Request path, starting with `/`.
     pub path: String,
+    /// `wss://`: the host the certificate must name (and SNI).
+    pub tls_host: Option<String>,
+    /// The TLS client config for `wss://`, set before connecting.
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+/// A connection to the server: plain TCP, or TLS over it.
+pub enum Stream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`: rustls over the socket.
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath (timeouts, shutdown).
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
 }
 
 impl Target {
-    /// Parses `ws://host:port/path` (the port defaults to 80, the path to `/`).
+    /// Parses `ws://host:port/path` or `wss://...` (the port defaults to
+    /// 80 or 443, the path to `/`). A `wss://` target needs its
+    /// [`tls`](Target::tls) config set before connecting.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url.strip_prefix("ws://").ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false, 80)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true, 443)
+        } else {
+            return Err(format!("{url}: only ws:// and wss:// URLs are supported"));
+        };
         let (auth, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -105,28 +164,38 @@ impl Target {
         if auth.is_empty() {
             return Err(format!("{url}: no host"));
         }
-        let authority = if auth.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            auth.to_owned()
-        } else {
-            format!("{auth}:80")
+        let (authority, host) = match auth.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => (auth.to_owned(), host),
+            _ => (format!("{auth}:{default_port}"), auth),
         };
-        Ok(Target { authority, path: path.to_owned() })
+        let tls_host = tls.then(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        Ok(Target { authority, path: path.to_owned(), tls_host, tls: None })
     }
 
     /// The same server with another path.
     pub fn with_path(&self, path: &str) -> Target {
-        Target { authority: self.authority.clone(), path: path.to_owned() }
+        Target { path: path.to_owned(), ..self.clone() }
     }
 }
 
 /// Connects and performs the client handshake. Returns the stream (with
 /// `TCP_NODELAY` and `timeout` as read and write timeouts) and a reader
 /// holding any bytes that came after the response head.
-pub fn connect(target: &Target, timeout: Duration, rng: &mut Rng) -> WireResult<(TcpStream, FrameReader)> {
-    let mut stream = TcpStream::connect(&target.authority)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+pub fn connect(target: &Target, timeout: Duration, rng: &mut Rng) -> WireResult<(Stream, FrameReader)> {
+    let socket = TcpStream::connect(&target.authority)?;
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    let mut stream = match (&target.tls_host, &target.tls) {
+        (None, _) => Stream::Plain(socket),
+        (Some(host), Some(config)) => {
+            let name = ServerName::try_from(host.clone())
+                .map_err(|_| WireError::Bad(format!("{host:?} is not a valid TLS server name")))?;
+            let conn = ClientConnection::new(Arc::clone(config), name).map_err(|e| WireError::Bad(e.to_string()))?;
+            Stream::Tls(Box::new(StreamOwned::new(conn, socket)))
+        }
+        (Some(_), None) => return bad("wss:// without a TLS config"),
+    };
     let mut key_bytes = [0u8; 16];
     key_bytes[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
     key_bytes[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -675,6 +744,13 @@ mod tests {
         assert_eq!(t.authority, "127.0.0.1:9001");
         assert_eq!(t.path, "/broadcast");
         assert_eq!(Target::parse("ws://localhost").unwrap().authority, "localhost:80");
-        assert!(Target::parse("wss://x").is_err());
+        let t = Target::parse("wss://example.com/x").unwrap();
+        assert_eq!((t.authority.as_str(), t.tls_host.as_deref()), ("example.com:443", Some("example.com")));
+        let t = Target::parse("wss://127.0.0.1:8443").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str(), t.tls_host.as_deref()),
+            ("127.0.0.1:8443", "/", Some("127.0.0.1"))
+        );
+        assert!(Target::parse("http://x").is_err());
     }
 }
