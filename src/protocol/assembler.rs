@@ -125,6 +125,7 @@ impl Assembler {
             Target::Control(_) => self.control.extend_from_slice(chunk),
             Target::Data { .. } => {
                 if let Some(p) = self.partial.as_mut() {
+                    p.uninit_space = 0;
                     p.buf.truncate(p.filled);
                     p.buf.extend_from_slice(chunk);
                     p.filled = p.buf.len();
@@ -146,6 +147,8 @@ impl Assembler {
             return None;
         }
         let p = self.partial.as_mut()?;
+        // Whatever an uninitialised space held can no longer be claimed.
+        p.uninit_space = 0;
         if p.buf.len() == p.filled {
             p.buf.resize(p.filled + len, 0);
         }
