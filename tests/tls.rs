@@ -294,6 +294,41 @@ fn silent_and_stalled_handshakes_are_dropped_after_the_handshake_timeout() {
     still_serves_tls(addr, &id);
 }
 
+/// Handshakes share a few threads for their crypto. Many at once all
+/// complete, and peers stalled half-way through their ClientHello hold
+/// none of those threads up.
+#[test]
+fn many_handshakes_at_once_complete_while_others_stall() {
+    let id = Arc::new(identity());
+    let running = tls_echo_server(&id, Config::default());
+    let addr = running.local_addr();
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut session =
+            rustls::ClientConnection::new(client_config(&id), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut hello = Vec::new();
+        session.write_tls(&mut hello).unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&hello[..hello.len() / 2]).unwrap();
+        stalled.push(s);
+    }
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let id = Arc::clone(&id);
+            thread::spawn(move || {
+                let mut client = wss_client(addr, &id).expect("handshake");
+                let text = format!("client {i}");
+                client.send(OwnedMessage::Text(text.clone())).unwrap();
+                assert_eq!(client.read().unwrap(), OwnedMessage::Text(text));
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("every client is served");
+    }
+    drop(stalled);
+}
+
 #[test]
 fn a_plaintext_client_on_the_tls_port_fails_cleanly() {
     let id = identity();
