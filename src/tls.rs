@@ -399,15 +399,8 @@ impl TlsReader {
             if self.start == self.end {
                 break Ok(None);
             }
-            let mut held = &self.buf[self.start..self.end];
-            match session.read_tls(&mut held) {
-                // After close_notify the session takes nothing more.
-                Ok(0) => self.start = self.end,
-                Ok(n) => self.start += n,
-                Err(e) => break Err(e),
-            }
-            if let Err(e) = session.process_new_packets() {
-                break Err(io_error(e));
+            if let Err(e) = give_records(&mut session, &self.buf[..self.end], &mut self.start) {
+                break Err(e);
             }
         };
         let wants_write = session.wants_write();
@@ -425,6 +418,19 @@ impl TlsReader {
         }
         result
     }
+}
+
+/// Gives the session what it takes of the ciphertext `held[*start..]`,
+/// advancing `start`, and has it process the records.
+fn give_records(session: &mut Connection, held: &[u8], start: &mut usize) -> io::Result<()> {
+    let mut rest = &held[*start..];
+    match session.read_tls(&mut rest)? {
+        // After close_notify the session takes nothing more.
+        0 => *start = held.len(),
+        n => *start += n,
+    }
+    session.process_new_packets().map_err(io_error)?;
+    Ok(())
 }
 
 /// Takes plaintext out of the session into `bufs`: `Some(0)` at the end
@@ -665,7 +671,7 @@ mod handshakes {
 
     use crossbeam_channel as cb;
 
-    use super::{io_error, Shared};
+    use super::{give_records, Shared};
 
     /// Stack of a handshake thread: rustls and ring use a small part of it.
     const STACK: usize = 256 << 10;
@@ -731,13 +737,7 @@ mod handshakes {
     fn absorb(job: &mut Job) -> io::Result<()> {
         let mut session = job.shared.session();
         while job.start < job.end && session.is_handshaking() {
-            let mut held = &job.buf[job.start..job.end];
-            match session.read_tls(&mut held)? {
-                // After close_notify the session takes nothing more.
-                0 => job.start = job.end,
-                n => job.start += n,
-            }
-            session.process_new_packets().map_err(io_error)?;
+            give_records(&mut session, &job.buf[..job.end], &mut job.start)?;
         }
         Ok(())
     }
@@ -749,6 +749,24 @@ mod tests {
     use rustls::pki_types::PrivatePkcs8KeyDer;
     use std::net::TcpListener;
     use std::sync::mpsc;
+
+    /// The TLS reader behind a read half made by [`TlsStream::split`].
+    fn tls_reader(half: &dyn ReadHalf) -> &TlsReader {
+        let any: &dyn std::any::Any = half;
+        any.downcast_ref().expect("a TlsReader")
+    }
+
+    /// Reads until plaintext (or the end) comes, going past reads that
+    /// produced none.
+    fn read_plaintext(reader: &mut dyn ReadHalf, buf: &mut [u8]) -> usize {
+        loop {
+            match reader.read(buf) {
+                Ok(n) => return n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
 
     fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -806,18 +824,10 @@ mod tests {
         let (sock, _) = listener.accept().unwrap();
         let (mut reader, _writer) = TlsStream::server(sock, server_config).unwrap().split().unwrap();
         reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let buf_len = |r: &dyn ReadHalf| {
-            let any: &dyn std::any::Any = r;
-            any.downcast_ref::<TlsReader>().expect("a TlsReader").buf.len()
-        };
-        assert_eq!(buf_len(&*reader), READ_BUF_IDLE);
+        assert_eq!(tls_reader(&*reader).buf.len(), READ_BUF_IDLE);
         // The handshake first (small records: the buffer stays small).
         let mut out = vec![0u8; 64 << 10];
-        let handshaking = |r: &dyn ReadHalf| {
-            let any: &dyn std::any::Any = r;
-            any.downcast_ref::<TlsReader>().expect("a TlsReader").shared.session().is_handshaking()
-        };
-        while handshaking(&*reader) {
+        while tls_reader(&*reader).shared.session().is_handshaking() {
             match reader.read(&mut out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => panic!("{other:?} during the handshake"),
@@ -828,33 +838,22 @@ mod tests {
         let mut got = 0;
         let mut largest = 0;
         while got < 48_000 {
-            match reader.read(&mut out) {
-                Ok(0) => panic!("ended after {got} bytes"),
-                Ok(n) => {
-                    assert!(out[..n].iter().all(|&b| b == 7));
-                    got += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => panic!("{e}"),
-            }
-            largest = largest.max(buf_len(&*reader));
+            let n = read_plaintext(&mut *reader, &mut out);
+            assert!(n > 0, "ended after {got} bytes");
+            assert!(out[..n].iter().all(|&b| b == 7));
+            got += n;
+            largest = largest.max(tls_reader(&*reader).buf.len());
         }
         assert_eq!(got, 48_000);
         assert_eq!(largest, READ_BUF, "full records doubled the buffer up to one record");
         small_go.send(()).unwrap();
-        let n = loop {
-            match reader.read(&mut out) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let n = read_plaintext(&mut *reader, &mut out);
         assert_eq!(&out[..n], b"small");
         // The next read, waiting for more, starts from the idle size.
         reader.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let err = reader.read(&mut out).unwrap_err();
         assert!(is_timeout(&err), "{err}");
-        assert_eq!(buf_len(&*reader), READ_BUF_IDLE);
+        assert_eq!(tls_reader(&*reader).buf.len(), READ_BUF_IDLE);
         drop(small_go);
         client.join().unwrap();
     }
@@ -905,13 +904,7 @@ mod tests {
         }
         go_on.send(()).unwrap();
         reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let n = loop {
-            match reader.read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let n = read_plaintext(&mut *reader, &mut buf);
         assert_eq!(&buf[..n], b"hello, in one record");
         go_on.send(()).unwrap();
         client.join().unwrap();

@@ -106,11 +106,8 @@ fn tungstenite_echo_server() -> std::net::SocketAddr {
             thread::spawn(move || {
                 stream.set_read_timeout(Some(WAIT)).unwrap();
                 let cfg = tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(64 << 20));
-                let Ok(mut ws) = tungstenite::accept_with_config(stream, Some(cfg)) else { return };
-                while let Ok(msg) = ws.read() {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
-                        return;
-                    }
+                if let Ok(ws) = tungstenite::accept_with_config(stream, Some(cfg)) {
+                    tung_echo(ws);
                 }
             });
         }

@@ -272,6 +272,18 @@ fn dropped_by_server(mut s: TcpStream) -> bool {
     }
 }
 
+/// A connection that sent the first half of a real ClientHello, then
+/// nothing.
+fn stalled_handshake(addr: SocketAddr, id: &Identity) -> TcpStream {
+    let mut session =
+        rustls::ClientConnection::new(client_config(id), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut hello = Vec::new();
+    session.write_tls(&mut hello).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&hello[..hello.len() / 2]).unwrap();
+    s
+}
+
 #[test]
 fn silent_and_stalled_handshakes_are_dropped_after_the_handshake_timeout() {
     let id = identity();
@@ -282,13 +294,7 @@ fn silent_and_stalled_handshakes_are_dropped_after_the_handshake_timeout() {
     let silent = TcpStream::connect(addr).unwrap();
     assert!(dropped_by_server(silent), "a client that sends nothing was not dropped");
 
-    // The first bytes of a real ClientHello, then nothing.
-    let mut session =
-        rustls::ClientConnection::new(client_config(&id), ServerName::try_from("localhost").unwrap()).unwrap();
-    let mut hello = Vec::new();
-    session.write_tls(&mut hello).unwrap();
-    let mut stalled = TcpStream::connect(addr).unwrap();
-    stalled.write_all(&hello[..hello.len() / 2]).unwrap();
+    let stalled = stalled_handshake(addr, &id);
     assert!(dropped_by_server(stalled), "a client that stalls mid-handshake was not dropped");
 
     still_serves_tls(addr, &id);
@@ -304,13 +310,7 @@ fn many_handshakes_at_once_complete_while_others_stall() {
     let addr = running.local_addr();
     let mut stalled = Vec::new();
     for _ in 0..8 {
-        let mut session =
-            rustls::ClientConnection::new(client_config(&id), ServerName::try_from("localhost").unwrap()).unwrap();
-        let mut hello = Vec::new();
-        session.write_tls(&mut hello).unwrap();
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&hello[..hello.len() / 2]).unwrap();
-        stalled.push(s);
+        stalled.push(stalled_handshake(addr, &id));
     }
     let clients: Vec<_> = (0..32)
         .map(|i| {
@@ -396,11 +396,8 @@ fn tungstenite_tls_echo_server(id: &Identity) -> SocketAddr {
         let Ok((tcp, _)) = listener.accept() else { return };
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         let session = rustls::ServerConnection::new(config).unwrap();
-        let Ok(mut ws) = tungstenite::accept(rustls::StreamOwned::new(session, tcp)) else { return };
-        while let Ok(msg) = ws.read() {
-            if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
-                return;
-            }
+        if let Ok(ws) = tungstenite::accept(rustls::StreamOwned::new(session, tcp)) {
+            tung_echo(ws);
         }
     });
     addr

@@ -39,7 +39,7 @@ use crate::message::{CloseCode, CloseData, OwnedMessage};
 
 /// The owner thread's emptied batch is kept for reuse up to this many
 /// messages' room; a larger one is freed.
-const KEEP_BATCH: usize = 64;
+const LOCAL_KEEP_MSGS: usize = 64;
 
 /// Messages the writer thread writes in one batch at most.
 const WRITE_BATCH: usize = 64;
@@ -259,7 +259,7 @@ impl Sender {
         let result = self.out.write.send_all(&mut local.drain(..));
         // The emptied batch stays for the next one: an echo then costs no
         // allocation for it. A batch that grew large is freed.
-        if local.capacity() > KEEP_BATCH {
+        if local.capacity() > LOCAL_KEEP_MSGS {
             *local = Vec::new();
         }
         result

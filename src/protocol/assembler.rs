@@ -138,15 +138,21 @@ impl Assembler {
         Ok(())
     }
 
+    /// The message being assembled, while the current frame is one of its
+    /// data frames (not a control frame between them).
+    fn data_frame(&mut self) -> Option<&mut Partial> {
+        match self.target {
+            Target::Data { .. } => self.partial.as_mut(),
+            Target::Control(_) => None,
+        }
+    }
+
     /// Space at the end of the current data frame's payload for reading up
     /// to `len` more bytes straight into it, or `None` for a control frame.
     /// The space is zero-filled once and kept until [`Assembler::filled`]
     /// accounts for it, so a short read does not cost a second fill.
     pub(crate) fn space(&mut self, len: usize) -> Option<&mut [u8]> {
-        if !matches!(self.target, Target::Data { .. }) || len == 0 {
-            return None;
-        }
-        let p = self.partial.as_mut()?;
+        let p = self.data_frame().filter(|_| len > 0)?;
         // Whatever an uninitialised space held can no longer be claimed.
         p.uninit_space = 0;
         if p.buf.len() == p.filled {
@@ -161,10 +167,7 @@ impl Assembler {
     /// memory. Count what it wrote with [`Assembler::assume_init`], then
     /// [`Assembler::filled`].
     pub(crate) fn space_uninit(&mut self, len: usize) -> Option<&mut [MaybeUninit<u8>]> {
-        if !matches!(self.target, Target::Data { .. }) || len == 0 {
-            return None;
-        }
-        let p = self.partial.as_mut()?;
+        let p = self.data_frame().filter(|_| len > 0)?;
         p.buf.truncate(p.filled);
         p.buf.reserve(len);
         p.uninit_space = len;
@@ -180,7 +183,7 @@ impl Assembler {
     /// Those bytes must have been written since that call.
     #[allow(unsafe_code)]
     pub(crate) unsafe fn assume_init(&mut self, n: usize) {
-        if let (Target::Data { .. }, Some(p)) = (self.target, self.partial.as_mut()) {
+        if let Some(p) = self.data_frame() {
             let n = n.min(std::mem::take(&mut p.uninit_space));
             if p.buf.len() == p.filled {
                 // SAFETY: `space_uninit` truncated `buf` to `filled` and
@@ -196,7 +199,7 @@ impl Assembler {
     /// `unmask` is applied to them before they count as payload. Returns how
     /// many were taken: no more than the space held.
     pub(crate) fn filled(&mut self, n: usize, unmask: impl FnOnce(&mut [u8])) -> Result<usize> {
-        let (Target::Data { .. }, Some(p)) = (self.target, self.partial.as_mut()) else {
+        let Some(p) = self.data_frame() else {
             return Ok(0);
         };
         let start = p.filled;

@@ -157,11 +157,17 @@ impl MessageDecoder {
     /// assert_eq!(dec.payload_received(1).unwrap(), Some(OwnedMessage::Binary(b"abcd".to_vec())));
     /// ```
     pub fn payload_space(&mut self, max: usize) -> Option<&mut [u8]> {
+        let len = self.space_len(max)?;
+        self.assembler.space(len)
+    }
+
+    /// How much of the frame's payload a read may put in place: at most
+    /// `max`, never past the frame's end; `None` outside a payload.
+    fn space_len(&self, max: usize) -> Option<usize> {
         let State::Payload { remaining, .. } = self.state else {
             return None;
         };
-        let len = usize::try_from(remaining).map_or(max, |r| r.min(max));
-        self.assembler.space(len)
+        Some(usize::try_from(remaining).map_or(max, |r| r.min(max)))
     }
 
     /// `n` bytes were read into the start of the space the last
@@ -181,10 +187,7 @@ impl MessageDecoder {
     /// on a socket). Report what it wrote with
     /// [`payload_received_uninit`](Self::payload_received_uninit).
     pub(crate) fn payload_space_uninit(&mut self, max: usize) -> Option<&mut [MaybeUninit<u8>]> {
-        let State::Payload { remaining, .. } = self.state else {
-            return None;
-        };
-        let len = usize::try_from(remaining).map_or(max, |r| r.min(max));
+        let len = self.space_len(max)?;
         self.assembler.space_uninit(len)
     }
 

@@ -163,6 +163,15 @@ pub fn tung_next(ws: &mut Tung) -> tungstenite::Message {
     }
 }
 
+/// Echoes every data message on a tungstenite connection until it ends.
+pub fn tung_echo<S: std::io::Read + std::io::Write>(mut ws: tungstenite::WebSocket<S>) {
+    while let Ok(msg) = ws.read() {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
