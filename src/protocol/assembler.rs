@@ -212,6 +212,41 @@ impl Assembler {
         Ok(end - start)
     }
 
+    /// True when a frame with header `h` is a whole message by itself
+    /// (a control frame, or an unfragmented data frame while no fragmented
+    /// message is in progress), so that [`Assembler::whole`] may build it
+    /// once its payload is all at hand.
+    pub(crate) fn takes_whole(&self, h: &FrameHeader) -> bool {
+        match h.opcode {
+            OpCode::Close | OpCode::Ping | OpCode::Pong => true,
+            OpCode::Text | OpCode::Binary => h.fin && self.partial.is_none(),
+            OpCode::Continue => false,
+        }
+    }
+
+    /// The message of a frame [`Assembler::takes_whole`] accepted, from its
+    /// whole (unmasked) payload: the same checks and result as
+    /// [`start_frame`](Assembler::start_frame), [`payload`](Assembler::payload)
+    /// and [`end_frame`](Assembler::end_frame) in turn, without their
+    /// bookkeeping. This is the path of almost every small message.
+    pub(crate) fn whole(&mut self, opcode: OpCode, payload: &[u8]) -> Result<OwnedMessage> {
+        Ok(match opcode {
+            OpCode::Binary => {
+                self.check_size(0, payload.len() as u64)?;
+                OwnedMessage::Binary(payload.to_vec())
+            }
+            OpCode::Text => {
+                self.check_size(0, payload.len() as u64)?;
+                OwnedMessage::Text(std::str::from_utf8(payload).map_err(|_| Error::Utf8)?.to_owned())
+            }
+            OpCode::Ping => OwnedMessage::Ping(payload.to_vec()),
+            OpCode::Pong => OwnedMessage::Pong(payload.to_vec()),
+            OpCode::Close => OwnedMessage::Close(parse_close(payload)?),
+            // `takes_whole` refuses continuations; never reached.
+            OpCode::Continue => return Err(ProtocolError::UnexpectedContinuation.into()),
+        })
+    }
+
     /// The current frame is complete; returns a message if one is.
     pub(crate) fn end_frame(&mut self) -> Result<Option<OwnedMessage>> {
         match self.target {

@@ -85,8 +85,11 @@ impl MessageDecoder {
                         return Ok((pos, None));
                     };
                     self.check(&header)?;
-                    self.assembler.start_frame(&header)?;
                     pos += len;
+                    if let Some(msg) = self.whole_frame(&header, &mut input[pos..])? {
+                        return Ok((pos + header.payload_len as usize, Some(msg)));
+                    }
+                    self.assembler.start_frame(&header)?;
                     self.state = State::Payload { remaining: header.payload_len, mask: header.mask, offset: 0 };
                 }
                 State::Payload { remaining, mask, offset } => {
@@ -116,6 +119,26 @@ impl MessageDecoder {
                 }
             }
         }
+    }
+
+    /// The message of a frame that is a whole message by itself when its
+    /// payload is all in `rest` (what follows the header): unmasked and
+    /// built in one step. `None` leaves the frame to the general path, which
+    /// takes payloads in pieces; both give the same result.
+    fn whole_frame(&mut self, h: &FrameHeader, rest: &mut [u8]) -> Result<Option<OwnedMessage>> {
+        let len = match usize::try_from(h.payload_len) {
+            Ok(len) if len <= rest.len() && self.assembler.takes_whole(h) => len,
+            _ => return Ok(None),
+        };
+        let payload = &mut rest[..len];
+        if let Some(key) = h.mask {
+            apply_mask(payload, key, 0);
+        }
+        let msg = self.assembler.whole(h.opcode, payload)?;
+        if matches!(msg, OwnedMessage::Close(_)) {
+            self.state = State::Done;
+        }
+        Ok(Some(msg))
     }
 
     fn check(&self, h: &FrameHeader) -> Result<()> {

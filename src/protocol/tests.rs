@@ -171,6 +171,35 @@ fn one_byte_at_a_time_gives_the_same_messages() {
     assert_eq!(msgs, expect);
 }
 
+/// A frame whose payload is all at hand is built in one step; one that
+/// arrives in pieces goes through the assembler. Both must accept and refuse
+/// exactly the same streams, with the same messages and the same errors.
+#[test]
+fn whole_frames_and_frames_in_pieces_agree() {
+    let config = Config::default().max_message_size(1000).max_frame_size(10_000);
+    let stream = |frames: &[Vec<u8>]| frames.concat();
+    let cases = [
+        stream(&[frame(true, true, 2, b"bin"), frame(true, true, 1, "tëxt".as_bytes())]),
+        stream(&[frame(true, true, 1, &[b'a', 0xff, b'b'])]),
+        stream(&[frame(true, true, 1, &[b'a', 0xe2, 0x82])]),
+        stream(&[frame(true, true, 2, &[7; 1000]), frame(true, true, 2, &[7; 1001])]),
+        stream(&[frame(true, true, 9, b"p"), frame(true, true, 10, b""), frame(true, true, 8, &[0x03, 0xe8])]),
+        stream(&[frame(true, true, 8, &[0x03])]),
+        stream(&[frame(true, true, 8, &[0x03, 0xed])]),
+        stream(&[frame(true, true, 8, &[0x03, 0xe8, 0xc0, 0x80])]),
+        stream(&[frame(true, true, 8, &[]), frame(true, true, 2, b"after close")]),
+        stream(&[frame(true, false, 1, b"a"), frame(true, true, 9, b"mid"), frame(true, true, 0, b"b")]),
+        stream(&[frame(true, false, 1, b"a"), frame(true, true, 2, b"not a continuation")]),
+        stream(&[frame(true, true, 0, b"continuation of nothing")]),
+    ];
+    for bytes in &cases {
+        let (whole_msgs, whole_err) = decode_chunked(&config, Role::Server, bytes, &[usize::MAX]);
+        let (piece_msgs, piece_err) = decode_chunked(&config, Role::Server, bytes, &[1]);
+        assert_eq!(whole_msgs, piece_msgs, "{bytes:x?}");
+        assert_eq!(format!("{whole_err:?}"), format!("{piece_err:?}"), "{bytes:x?}");
+    }
+}
+
 #[test]
 fn random_chunks_give_the_same_messages() {
     let (s, expect) = recorded_stream();
