@@ -149,8 +149,7 @@ impl WriteSide {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
         };
-        let small = msg.is_data() && msg.len() <= COPY_LIMIT - MAX_HEADER_LEN;
-        if !small
+        if !is_small_data(&msg)
             || st.failed
             || st.no_try_write
             || !st.batch.is_empty()
@@ -246,6 +245,15 @@ impl WriteState {
                 return Err(Error::AlreadyClosed);
             }
             let key = self.masks.as_mut().map(|m| m.next_key());
+            if is_small_data(&msg) {
+                // Most messages: header and payload copied into the batch
+                // at once, the message then freed.
+                append_data_frame(&msg, key, &mut self.batch);
+                if self.batch.len() >= BATCH_KEEP {
+                    self.flush()?;
+                }
+                continue;
+            }
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
                 *lock(&self.shared.close_sent) = Some(Instant::now());
@@ -273,7 +281,7 @@ impl WriteState {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let result = write_all_vectored(&mut *self.io, &mut [IoSlice::new(&self.batch)]);
+        let result = write_all(&mut *self.io, &self.batch);
         self.batch.clear();
         if self.batch.capacity() > BATCH_KEEP {
             self.batch = Vec::new();
@@ -282,24 +290,44 @@ impl WriteState {
     }
 }
 
-fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> Result<()> {
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        let written = match parts {
-            [one] => io.write(one),
-            _ => io.write_vectored(parts),
-        };
-        match written {
-            Ok(0) => {
-                return Err(Error::Io(io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data")))
-            }
-            Ok(n) => IoSlice::advance_slices(&mut parts, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => return Err(Error::Timeout { phase: "write" }),
-            Err(e) => return Err(Error::Io(e)),
+/// A Text or Binary message whose frame is copied into the batch buffer
+/// rather than written from the message's own memory.
+fn is_small_data(msg: &OwnedMessage) -> bool {
+    msg.is_data() && msg.len() <= COPY_LIMIT - MAX_HEADER_LEN
+}
+
+/// Writes all of `buf` (the batch), however many system calls it takes.
+fn write_all(io: &mut dyn WriteHalf, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        if let Some(n) = progress(io.write(buf))? {
+            buf = &buf[n.min(buf.len())..];
         }
     }
     Ok(())
+}
+
+/// Writes all of `parts` (a large frame, after the batch) with vectored
+/// writes.
+fn write_all_vectored(io: &mut dyn WriteHalf, mut parts: &mut [IoSlice<'_>]) -> Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        if let Some(n) = progress(io.write_vectored(parts))? {
+            IoSlice::advance_slices(&mut parts, n);
+        }
+    }
+    Ok(())
+}
+
+/// What a write system call did: `Some(n)` bytes written, `None` to try
+/// again (interrupted), or the error that ends the connection.
+fn progress(written: io::Result<usize>) -> Result<Option<usize>> {
+    match written {
+        Ok(0) => Err(Error::Io(io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data"))),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) if is_timeout(&e) => Err(Error::Timeout { phase: "write" }),
+        Err(e) => Err(Error::Io(e)),
+    }
 }
 
 /// A transport for unit tests: blocking writes land in a shared buffer;
