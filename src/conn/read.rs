@@ -51,8 +51,12 @@ pub(crate) struct ReadSide {
     decoder: MessageDecoder,
     /// The read timeout currently set on the socket (`None`: blocking).
     armed: Option<Duration>,
-    /// When bytes last arrived from the peer.
+    /// When bytes last arrived from the peer, as of the last wait: read
+    /// from the clock the next time the connection goes back to waiting,
+    /// once their messages are handled (one clock read per system call).
     pub(crate) last_activity: Instant,
+    /// Bytes arrived since the clock was last read for `last_activity`.
+    active: bool,
 }
 
 impl ReadSide {
@@ -84,16 +88,19 @@ impl ReadSide {
             decoder: MessageDecoder::new(role, config),
             armed: Some(Duration::MAX),
             last_activity: Instant::now(),
+            active: false,
         }
     }
 
-    /// Reads until a message completes or `deadline` passes.
+    /// Reads until a message completes or the deadline passes.
     /// `before_block` runs each time the call is about to wait for the
     /// network (the caller flushes queued replies there, so replies to a
-    /// burst of messages leave in one write).
+    /// burst of messages leave in one write); `deadline` then tells when the
+    /// wait must end, from this side's state (`last_activity` is up to date
+    /// by then).
     pub(crate) fn read(
         &mut self,
-        deadline: Option<Instant>,
+        deadline: &mut dyn FnMut(&ReadSide) -> Option<Instant>,
         before_block: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Read> {
         loop {
@@ -107,6 +114,10 @@ impl ReadSide {
             self.make_room();
             before_block()?;
             let now = Instant::now();
+            if std::mem::take(&mut self.active) {
+                self.last_activity = now;
+            }
+            let deadline = deadline(self);
             if let Some(d) = deadline {
                 if d <= now {
                     return Ok(Read::Deadline);
@@ -124,7 +135,7 @@ impl ReadSide {
                 Ok((direct, buffered)) => {
                     self.end += buffered;
                     self.last_read = direct + buffered;
-                    self.last_activity = Instant::now();
+                    self.active = true;
                     if direct > 0 {
                         let msg = if uninit {
                             // SAFETY: `read_some` read `direct` bytes into

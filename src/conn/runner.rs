@@ -110,9 +110,11 @@ impl<'c> Runner<'c> {
             if let Some(reason) = self.peer_close.take() {
                 return self.await_close_reply(reason);
             }
-            let deadline = self.deadline();
+            let (keepalive, write, interval) = (&self.keepalive, &self.conn.write, self.next_interval);
             let sender = &self.sender;
-            let read = self.conn.read.read(deadline, &mut || sender.flush_local());
+            // The nearest of: interval, keepalive ping, idle timeout, close timeout.
+            let mut deadline = |read: &ReadSide| [interval, keepalive.next(read, write)].into_iter().flatten().min();
+            let read = self.conn.read.read(&mut deadline, &mut || sender.flush_local());
             match read {
                 Ok(Read::Message(msg)) => match self.dispatch(handler, msg) {
                     Ok(None) => {}
@@ -188,12 +190,6 @@ impl<'c> Runner<'c> {
             Err(Error::Send(_)) => Ok(()),
             other => other,
         }
-    }
-
-    /// The nearest of: interval, keepalive ping, idle timeout, close timeout.
-    fn deadline(&self) -> Option<Instant> {
-        let keepalive = self.keepalive.next(&self.conn.read, &self.conn.write);
-        [self.next_interval, keepalive].into_iter().flatten().min()
     }
 
     #[inline(never)]

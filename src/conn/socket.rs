@@ -153,8 +153,8 @@ impl WsReader {
             State::Reported => return Err(Error::AlreadyClosed),
         }
         loop {
-            let deadline = self.keepalive.next(&self.read, &self.write);
-            let result = self.read.read(deadline, &mut || Ok(()));
+            let (keepalive, write) = (&self.keepalive, &self.write);
+            let result = self.read.read(&mut |read| keepalive.next(read, write), &mut || Ok(()));
             match result {
                 Ok(Read::Message(msg)) => return self.handle(msg),
                 Ok(Read::Deadline) => {
