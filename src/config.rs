@@ -116,8 +116,11 @@ pub struct Config {
     /// Read buffer size of a quiet connection. Default 512 bytes, enough for
     /// the small frames of most applications: every connection, idle ones
     /// included, keeps a buffer of this size. It doubles while reads keep
-    /// filling it (a burst of frames), up to 4 KiB or this size if larger,
-    /// and shrinks back to this size once traffic is small again. The
+    /// filling it (a burst of frames), up to 4 KiB or this size if larger;
+    /// up to 64 KiB while those reads bring small messages (at least one
+    /// per 8 KiB, e.g. from a client that pipelines), so that one read
+    /// system call takes dozens of them. It shrinks back to this size once
+    /// traffic is small again. The
     /// payload of a frame that does not fit is read straight into its
     /// message, not through this buffer.
     pub read_buffer_size: usize,

@@ -17,10 +17,18 @@ use crate::transport::{self, is_timeout, ReadHalf};
 
 /// The most payload one read system call puts straight into a message.
 const MAX_READ_CHUNK: usize = 256 << 10;
-/// While reads keep filling the buffer (many small frames in a row), it
-/// doubles up to this (or `Config::read_buffer_size` if larger), so a burst
-/// of small frames takes few system calls.
+/// While reads keep filling the buffer, it doubles up to this (or
+/// `Config::read_buffer_size` if larger), so a burst takes few system calls.
 const BURST_READ_SIZE: usize = 4 << 10;
+/// While reads keep filling the buffer with small messages (at least one
+/// per [`SMALL_MESSAGE`] bytes read, e.g. from a pipelining client), it goes
+/// on doubling up to this. Large messages would only be copied through a
+/// buffer this size instead of being read straight into their own memory,
+/// so a read that fills it with fewer messages takes it back to
+/// [`BURST_READ_SIZE`].
+const SMALL_MESSAGES_READ_SIZE: usize = 64 << 10;
+/// See [`SMALL_MESSAGES_READ_SIZE`].
+const SMALL_MESSAGE: usize = 8 << 10;
 
 /// What a bounded read produced.
 #[derive(Debug)]
@@ -46,6 +54,11 @@ pub(crate) struct ReadSide {
     base_size: usize,
     /// Largest size reads that fill the buffer double it to.
     burst_size: usize,
+    /// Largest size reads that fill the buffer with small messages double
+    /// it to.
+    small_messages_size: usize,
+    /// Messages decoded from the bytes of the last read.
+    read_msgs: usize,
     /// Bytes the last read returned (zero after a timeout).
     last_read: usize,
     decoder: MessageDecoder,
@@ -84,6 +97,8 @@ impl ReadSide {
             end,
             base_size,
             burst_size: base_size.max(BURST_READ_SIZE),
+            small_messages_size: base_size.max(SMALL_MESSAGES_READ_SIZE),
+            read_msgs: 0,
             last_read: 0,
             decoder: MessageDecoder::new(role, config),
             armed: Some(Duration::MAX),
@@ -108,6 +123,7 @@ impl ReadSide {
                 let (used, msg) = self.decoder.feed(&mut self.buf[self.start..self.end])?;
                 self.start += used;
                 if let Some(msg) = msg {
+                    self.read_msgs += 1;
                     return Ok(Read::Message(msg));
                 }
             }
@@ -135,6 +151,7 @@ impl ReadSide {
                 Ok((direct, buffered)) => {
                     self.end += buffered;
                     self.last_read = direct + buffered;
+                    self.read_msgs = 0;
                     self.active = true;
                     if direct > 0 {
                         let msg = if uninit {
@@ -148,6 +165,7 @@ impl ReadSide {
                             self.decoder.payload_received(direct)?
                         };
                         if let Some(msg) = msg {
+                            self.read_msgs += 1;
                             return Ok(Read::Message(msg));
                         }
                     }
@@ -191,9 +209,9 @@ impl ReadSide {
 
     /// Compacts the buffer and sizes it before a read. Payloads are read
     /// straight into their messages, so the buffer holds frame headers and
-    /// small frames: it doubles while reads keep filling it (a burst of
-    /// small frames), up to the burst size, and goes back to the base size
-    /// once the last read was small or timed out.
+    /// small frames: it doubles while reads keep filling it, up to the burst
+    /// size, or further while they fill it with small messages, and goes
+    /// back to the base size once the last read was small or timed out.
     fn make_room(&mut self) {
         // Every call leaves free space at the end, so a full buffer means the
         // read since the last call filled it: more bytes are likely waiting.
@@ -209,8 +227,18 @@ impl ReadSide {
             self.end -= self.start;
             self.start = 0;
         }
-        if filled && self.buf.len() < self.burst_size {
-            self.buf.resize((self.buf.len() * 2).min(self.burst_size), 0);
+        if filled {
+            let limit = match self.read_msgs * SMALL_MESSAGE >= self.last_read {
+                true => self.small_messages_size,
+                false => self.burst_size,
+            };
+            if self.buf.len() < limit {
+                self.buf.resize((self.buf.len() * 2).min(limit), 0);
+            } else if self.buf.len() > limit && self.end < limit {
+                // Large messages now: read them into their own memory.
+                self.buf.truncate(limit);
+                self.buf.shrink_to_fit();
+            }
         }
         if self.end == self.buf.len() {
             // Only a partial header can be left unconsumed, and the buffer is
@@ -258,4 +286,93 @@ impl ReadSide {
 /// 1/8 of the wait, at most 50 ms.
 fn slack(wait: Duration) -> Duration {
     (wait / 8).min(Duration::from_millis(50))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+    use std::io::IoSliceMut;
+
+    use super::*;
+    use crate::protocol::OutFrame;
+
+    /// A peer that has sent `bytes`: every read takes as much as it is given
+    /// room for, like a socket with all of it waiting.
+    struct Waiting {
+        bytes: Vec<u8>,
+        at: usize,
+    }
+
+    impl io::Read for Waiting {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read_vectored(&mut [IoSliceMut::new(buf)])
+        }
+
+        fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.bytes.len() - self.at);
+                buf[..take].copy_from_slice(&self.bytes[self.at..self.at + take]);
+                self.at += take;
+                n += take;
+            }
+            Ok(n)
+        }
+    }
+
+    impl ReadHalf for Waiting {
+        fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn client_frames(count: usize, size: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for i in 0..count {
+            let f = OutFrame::new(OwnedMessage::Binary(vec![i as u8; size]), Some([1, 2, 3, 4])).unwrap();
+            wire.extend_from_slice(f.header());
+            wire.extend_from_slice(f.payload());
+        }
+        wire
+    }
+
+    /// Reads `count` messages of `size` bytes; returns the largest buffer
+    /// seen before each read.
+    fn read_messages(side: &mut ReadSide, count: usize, size: usize) -> usize {
+        let mut largest = 0;
+        for i in 0..count {
+            largest = largest.max(side.buf.len());
+            let far = Instant::now() + Duration::from_secs(60);
+            match side.read(&mut |_| Some(far), &mut || Ok(())).unwrap() {
+                Read::Message(OwnedMessage::Binary(b)) => assert_eq!(b, vec![i as u8; size]),
+                other => panic!("{other:?}"),
+            }
+        }
+        largest
+    }
+
+    #[test]
+    fn buffer_grows_for_small_messages_and_not_for_large_ones() {
+        let mut wire = client_frames(300, 1000);
+        wire.extend(client_frames(6, 64 << 10));
+        let io = Box::new(Waiting { bytes: wire, at: 0 });
+        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
+        assert_eq!(side.buf.len(), 512);
+
+        // A burst of small messages: few reads, each bringing dozens.
+        assert_eq!(read_messages(&mut side, 300, 1000), SMALL_MESSAGES_READ_SIZE);
+        // Large messages: read into their own memory, not through the
+        // buffer, which goes back to the burst size.
+        read_messages(&mut side, 6, 64 << 10);
+        assert!(side.buf.len() <= BURST_READ_SIZE, "{}", side.buf.len());
+
+        // A quiet peer again: back to the base size.
+        let io = side.io.as_mut() as &mut dyn Any;
+        let waiting = io.downcast_mut::<Waiting>().unwrap();
+        waiting.bytes.extend(client_frames(1, 10));
+        read_messages(&mut side, 1, 10);
+        let far = Instant::now() + Duration::from_secs(60);
+        assert!(side.read(&mut |_| Some(far), &mut || Ok(())).is_err(), "the mock's end reads as EOF");
+        assert_eq!(side.buf.len(), 512);
+    }
 }
