@@ -228,10 +228,8 @@ impl ReadSide {
             self.start = 0;
         }
         if filled {
-            let limit = match self.read_msgs * SMALL_MESSAGE >= self.last_read {
-                true => self.small_messages_size,
-                false => self.burst_size,
-            };
+            let small_messages = self.read_msgs * SMALL_MESSAGE >= self.last_read;
+            let limit = if small_messages { self.small_messages_size } else { self.burst_size };
             if self.buf.len() < limit {
                 self.buf.resize((self.buf.len() * 2).min(limit), 0);
             } else if self.buf.len() > limit && self.end < limit {

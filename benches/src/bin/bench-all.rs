@@ -246,10 +246,7 @@ fn main() {
     }
     let servers: Vec<&Server> = SERVERS
         .iter()
-        .filter(|s| match opts.servers.is_empty() {
-            true => !s.extra,
-            false => opts.servers.iter().any(|n| server_matches(s, n)),
-        })
+        .filter(|s| if opts.servers.is_empty() { !s.extra } else { opts.servers.iter().any(|n| server_matches(s, n)) })
         .collect();
     let scens: Vec<Scenario> = all_scens
         .into_iter()
