@@ -249,9 +249,7 @@ impl WriteState {
                 // Most messages: header and payload copied into the batch
                 // at once, the message then freed.
                 append_data_frame(&msg, key, &mut self.batch);
-                if self.batch.len() >= BATCH_KEEP {
-                    self.flush()?;
-                }
+                self.flush_if_full()?;
                 continue;
             }
             let frame = OutFrame::new(msg, key)?;
@@ -262,19 +260,32 @@ impl WriteState {
             }
             if frame.wire_len() <= COPY_LIMIT {
                 frame.write_to(&mut self.batch);
-                if self.batch.len() >= BATCH_KEEP {
-                    self.flush()?;
-                }
+                self.flush_if_full()?;
             } else {
-                let batch = std::mem::take(&mut self.batch);
-                let mut parts = [IoSlice::new(&batch), IoSlice::new(frame.header()), IoSlice::new(frame.payload())];
-                let result = write_all_vectored(&mut *self.io, &mut parts);
-                self.batch = batch;
-                self.batch.clear();
-                result?;
+                self.write_large(&frame)?;
             }
         }
         self.flush()
+    }
+
+    /// Writes the batch once it has grown to [`BATCH_KEEP`].
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.batch.len() >= BATCH_KEEP {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    /// Writes the batch, then `frame` from its own memory (a frame too
+    /// large to copy); out of line, off the small messages' path.
+    #[inline(never)]
+    fn write_large(&mut self, frame: &OutFrame) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        let mut parts = [IoSlice::new(&batch), IoSlice::new(frame.header()), IoSlice::new(frame.payload())];
+        let result = write_all_vectored(&mut *self.io, &mut parts);
+        self.batch = batch;
+        self.batch.clear();
+        result
     }
 
     fn flush(&mut self) -> Result<()> {

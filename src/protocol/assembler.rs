@@ -230,34 +230,26 @@ impl Assembler {
     /// and [`end_frame`](Assembler::end_frame) in turn, without their
     /// bookkeeping. This is the path of almost every small message.
     pub(crate) fn whole(&mut self, opcode: OpCode, payload: &[u8]) -> Result<OwnedMessage> {
-        Ok(match opcode {
-            OpCode::Binary => {
+        match opcode {
+            OpCode::Text | OpCode::Binary => {
                 self.check_size(0, payload.len() as u64)?;
-                OwnedMessage::Binary(payload.to_vec())
+                if opcode == OpCode::Text {
+                    let text = std::str::from_utf8(payload).map_err(|_| Error::Utf8)?;
+                    Ok(OwnedMessage::Text(text.to_owned()))
+                } else {
+                    Ok(OwnedMessage::Binary(payload.to_vec()))
+                }
             }
-            OpCode::Text => {
-                self.check_size(0, payload.len() as u64)?;
-                OwnedMessage::Text(std::str::from_utf8(payload).map_err(|_| Error::Utf8)?.to_owned())
-            }
-            OpCode::Ping => OwnedMessage::Ping(payload.to_vec()),
-            OpCode::Pong => OwnedMessage::Pong(payload.to_vec()),
-            OpCode::Close => OwnedMessage::Close(parse_close(payload)?),
             // `takes_whole` refuses continuations; never reached.
-            OpCode::Continue => return Err(ProtocolError::UnexpectedContinuation.into()),
-        })
+            OpCode::Continue => Err(ProtocolError::UnexpectedContinuation.into()),
+            control => control_message(control, payload.to_vec()),
+        }
     }
 
     /// The current frame is complete; returns a message if one is.
     pub(crate) fn end_frame(&mut self) -> Result<Option<OwnedMessage>> {
         match self.target {
-            Target::Control(op) => {
-                let payload = std::mem::take(&mut self.control);
-                Ok(Some(match op {
-                    OpCode::Ping => OwnedMessage::Ping(payload),
-                    OpCode::Pong => OwnedMessage::Pong(payload),
-                    _ => OwnedMessage::Close(parse_close(&payload)?),
-                }))
-            }
+            Target::Control(op) => control_message(op, std::mem::take(&mut self.control)).map(Some),
             Target::Data { fin: false } => Ok(None),
             Target::Data { fin: true } => {
                 let Some(mut p) = self.partial.take() else {
@@ -274,6 +266,15 @@ impl Assembler {
             }
         }
     }
+}
+
+/// The message of a whole control frame (Ping, Pong or Close).
+fn control_message(op: OpCode, payload: Vec<u8>) -> Result<OwnedMessage> {
+    Ok(match op {
+        OpCode::Ping => OwnedMessage::Ping(payload),
+        OpCode::Pong => OwnedMessage::Pong(payload),
+        _ => OwnedMessage::Close(parse_close(&payload)?),
+    })
 }
 
 /// Validates a Close payload (RFC 6455 §5.5.1, §7.4).

@@ -86,8 +86,8 @@ impl MessageDecoder {
                     };
                     self.check(&header)?;
                     pos += len;
-                    if let Some(msg) = self.whole_frame(&header, &mut input[pos..])? {
-                        return Ok((pos + header.payload_len as usize, Some(msg)));
+                    if let Some((used, msg)) = self.whole_frame(&header, &mut input[pos..])? {
+                        return Ok((pos + used, Some(self.completed(msg))));
                     }
                     self.assembler.start_frame(&header)?;
                     self.state = State::Payload { remaining: header.payload_len, mask: header.mask, offset: 0 };
@@ -111,21 +111,27 @@ impl MessageDecoder {
                     }
                     self.state = State::Header;
                     if let Some(msg) = self.assembler.end_frame()? {
-                        if matches!(msg, OwnedMessage::Close(_)) {
-                            self.state = State::Done;
-                        }
-                        return Ok((pos, Some(msg)));
+                        return Ok((pos, Some(self.completed(msg))));
                     }
                 }
             }
         }
     }
 
+    /// A message is complete: after a Close, nothing more is decoded.
+    fn completed(&mut self, msg: OwnedMessage) -> OwnedMessage {
+        if matches!(msg, OwnedMessage::Close(_)) {
+            self.state = State::Done;
+        }
+        msg
+    }
+
     /// The message of a frame that is a whole message by itself when its
-    /// payload is all in `rest` (what follows the header): unmasked and
-    /// built in one step. `None` leaves the frame to the general path, which
-    /// takes payloads in pieces; both give the same result.
-    fn whole_frame(&mut self, h: &FrameHeader, rest: &mut [u8]) -> Result<Option<OwnedMessage>> {
+    /// payload is all in `rest` (what follows the header), with the payload
+    /// bytes it used: unmasked and built in one step. `None` leaves the
+    /// frame to the general path, which takes payloads in pieces; both give
+    /// the same result.
+    fn whole_frame(&mut self, h: &FrameHeader, rest: &mut [u8]) -> Result<Option<(usize, OwnedMessage)>> {
         let len = match usize::try_from(h.payload_len) {
             Ok(len) if len <= rest.len() && self.assembler.takes_whole(h) => len,
             _ => return Ok(None),
@@ -134,11 +140,7 @@ impl MessageDecoder {
         if let Some(key) = h.mask {
             apply_mask(payload, key, 0);
         }
-        let msg = self.assembler.whole(h.opcode, payload)?;
-        if matches!(msg, OwnedMessage::Close(_)) {
-            self.state = State::Done;
-        }
-        Ok(Some(msg))
+        Ok(Some((len, self.assembler.whole(h.opcode, payload)?)))
     }
 
     fn check(&self, h: &FrameHeader) -> Result<()> {
