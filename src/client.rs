@@ -11,7 +11,7 @@ use crate::callback::{WsHandshake, WsTrait};
 use crate::config::Config;
 use crate::conn::runner::{self, Connection};
 use crate::conn::{read_exact_into, read_head, ReadSide, Sender, WebSocket, WriteSide};
-use crate::error::{Error, Result};
+use crate::error::{Error, Phase, Result};
 use crate::handshake::client as hs;
 use crate::handshake::{Headers, Request, Response, WsUrl};
 use crate::message::{CloseCode, OwnedMessage};
@@ -175,7 +175,7 @@ impl ClientBuilder {
         let request = hs::build_request(&url, &key, &self.protocols, &self.headers);
         let mut out = Vec::new();
         request.write_to(&mut out);
-        writer.write_all(&out)?;
+        writer.write_all(&out).map_err(|e| Error::from_io(e, Phase::Handshake))?;
 
         let mut buf = Vec::new();
         let config = &self.config;
@@ -212,8 +212,7 @@ fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream> {
         }
     }
     Err(match last {
-        Some(e) if crate::transport::is_timeout(&e) => Error::Timeout { phase: "connect" },
-        Some(e) => Error::Io(e),
+        Some(e) => Error::from_io(e, Phase::Connect),
         None => Error::Url(format!("{addr} resolves to no address")),
     })
 }

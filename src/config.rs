@@ -15,13 +15,13 @@ pub const MAX_HEADERS_LIMIT: usize = 128;
 #[non_exhaustive]
 pub enum QueuePolicy {
     /// The sending thread waits up to this long for room, then gets
-    /// [`Error::Send`]`("queue full")` and the message is not sent.
+    /// [`Error::Send`]`(`[`SendError::QueueFull`](crate::SendError::QueueFull)`)` and the message is not sent.
     Block(Duration),
     /// The message is dropped at once and the sender gets
-    /// [`Error::Send`]`("queue full")`; the connection stays open.
+    /// [`Error::Send`]`(`[`SendError::QueueFull`](crate::SendError::QueueFull)`)`; the connection stays open.
     Drop,
     /// The connection is closed with 1008 (policy violation) and the sender
-    /// gets [`Error::Send`]`("queue full")`.
+    /// gets [`Error::Send`]`(`[`SendError::QueueFull`](crate::SendError::QueueFull)`)`.
     Close,
 }
 

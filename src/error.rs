@@ -27,28 +27,26 @@ pub enum Error {
     ConnectionClosed,
     /// The connection was used after it had been closed.
     AlreadyClosed,
-    /// An I/O error from the underlying stream. With the `tls` feature
-    /// this also carries TLS failures (an untrusted certificate, a corrupt
-    /// record, an alert from the peer): kind `InvalidData`, with the
-    /// `rustls::Error` as the inner error (`tls::rustls_error` finds it).
+    /// An I/O error from the underlying stream (the peer reset the
+    /// connection, the network went away). Deadlines are [`Error::Timeout`]
+    /// and TLS failures [`Error::Tls`], never this.
     Io(io::Error),
-    /// A deadline expired; `phase` says which one (`"handshake"`, `"idle"`,
-    /// `"write"`, `"close"`, `"connect"`).
+    /// A deadline expired; `phase` says which one.
     Timeout {
         /// The phase whose deadline expired.
-        phase: &'static str,
+        phase: Phase,
     },
     /// The peer broke RFC 6455 framing or message rules (close code 1002).
     Protocol(ProtocolError),
     /// A text message or close reason was not valid UTF-8 (close code 1007).
     Utf8,
-    /// A frame, message or fragment count went over its configured limit
-    /// (close code 1009, or 1008 for too many fragments).
+    /// A size or count went over its configured limit (close code 1009
+    /// for a frame or message, 1008 for too many fragments, 1013 for the
+    /// process-wide memory budget).
     Capacity {
-        /// What was too big (`"frame"`, `"message"`, `"fragments"`, `"head"`,
-        /// `"headers"`, `"body"`, `"queue"`).
-        what: &'static str,
-        /// The size the peer sent or declared.
+        /// Which limit.
+        what: Limit,
+        /// The size the peer sent or declared, or the count reached.
         size: u64,
         /// The configured maximum.
         max: u64,
@@ -71,9 +69,18 @@ pub enum Error {
     /// in a build without the `tls` feature, or a host that is not a valid
     /// TLS server name).
     Url(String),
-    /// The outbound queue is full or closed, or the sender was used after the
-    /// connection ended.
-    Send(&'static str),
+    /// A message could not be sent; [`SendError`] says why. The connection
+    /// itself is not failed by it (apart from [`SendError::QueueFull`] under
+    /// [`QueuePolicy::Close`](crate::QueuePolicy::Close)).
+    Send(SendError),
+    /// TLS failed (feature `tls`): an untrusted or invalid certificate, a
+    /// corrupt record, an alert from the peer. The source
+    /// ([`std::error::Error::source`]) is the `rustls::Error`;
+    /// `tls::rustls_error` finds it.
+    Tls(io::Error),
+    /// A proxy on the way to the server refused the tunnel or broke its
+    /// protocol.
+    Proxy(ProxyError),
     /// A [`Config`](crate::Config) value is out of range.
     Config(String),
     /// The application refused or failed (a callback returned an error, or
@@ -113,6 +120,145 @@ pub enum ProtocolError {
     DataAfterClose,
 }
 
+/// Which limit an [`Error::Capacity`] went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// One frame's payload ([`Config::max_frame_size`](crate::Config::max_frame_size)).
+    Frame,
+    /// One message, all its fragments together
+    /// ([`Config::max_message_size`](crate::Config::max_message_size)).
+    Message,
+    /// Fragments of one message
+    /// ([`Config::max_fragments`](crate::Config::max_fragments)).
+    Fragments,
+    /// A control frame's payload being sent (125 bytes, RFC 6455 §5.5).
+    ControlFrame,
+    /// An HTTP head's bytes ([`Config::max_head_size`](crate::Config::max_head_size)).
+    Head,
+    /// An HTTP head's header count ([`Config::max_headers`](crate::Config::max_headers)).
+    Headers,
+    /// An HTTP request or response body
+    /// ([`Config::max_http_body`](crate::Config::max_http_body)).
+    Body,
+    /// Live connections of a listener
+    /// ([`Config::max_connections`](crate::Config::max_connections)).
+    Connections,
+    /// Live connections from one IP address
+    /// ([`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip)).
+    ConnectionsPerIp,
+    /// Bytes held by the whole process in partly received messages and
+    /// outbound queues (`Config::memory_budget`).
+    MemoryBudget,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Frame => "frame",
+            Limit::Message => "message",
+            Limit::Fragments => "fragment count",
+            Limit::ControlFrame => "control frame",
+            Limit::Head => "http head",
+            Limit::Headers => "http header count",
+            Limit::Body => "http body",
+            Limit::Connections => "connections",
+            Limit::ConnectionsPerIp => "connections per ip address",
+            Limit::MemoryBudget => "memory held by all connections",
+        })
+    }
+}
+
+/// Which deadline an [`Error::Timeout`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Opening the TCP connection (client).
+    Connect,
+    /// Setting up a tunnel through a proxy (client).
+    Proxy,
+    /// The TLS and HTTP handshake, on either side, reads and writes
+    /// ([`Config::handshake_timeout`](crate::Config::handshake_timeout)).
+    Handshake,
+    /// Nothing from the peer for [`Config::idle_timeout`](crate::Config::idle_timeout)
+    /// (close code 1001).
+    Idle,
+    /// One write blocked for [`Config::write_timeout`](crate::Config::write_timeout):
+    /// the peer stopped reading.
+    Write,
+    /// No reply to our Close within [`Config::close_timeout`](crate::Config::close_timeout).
+    Close,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
+            Phase::Handshake => "handshake",
+            Phase::Idle => "idle",
+            Phase::Write => "write",
+            Phase::Close => "close",
+        })
+    }
+}
+
+/// Why an [`Error::Send`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection has ended (or failed): nothing more can be sent.
+    Closed,
+    /// A Close frame was already sent: RFC 6455 §5.5.1 allows nothing after it.
+    CloseSent,
+    /// The outbound queue is full, in messages or in bytes, and
+    /// [`Config::queue_policy`](crate::Config::queue_policy) did not wait
+    /// (or waited in vain); the message was not sent.
+    QueueFull,
+    /// The close code may not be sent on the wire (1005, 1006, 1015, or
+    /// outside 1000-4999; RFC 6455 §7.4).
+    InvalidCloseCode(u16),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed => f.write_str("the connection is closed"),
+            SendError::CloseSent => f.write_str("a close frame was already sent"),
+            SendError::QueueFull => f.write_str("the outbound queue is full"),
+            SendError::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent on the wire"),
+        }
+    }
+}
+
+/// How a proxy between client and server failed, for [`Error::Proxy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// An HTTP proxy answered `CONNECT` with this status (407: credentials
+    /// missing or refused).
+    HttpStatus(u16),
+    /// A SOCKS5 proxy refused the connection with this reply code
+    /// (RFC 1928 §6: 2 not allowed, 4 host unreachable, 5 refused, ...).
+    SocksReply(u8),
+    /// A SOCKS5 proxy refused the username and password (RFC 1929), or
+    /// offered no method we can use.
+    SocksAuth,
+    /// The proxy's answer did not follow its protocol; the text says how.
+    Malformed(String),
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::HttpStatus(status) => write!(f, "the proxy answered CONNECT with status {status}"),
+            ProxyError::SocksReply(code) => write!(f, "the socks5 proxy refused the connection (reply {code})"),
+            ProxyError::SocksAuth => f.write_str("the socks5 proxy refused our authentication"),
+            ProxyError::Malformed(why) => write!(f, "malformed answer from the proxy: {why}"),
+        }
+    }
+}
+
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -145,16 +291,27 @@ impl Error {
         match self {
             Error::Protocol(_) => Some(CloseCode::PROTOCOL),
             Error::Utf8 => Some(CloseCode::INVALID_PAYLOAD),
-            Error::Capacity { what: "fragments", .. } => Some(CloseCode::POLICY),
+            Error::Capacity { what: Limit::Fragments, .. } => Some(CloseCode::POLICY),
+            Error::Capacity { what: Limit::MemoryBudget, .. } => Some(CloseCode::AGAIN),
             Error::Capacity { .. } => Some(CloseCode::TOO_BIG),
             Error::Application(_) => Some(CloseCode::INTERNAL),
-            Error::Timeout { phase: "idle" } => Some(CloseCode::AWAY),
+            Error::Timeout { phase: Phase::Idle } => Some(CloseCode::AWAY),
             _ => None,
         }
     }
 
     pub(crate) fn handshake(status: u16, reason: impl Into<String>) -> Error {
         Error::Handshake { status, reason: reason.into(), response: None }
+    }
+
+    /// An I/O error met during `phase`: a timeout becomes
+    /// [`Error::Timeout`] for that phase, a TLS failure [`Error::Tls`],
+    /// anything else [`Error::Io`].
+    pub(crate) fn from_io(e: io::Error, phase: Phase) -> Error {
+        if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+            return Error::Timeout { phase };
+        }
+        Error::from(e)
     }
 
     /// True for the two "connection is over" variants, which are not faults.
@@ -170,6 +327,8 @@ impl fmt::Display for Error {
             Error::AlreadyClosed => f.write_str("connection already closed"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Timeout { phase } => write!(f, "{phase} deadline expired"),
+            Error::Tls(e) => write!(f, "tls: {e}"),
+            Error::Proxy(e) => write!(f, "proxy: {e}"),
             Error::Protocol(p) => write!(f, "protocol error: {p}"),
             Error::Utf8 => f.write_str("text is not valid utf-8"),
             Error::Capacity { what, size, max } => {
@@ -179,7 +338,7 @@ impl fmt::Display for Error {
                 write!(f, "handshake failed ({status}): {reason}")
             }
             Error::Url(s) => write!(f, "bad url: {s}"),
-            Error::Send(s) => write!(f, "cannot send: {s}"),
+            Error::Send(why) => write!(f, "cannot send: {why}"),
             Error::Application(s) => write!(f, "application error: {s}"),
             Error::Config(s) => write!(f, "bad config: {s}"),
         }
@@ -190,17 +349,23 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Tls(e) => e.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
             _ => None,
         }
     }
 }
 
+/// An I/O error with no deadline of syncws's behind it. A TLS failure
+/// (a `rustls::Error` inside, feature `tls`) becomes [`Error::Tls`]; where a
+/// deadline may have fired, syncws converts with the phase instead, so a
+/// timeout is always [`Error::Timeout`] with the phase that expired.
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout { phase: "read" },
-            _ => Error::Io(e),
+        #[cfg(feature = "tls")]
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return Error::Tls(e);
         }
+        Error::Io(e)
     }
 }
 
@@ -223,10 +388,32 @@ mod tests {
     fn close_codes_follow_rfc_7_4_1() {
         assert_eq!(Error::Protocol(ProtocolError::ReservedBits).close_code(), Some(CloseCode::PROTOCOL));
         assert_eq!(Error::Utf8.close_code(), Some(CloseCode::INVALID_PAYLOAD));
-        let big = Error::Capacity { what: "message", size: 10, max: 5 };
+        let big = Error::Capacity { what: Limit::Message, size: 10, max: 5 };
         assert_eq!(big.close_code(), Some(CloseCode::TOO_BIG));
-        let frags = Error::Capacity { what: "fragments", size: 10, max: 5 };
+        let frags = Error::Capacity { what: Limit::Fragments, size: 10, max: 5 };
         assert_eq!(frags.close_code(), Some(CloseCode::POLICY));
+        let budget = Error::Capacity { what: Limit::MemoryBudget, size: 10, max: 5 };
+        assert_eq!(budget.close_code(), Some(CloseCode::AGAIN));
+        assert_eq!(Error::Timeout { phase: Phase::Idle }.close_code(), Some(CloseCode::AWAY));
+        assert_eq!(Error::Timeout { phase: Phase::Write }.close_code(), None);
         assert_eq!(Error::ConnectionClosed.close_code(), None);
+    }
+
+    #[test]
+    fn messages_read_as_sentences() {
+        let e = Error::Capacity { what: Limit::ConnectionsPerIp, size: 8, max: 8 };
+        assert_eq!(e.to_string(), "connections per ip address too large: 8 over the limit of 8");
+        assert_eq!(Error::Timeout { phase: Phase::Handshake }.to_string(), "handshake deadline expired");
+        assert_eq!(Error::Send(SendError::QueueFull).to_string(), "cannot send: the outbound queue is full");
+        let proxy = Error::Proxy(ProxyError::HttpStatus(407));
+        assert_eq!(proxy.to_string(), "proxy: the proxy answered CONNECT with status 407");
+    }
+
+    #[test]
+    fn timeouts_get_their_phase_and_other_io_errors_stay_io() {
+        let timed_out = io::Error::from(io::ErrorKind::WouldBlock);
+        assert!(matches!(Error::from_io(timed_out, Phase::Write), Error::Timeout { phase: Phase::Write }));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(Error::from_io(reset, Phase::Write), Error::Io(_)));
     }
 }

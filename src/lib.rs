@@ -58,10 +58,26 @@
 //!
 //! # Errors
 //!
-//! One [`Error`] type; protocol violations carry the close code that was
-//! sent to the peer ([`Error::close_code`]). TLS failures (feature `tls`)
-//! are [`Error::Io`] with the `rustls::Error` inside (`tls::rustls_error`
+//! One [`Error`] type, with variants to match on: limits ([`Limit`]),
+//! deadlines ([`Phase`]), refused sends ([`SendError`]), protocol
+//! violations ([`ProtocolError`]), which carry the close code that was sent
+//! to the peer ([`Error::close_code`]). TLS failures (feature `tls`) are
+//! [`Error::Tls`] with the `rustls::Error` inside (`tls::rustls_error`
 //! finds it).
+//!
+//! ```
+//! use syncws::{Error, Limit, Phase, SendError};
+//! fn describe(err: &Error) -> &'static str {
+//!     match err {
+//!         Error::Capacity { what: Limit::Message, .. } => "message too big",
+//!         Error::Timeout { phase: Phase::Idle, .. } => "peer went quiet",
+//!         Error::Send(SendError::QueueFull) => "peer reads too slowly",
+//!         e if e.is_closed() => "closed",
+//!         _ => "other",
+//!     }
+//! }
+//! assert_eq!(describe(&Error::Send(SendError::QueueFull)), "peer reads too slowly");
+//! ```
 //!
 //! # Logging
 //!
@@ -92,7 +108,7 @@ pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
 pub use client::{Client, ClientBuilder};
 pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use conn::{Sender, WebSocket, WsReader, WsWriter};
-pub use error::{Error, ProtocolError, Result};
+pub use error::{Error, Limit, Phase, ProtocolError, ProxyError, Result, SendError};
 pub use handshake::{Headers, Request, Response};
 pub use listener::{Listener, Running, ShutdownHandle};
 pub use message::{CloseCode, CloseData, OwnedMessage};

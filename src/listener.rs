@@ -20,7 +20,7 @@ use crossbeam_channel as cb;
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 use crate::message::CloseCode;
 use crate::server::{Server, Slot};
 use crate::transport::Closer;
@@ -381,14 +381,14 @@ impl Listener {
                 let (size, max) = (reg.live as u64, self.config.max_connections as u64);
                 drop(reg);
                 turn_away(stream, "server at its connection limit", self.is_tls());
-                return Err(Error::Capacity { what: "connections", size, max });
+                return Err(Error::Capacity { what: Limit::Connections, size, max });
             }
             if let (Some(ip), Some(max)) = (ip, self.config.max_connections_per_ip) {
                 let size = reg.per_ip.get(&ip).copied().unwrap_or(0);
                 if size >= max {
                     drop(reg);
                     turn_away(stream, "too many connections from your address", self.is_tls());
-                    return Err(Error::Capacity { what: "connections per ip", size: size as u64, max: max as u64 });
+                    return Err(Error::Capacity { what: Limit::ConnectionsPerIp, size: size as u64, max: max as u64 });
                 }
             }
             reg.live += 1;

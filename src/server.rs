@@ -12,7 +12,7 @@ use crate::callback::{HttpTrait, WsHandshake, WsTrait};
 use crate::config::Config;
 use crate::conn::runner::{self, Connection};
 use crate::conn::{read_exact_into, read_head, ReadSide, Sender, WebSocket, WriteSide};
-use crate::error::{Error, Result};
+use crate::error::{Error, Phase, Result};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
 use crate::transport::{ReadHalf, Transport, WriteHalf};
@@ -282,7 +282,7 @@ fn read_body(
 /// sent anything (`started` is false then).
 fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
     let answer = match err {
-        Error::Io(_) => false,
+        Error::Io(_) | Error::Tls(_) => false,
         Error::Timeout { .. } => started,
         _ => true,
     };
@@ -297,10 +297,7 @@ fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
 fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body.len());
     resp.write_to(&mut out);
-    writer.write_all(&out).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::Timeout { phase: "write" },
-        _ => Error::Io(e),
-    })
+    writer.write_all(&out).map_err(|e| Error::from_io(e, Phase::Write))
 }
 
 /// Accepts a WebSocket connection on `stream` with the default [`Config`],

@@ -31,7 +31,7 @@
 //! # Errors
 //!
 //! A TLS failure (an untrusted certificate, a bad record, an alert from the
-//! peer) reaches the caller as [`Error::Io`] with
+//! peer) reaches the caller as [`Error::Tls`] with
 //! [`ErrorKind::InvalidData`](io::ErrorKind::InvalidData) carrying the
 //! [`rustls::Error`]; [`rustls_error`] finds it. A plaintext HTTP request
 //! sent to a TLS port is answered with a plaintext `400 Bad Request` saying
@@ -130,7 +130,7 @@ impl TlsStream {
     /// The server side of TLS over an accepted `socket`. No I/O happens
     /// here: the handshake runs as the connection is first read.
     pub fn server(socket: TcpStream, config: Arc<ServerConfig>) -> Result<TlsStream> {
-        let session = ServerConnection::new(config).map_err(|e| Error::Io(io_error(e)))?;
+        let session = ServerConnection::new(config).map_err(|e| Error::Tls(io_error(e)))?;
         Ok(TlsStream::new(socket, session.into()))
     }
 
@@ -140,7 +140,7 @@ impl TlsStream {
     pub fn client(socket: TcpStream, config: Arc<ClientConfig>, server_name: &str) -> Result<TlsStream> {
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|_| Error::Url(format!("{server_name:?} is not a valid TLS server name")))?;
-        let session = ClientConnection::new(config, name).map_err(|e| Error::Io(io_error(e)))?;
+        let session = ClientConnection::new(config, name).map_err(|e| Error::Tls(io_error(e)))?;
         Ok(TlsStream::new(socket, session.into()))
     }
 
@@ -231,7 +231,7 @@ fn io_error(e: rustls::Error) -> io::Error {
 /// ```
 pub fn rustls_error(err: &Error) -> Option<&rustls::Error> {
     match err {
-        Error::Io(e) => e.get_ref()?.downcast_ref::<rustls::Error>(),
+        Error::Tls(e) | Error::Io(e) => e.get_ref()?.downcast_ref::<rustls::Error>(),
         _ => None,
     }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use support::*;
 use syncws::{
-    Client, Config, Error, Listener, OriginPolicy, OwnedMessage, ProtocolError, Result, WsHandshake, WsOption, WsTrait,
+    Client, Config, Error, Listener, OriginPolicy, OwnedMessage, ProtocolError, Result, SendError, WsHandshake,
+    WsOption, WsTrait,
 };
 
 /// Records the largest single allocation this test binary makes.
@@ -323,7 +324,7 @@ fn peer_that_never_reads_is_dropped_and_the_sender_is_told() {
 #[test]
 fn drop_policy_refuses_at_once_and_keeps_the_connection() {
     let (running, told, _silent) = flood(syncws::QueuePolicy::Drop, Duration::from_secs(60));
-    assert!(matches!(told, Err(Error::Send("queue full"))), "{told:?}");
+    assert!(matches!(told, Err(Error::Send(SendError::QueueFull))), "{told:?}");
     assert_eq!(running.connections(), 1, "the slow peer stays connected");
     still_serves(running.local_addr());
 }
@@ -331,7 +332,7 @@ fn drop_policy_refuses_at_once_and_keeps_the_connection() {
 #[test]
 fn close_policy_refuses_and_ends_the_connection() {
     let (running, told, mut silent) = flood(syncws::QueuePolicy::Close, Duration::from_secs(60));
-    assert!(matches!(told, Err(Error::Send("queue full"))), "{told:?}");
+    assert!(matches!(told, Err(Error::Send(SendError::QueueFull))), "{told:?}");
     // The peer finally reads: what was queued, then the end of the stream.
     let mut sink = vec![0u8; 1 << 16];
     loop {
@@ -353,7 +354,7 @@ fn the_outbound_queue_is_bounded_in_bytes_too() {
     let config =
         Config::default().queue_capacity(10_000).queue_max_bytes(1 << 20).queue_policy(syncws::QueuePolicy::Drop);
     let (running, (sent, told), _silent) = flood_with(config);
-    assert!(matches!(told, Err(Error::Send("queue full"))), "{told:?}");
+    assert!(matches!(told, Err(Error::Send(SendError::QueueFull))), "{told:?}");
     eprintln!("{sent} messages of 64 KiB accepted before \"queue full\"");
     // 1 MiB queued, plus what the kernel's socket buffers took (a few MiB
     // on loopback); far from the 10,000 messages (625 MiB) the message count

@@ -115,7 +115,7 @@ fn send_phase(sender: &Sender, n: &mut u32, stop: &dyn Fn(u32, usize) -> bool) -
         match sender.send(OwnedMessage::Binary(numbered(*n))) {
             Ok(()) => accepted.push(*n),
             Err(e) => {
-                assert_eq!(e.to_string(), syncws::Error::Send("queue full").to_string());
+                assert_eq!(e.to_string(), syncws::Error::Send(syncws::SendError::QueueFull).to_string());
                 refused += 1;
             }
         }

@@ -5,7 +5,7 @@
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Phase, Result};
 use crate::transport::{is_timeout, ReadHalf};
 
 /// A parser of an HTTP head: `Ok(None)` for "need more bytes", or the parsed
@@ -65,7 +65,7 @@ fn read_some(io: &mut dyn ReadHalf, buf: &mut Vec<u8>, deadline: Instant) -> Res
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Err(Error::Timeout { phase: "handshake" });
+            return Err(Error::Timeout { phase: Phase::Handshake });
         }
         io.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
         let at = buf.len();
@@ -76,7 +76,7 @@ fn read_some(io: &mut dyn ReadHalf, buf: &mut Vec<u8>, deadline: Instant) -> Res
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(Error::Io(e)),
+            Err(e) => return Err(Error::from(e)),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::conn::read::ReadSide;
 use crate::conn::write::WriteSide;
-use crate::error::{Error, Result};
+use crate::error::{Error, Phase, Result};
 use crate::message::{CloseData, OwnedMessage};
 use crate::protocol::Role;
 
@@ -49,10 +49,10 @@ impl Keepalive {
     /// then counted as sent).
     pub(crate) fn check(&mut self, now: Instant, read: &ReadSide, write: &WriteSide) -> Result<bool> {
         if write.close_sent().is_some_and(|at| now >= at + self.close_timeout) {
-            return Err(Error::Timeout { phase: "close" });
+            return Err(Error::Timeout { phase: Phase::Close });
         }
         if self.idle_timeout.is_some_and(|t| now >= read.last_activity + t) {
-            return Err(Error::Timeout { phase: "idle" });
+            return Err(Error::Timeout { phase: Phase::Idle });
         }
         if self.ping_due(read.last_activity).is_some_and(|due| now >= due) {
             self.last_ping = Some(now);

@@ -175,7 +175,7 @@ impl ReadSide {
                     self.last_read = 0;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(e)),
+                Err(e) => return Err(Error::from(e)),
             }
         }
     }

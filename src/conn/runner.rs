@@ -210,7 +210,7 @@ impl<'c> Runner<'c> {
     #[inline(never)]
     fn fail(&mut self, handler: &mut dyn WsTrait, err: Error) {
         match &err {
-            Error::Io(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
+            Error::Io(_) | Error::Tls(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
             _ => warn!("closing connection: {err}"),
         }
         // Replies to the messages before the fault go out before the Close.

@@ -34,7 +34,7 @@ use log::{debug, warn};
 use crate::config::{Config, QueuePolicy};
 use crate::conn::budget::{Budget, Taken};
 use crate::conn::write::{Now, WriteSide};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SendError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
 /// The owner thread's emptied batch is kept for reuse up to this many
@@ -149,7 +149,7 @@ impl Sender {
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
         let out = &*self.out;
         if out.ended.load(Ordering::Acquire) {
-            return Err(Error::Send("connection closed"));
+            return Err(Error::Send(SendError::Closed));
         }
         if thread_token() == out.owner {
             let full = {
@@ -160,7 +160,7 @@ impl Sender {
             return if full { self.flush_local() } else { Ok(()) };
         }
         if out.write.close_sent().is_some() {
-            return Err(Error::Send("a close frame was already sent"));
+            return Err(Error::Send(SendError::CloseSent));
         }
         let msg = match out.write.try_send_now(msg, &out.queued) {
             Ok(Now::Sent) => return Ok(()),
@@ -168,7 +168,7 @@ impl Sender {
             Ok(Now::Queue(msg)) => msg,
             Err(e) => {
                 debug!("send: {e}");
-                return Err(Error::Send("connection closed"));
+                return Err(Error::Send(SendError::Closed));
             }
         };
         self.ensure_writer()?;
@@ -183,9 +183,9 @@ impl Sender {
                     let _ = self.enqueue(OwnedMessage::Close(Some(close)), QueuePolicy::Drop);
                     out.write.shutdown(Shutdown::Both);
                 }
-                Err(Error::Send("queue full"))
+                Err(Error::Send(SendError::QueueFull))
             }
-            Err(false) => Err(Error::Send("connection closed")),
+            Err(false) => Err(Error::Send(SendError::Closed)),
         }
     }
 
@@ -227,7 +227,7 @@ impl Sender {
         }
         let asked = self.ensure_writer().and_then(|()| match lock(&self.out.control).as_ref() {
             Some(ctl) if ctl.send(Control::Flush).is_ok() => Ok(()),
-            _ => Err(Error::Send("connection closed")),
+            _ => Err(Error::Send(SendError::Closed)),
         });
         if asked.is_err() {
             // Half a frame is on the wire and nobody will finish it: the
@@ -293,7 +293,7 @@ impl Sender {
             return Ok(());
         }
         if self.out.ended.load(Ordering::Acquire) {
-            return Err(Error::Send("connection closed"));
+            return Err(Error::Send(SendError::Closed));
         }
         self.out.queue();
         let (ctl_tx, ctl_rx) = cb::unbounded();

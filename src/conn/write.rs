@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Phase, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
-use crate::transport::{is_timeout, Closer, WriteHalf};
+use crate::transport::{Closer, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
 /// written from their own buffer.
@@ -170,7 +170,7 @@ impl WriteSide {
                     st.no_try_write = true;
                     break Ok(0);
                 }
-                Err(e) => break Err(Error::Io(e)),
+                Err(e) => break Err(Error::from(e)),
             }
         };
         match written {
@@ -336,8 +336,7 @@ fn progress(written: io::Result<usize>) -> Result<Option<usize>> {
         Ok(0) => Err(Error::Io(io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data"))),
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
-        Err(e) if is_timeout(&e) => Err(Error::Timeout { phase: "write" }),
-        Err(e) => Err(Error::Io(e)),
+        Err(e) => Err(Error::from_io(e, Phase::Write)),
     }
 }
 

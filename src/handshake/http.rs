@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, MAX_HEADERS_LIMIT};
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 
 /// An ordered list of HTTP headers.
 ///
@@ -155,7 +155,7 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`Error::Handshake`] with status 431 when the head is longer than
+    /// [`Error::Capacity`] (answered 431) when the head is longer than
     /// [`Config::max_head_size`] (even before it is complete) or has more
     /// than [`Config::max_headers`] headers; 400 when it is malformed or a
     /// header value is not UTF-8.
@@ -220,7 +220,7 @@ impl Request {
     pub fn body_length(&self, config: &Config) -> Result<usize> {
         let len = self.content_length()?.unwrap_or(0);
         if len > config.max_http_body {
-            return Err(Error::Capacity { what: "body", size: len as u64, max: config.max_http_body as u64 });
+            return Err(Error::Capacity { what: Limit::Body, size: len as u64, max: config.max_http_body as u64 });
         }
         Ok(len)
     }
@@ -408,7 +408,7 @@ fn has_body(status: u16) -> bool {
 /// longer fit in `max_head_size`.
 fn partial<T>(buffered: usize, config: &Config) -> Result<Option<T>> {
     if buffered >= config.max_head_size {
-        Err(Error::handshake(431, format!("head is longer than {} bytes", config.max_head_size)))
+        Err(Error::Capacity { what: Limit::Head, size: buffered as u64, max: config.max_head_size as u64 })
     } else {
         Ok(None)
     }
@@ -416,7 +416,10 @@ fn partial<T>(buffered: usize, config: &Config) -> Result<Option<T>> {
 
 fn parse_error(what: &str, e: httparse::Error, max_headers: usize) -> Error {
     match e {
-        httparse::Error::TooManyHeaders => Error::handshake(431, format!("more than {max_headers} headers")),
+        // The parser stops at the first header past the limit.
+        httparse::Error::TooManyHeaders => {
+            Error::Capacity { what: Limit::Headers, size: max_headers as u64 + 1, max: max_headers as u64 }
+        }
         e => Error::handshake(400, format!("malformed {what} head: {e}")),
     }
 }
@@ -477,6 +480,7 @@ mod tests {
     fn status<T: std::fmt::Debug>(r: Result<T>) -> u16 {
         match r {
             Err(Error::Handshake { status, .. }) => status,
+            Err(Error::Capacity { what: Limit::Head | Limit::Headers, .. }) => 431,
             other => panic!("expected a handshake error, got {other:?}"),
         }
     }
@@ -640,7 +644,7 @@ mod tests {
         let mut req = Request::new("POST", "/");
         req.headers.append("Content-Length", "11");
         let config = Config::default().max_http_body(10);
-        assert!(matches!(req.body_length(&config), Err(Error::Capacity { what: "body", size: 11, max: 10 })));
+        assert!(matches!(req.body_length(&config), Err(Error::Capacity { what: Limit::Body, size: 11, max: 10 })));
         assert_eq!(req.body_length(&config.max_http_body(11)).unwrap(), 11);
 
         let mut resp = Response::new(200);

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use super::accept::accept_key;
 use super::http::{Request, Response};
 use crate::config::OriginPolicy;
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 
 /// Checks that `req` is a valid WebSocket upgrade request (RFC 6455
 /// §4.2.1).
@@ -103,7 +103,7 @@ pub fn build_response(req: &Request) -> Result<Response> {
 pub fn refusal(err: &Error) -> Response {
     let status = match err {
         Error::Handshake { status, .. } => *status,
-        Error::Capacity { what: "body", .. } => 413,
+        Error::Capacity { what: Limit::Body, .. } => 413,
         Error::Capacity { .. } => 431,
         Error::Timeout { .. } => 408,
         _ => 500,
@@ -249,6 +249,7 @@ fn same_host(origin: &str, host: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::error::Phase;
     use crate::handshake::http::Headers;
 
     const CHROME: &str = "GET /chat HTTP/1.1\r\n\
@@ -388,11 +389,11 @@ mod tests {
 
         assert_eq!(refusal(&Error::handshake(405, "x")).header("allow"), Some("GET"));
         assert_eq!(refusal(&Error::handshake(403, "x")).header("sec-websocket-version"), None);
-        let big = Error::Capacity { what: "body", size: 10, max: 5 };
+        let big = Error::Capacity { what: Limit::Body, size: 10, max: 5 };
         assert_eq!(refusal(&big).status, 413);
-        let head = Error::Capacity { what: "head", size: 10, max: 5 };
+        let head = Error::Capacity { what: Limit::Head, size: 10, max: 5 };
         assert_eq!(refusal(&head).status, 431);
-        assert_eq!(refusal(&Error::Timeout { phase: "handshake" }).status, 408);
+        assert_eq!(refusal(&Error::Timeout { phase: Phase::Handshake }).status, 408);
         assert_eq!(refusal(&Error::Application("x".into())).status, 500);
     }
 

@@ -4,7 +4,7 @@
 use std::mem::MaybeUninit;
 
 use crate::config::Config;
-use crate::error::{Error, ProtocolError, Result};
+use crate::error::{Error, Limit, ProtocolError, Result};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 use crate::protocol::frame::{FrameHeader, OpCode};
 use crate::protocol::utf8::Utf8Validator;
@@ -100,7 +100,7 @@ impl Assembler {
                 p.fragments += 1;
                 if p.fragments > self.max_fragments {
                     let (size, max) = (p.fragments as u64, self.max_fragments as u64);
-                    return Err(Error::Capacity { what: "fragments", size, max });
+                    return Err(Error::Capacity { what: Limit::Fragments, size, max });
                 }
                 let held = p.filled as u64;
                 p.buf.reserve(h.payload_len.min(RESERVE_MAX) as usize);
@@ -114,7 +114,7 @@ impl Assembler {
     fn check_size(&self, held: u64, more: u64) -> Result<()> {
         let size = held.saturating_add(more);
         if size > self.max_message {
-            return Err(Error::Capacity { what: "message", size, max: self.max_message });
+            return Err(Error::Capacity { what: Limit::Message, size, max: self.max_message });
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use crate::config::Config;
-use crate::error::{Error, ProtocolError, Result};
+use crate::error::{Error, Limit, ProtocolError, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::assembler::Assembler;
 use crate::protocol::frame::FrameHeader;
@@ -153,7 +153,7 @@ impl MessageDecoder {
             _ => {}
         }
         if h.payload_len > self.max_frame {
-            return Err(Error::Capacity { what: "frame", size: h.payload_len, max: self.max_frame });
+            return Err(Error::Capacity { what: Limit::Frame, size: h.payload_len, max: self.max_frame });
         }
         Ok(())
     }

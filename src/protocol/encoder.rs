@@ -1,7 +1,7 @@
 //! Messages to frames: a header in a small buffer, the payload moved, never
 //! copied.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result, SendError};
 use crate::message::OwnedMessage;
 use crate::protocol::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::protocol::mask::apply_mask;
@@ -42,7 +42,7 @@ impl OutFrame {
             OwnedMessage::Close(None) => (OpCode::Close, Vec::new()),
             OwnedMessage::Close(Some(c)) => {
                 if !c.code().is_allowed() {
-                    return Err(Error::Send("close code may not be sent on the wire"));
+                    return Err(Error::Send(SendError::InvalidCloseCode(c.status_code)));
                 }
                 let mut reason = c.reason.as_str();
                 while reason.len() > 123 {
@@ -119,7 +119,7 @@ pub(crate) fn append_data_frame(msg: &OwnedMessage, mask: Option<[u8; 4]>, out: 
 
 fn control_payload(b: Vec<u8>) -> Result<Vec<u8>> {
     if b.len() > 125 {
-        return Err(Error::Capacity { what: "control frame", size: b.len() as u64, max: 125 });
+        return Err(Error::Capacity { what: Limit::ControlFrame, size: b.len() as u64, max: 125 });
     }
     Ok(b)
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::Config;
-use crate::error::{Error, ProtocolError};
+use crate::error::{Error, Limit, ProtocolError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
 /// Encodes one frame as a peer in `role` would send it to us.
@@ -308,7 +308,7 @@ fn direct_payload_reads_check_utf8_and_limits() {
     assert_eq!(dec.payload_space(65_536).unwrap().len(), 65_536);
     let mut dec = MessageDecoder::new(Role::Server, &config);
     let mut header = frame(true, true, 2, &vec![0; (1 << 20) + 1])[..14].to_vec();
-    assert!(matches!(dec.feed(&mut header), Err(Error::Capacity { what: "message", .. })));
+    assert!(matches!(dec.feed(&mut header), Err(Error::Capacity { what: Limit::Message, .. })));
 }
 
 fn expect_protocol(bytes: &[u8], want: ProtocolError) {
@@ -384,7 +384,7 @@ fn declared_giant_frame_is_refused_before_allocation() {
     h.extend_from_slice(&[1, 2, 3, 4]);
     let (_, err) = decode(&h);
     match err {
-        Some(e @ Error::Capacity { what: "frame", .. }) => {
+        Some(e @ Error::Capacity { what: Limit::Frame, .. }) => {
             assert_eq!(e.close_code(), Some(CloseCode::TOO_BIG))
         }
         other => panic!("{other:?}"),
@@ -392,12 +392,12 @@ fn declared_giant_frame_is_refused_before_allocation() {
     // Under the frame limit but over the message limit.
     let config = Config::default().max_message_size(1000).max_frame_size(10_000);
     let (_, err) = decode_chunked(&config, Role::Server, &frame(true, true, 2, &[0; 1001]), &[4096]);
-    assert!(matches!(err, Some(Error::Capacity { what: "message", .. })), "{err:?}");
+    assert!(matches!(err, Some(Error::Capacity { what: Limit::Message, .. })), "{err:?}");
     // Fragments that add up past the message limit, refused at the header.
     let mut s = frame(true, false, 2, &[0; 600]);
     s.extend(frame(true, true, 0, &[0; 600]));
     let (_, err) = decode_chunked(&config, Role::Server, &s[..s.len() - 600], &[4096]);
-    assert!(matches!(err, Some(Error::Capacity { what: "message", size: 1200, max: 1000 })), "{err:?}");
+    assert!(matches!(err, Some(Error::Capacity { what: Limit::Message, size: 1200, max: 1000 })), "{err:?}");
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn fragment_flood_is_bounded() {
     }
     let (_, err) = decode_chunked(&config, Role::Server, &s, &[65536]);
     match err {
-        Some(e @ Error::Capacity { what: "fragments", size: 1001, max: 1000 }) => {
+        Some(e @ Error::Capacity { what: Limit::Fragments, size: 1001, max: 1000 }) => {
             assert_eq!(e.close_code(), Some(CloseCode::POLICY));
         }
         other => panic!("{other:?}"),
