@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::accept::accept_key;
+use super::accept::check_101;
 use super::http::{Headers, Request, Response};
 use crate::error::{Error, Result};
 
@@ -241,34 +241,16 @@ pub fn check_response(resp: &Response, key: &str, protocols: &[String]) -> Resul
             response: Some(Box::new(resp.clone())),
         });
     }
-    let bad = |reason: String| Err(Error::handshake(resp.status, reason));
-    if !resp.headers.contains_token("upgrade", "websocket") {
-        return bad("server's 101 lacks Upgrade: websocket".into());
-    }
-    if !resp.headers.contains_token("connection", "upgrade") {
-        return bad("server's 101 lacks Connection: Upgrade".into());
-    }
-    let expected = accept_key(key);
-    let mut accepts = resp.headers.get_all("sec-websocket-accept");
-    match (accepts.next(), accepts.next()) {
-        (Some(a), None) if a.trim() == expected => {}
-        _ => return bad("Sec-WebSocket-Accept does not match the key".into()),
-    }
-    if let Some(ext) = resp.headers.get_all("sec-websocket-extensions").find(|e| !e.trim().is_empty()) {
-        return bad(format!("server negotiated extension {ext:?}, but none was offered"));
-    }
-    let chosen: Vec<&str> = resp.headers.get_all("sec-websocket-protocol").collect();
-    match chosen.as_slice() {
-        [] => Ok(None),
-        [p] if protocols.iter().any(|o| o == p.trim()) => Ok(Some(p.trim().to_owned())),
-        _ => bad(format!("server chose subprotocol {:?}, which was not offered", chosen.join(", "))),
-    }
+    let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
+    check_101(resp, key, &offered)
+        .map_err(|why| Error::handshake(resp.status, format!("the server's 101 answer is invalid: {why}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::handshake::accept::accept_key;
     use crate::handshake::server;
 
     #[test]

@@ -9,7 +9,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::accept::accept_key;
+use super::accept::{accept_key, check_101};
 use super::http::{Request, Response};
 use crate::config::OriginPolicy;
 use crate::error::{Error, Limit, Result};
@@ -160,32 +160,11 @@ pub fn finish_response(req: &Request, mut resp: Response) -> Result<Response> {
 /// [`Error::Handshake`] with status 500 (the application built a response
 /// the client would reject), or 400 if the request has no usable key.
 pub fn check_response(req: &Request, resp: &Response) -> Result<()> {
-    let fault = |reason: &str| Err(Error::handshake(500, reason));
-    if resp.status != 101 {
-        return fault("an accepting response must have status 101");
+    let key = client_key(req)?;
+    match check_101(resp, key, &req.protocols()) {
+        Ok(_) => Ok(()),
+        Err(why) => Err(Error::handshake(500, format!("the application's 101 answer is invalid: {why}"))),
     }
-    if !resp.headers.contains_token("upgrade", "websocket") {
-        return fault("the 101 response lacks Upgrade: websocket");
-    }
-    if !resp.headers.contains_token("connection", "upgrade") {
-        return fault("the 101 response lacks Connection: Upgrade");
-    }
-    let expected = accept_key(client_key(req)?);
-    let mut accepts = resp.headers.get_all("sec-websocket-accept");
-    match (accepts.next(), accepts.next()) {
-        (Some(a), None) if a.trim() == expected => {}
-        _ => return fault("Sec-WebSocket-Accept does not match the key"),
-    }
-    let chosen: Vec<&str> = resp.headers.get_all("sec-websocket-protocol").collect();
-    match chosen.as_slice() {
-        [] => {}
-        [p] if req.protocols().contains(&p.trim()) => {}
-        _ => return fault("application chose a subprotocol the client did not offer"),
-    }
-    if resp.headers.get("sec-websocket-extensions").is_some() {
-        return fault("application negotiated an extension, and syncws supports none");
-    }
-    Ok(())
 }
 
 /// Checks the request's `Origin` header against `policy`.
