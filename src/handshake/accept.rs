@@ -70,7 +70,7 @@ mod tests {
         Response::new(101)
             .with_header("Upgrade", "websocket")
             .with_header("Connection", "Upgrade")
-            .with_header("Sec-WebSocket-Accept", &accept_key(KEY))
+            .with_header("Sec-WebSocket-Accept", accept_key(KEY))
     }
 
     #[test]
@@ -90,7 +90,7 @@ mod tests {
         bad(good().with_header("Sec-WebSocket-Extensions", "permessage-deflate"), &[], "extension");
         bad(good().with_header("Sec-WebSocket-Accept", "x"), &[], "Accept");
         let mut wrong_key = good();
-        wrong_key.headers.insert("Sec-WebSocket-Accept", &accept_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+        wrong_key.headers.insert("Sec-WebSocket-Accept", accept_key("AAAAAAAAAAAAAAAAAAAAAA=="));
         bad(wrong_key, &[], "Accept");
         let mut no_upgrade = good();
         no_upgrade.headers.insert("Upgrade", "h2c");
