@@ -9,8 +9,8 @@ use log::{debug, info};
 
 use crate::callback::{WsHandshake, WsTrait};
 use crate::config::Config;
-use crate::conn::runner::{self, Connection};
-use crate::conn::{read_exact_into, read_head, ReadSide, Sender, WebSocket, WriteSide};
+use crate::conn::runner;
+use crate::conn::{read_exact_into, read_head, Connection, WebSocket};
 use crate::error::{Error, Phase, Result};
 use crate::handshake::client as hs;
 use crate::handshake::{Headers, Request, Response, WsUrl};
@@ -191,9 +191,7 @@ impl ClientBuilder {
         }
         let protocol = hs::check_response(&response, &key, &self.protocols)?;
         info!("connected to {}{} ({:?})", url.host_header(), url.path, addr);
-        let read = ReadSide::new(reader, Role::Client, &self.config, buf);
-        let write = WriteSide::new(writer, Role::Client, self.config.write_timeout)?;
-        let ws = WebSocket::new(read, write, Role::Client, self.config);
+        let ws = WebSocket::new(Connection::open(reader, writer, buf, Role::Client, self.config)?);
         Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
     }
 }
@@ -282,16 +280,18 @@ impl Client {
             .take()
             .ok_or_else(|| Error::Application("no callback set: call set_callback_ws first".into()))?;
         let ws = self.ws.take().ok_or(Error::AlreadyClosed)?;
-        let (read, write, config) = ws.into_parts();
-        let sender = Sender::new(write.clone(), &config);
+        let mut conn = ws.into_connection();
+        if conn.is_finished() {
+            self.callback = Some(handler);
+            return Err(Error::AlreadyClosed);
+        }
         let shake = WsHandshake {
-            sender: sender.clone(),
+            sender: conn.sender(),
             request: self.request.clone(),
             response: self.response.clone(),
             addr: self.addr,
             protocol: self.protocol.clone(),
         };
-        let mut conn = Connection { role: Role::Client, read, write, sender, config };
         runner::run(&mut conn, &mut *handler, Box::new(shake));
         self.callback = Some(handler);
         Ok(())

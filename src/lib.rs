@@ -37,6 +37,31 @@
 //!   plain blocking [`WebSocket`] from [`accept`] or
 //!   [`Client::into_websocket`].
 //!
+//! # A connection's life
+//!
+//! After the handshake, every connection, server or client, callbacks or
+//! plain API, goes through one state machine:
+//!
+//! ```text
+//!             our Close written              peer's Close read
+//!   Open ───────────────────────▶ CloseSent ──────────────────┐
+//!    │ │                                                      ▼
+//!    │ └─ peer's Close read ──▶ CloseReceived ── our Close ─▶ Closed
+//!    │                          (reply owed)     written        │
+//!    └─ error ──▶ Failed ──────────┐                            │
+//!                                  ▼                            │
+//!                                Ended ◀────────────────────────┘
+//! ```
+//!
+//! Messages can be sent in `Open` and `CloseReceived` (until the reply is
+//! written); after that [`Sender::send`] fails with [`Error::Send`]
+//! ([`SendError::CloseSent`] or [`SendError::Closed`]). An error (a
+//! protocol violation, an I/O error, a missed deadline) sends the Close
+//! with its code when one applies. Whatever the way there, the thread that
+//! runs the connection ends it: its writer thread stops, TCP is shut down
+//! the way RFC 6455 §7.1.1 asks, and `on_close` (or the plain API's
+//! [`Error::ConnectionClosed`]) tells the application.
+//!
 //! # Features
 //!
 //! - `tls` (off by default): TLS with rustls (and its `ring` crypto

@@ -10,8 +10,8 @@ use log::{debug, info, warn};
 
 use crate::callback::{HttpTrait, WsHandshake, WsTrait};
 use crate::config::Config;
-use crate::conn::runner::{self, Connection};
-use crate::conn::{read_exact_into, read_head, ReadSide, Sender, WebSocket, WriteSide};
+use crate::conn::runner;
+use crate::conn::{read_exact_into, read_head, Connection, Sender, WebSocket};
 use crate::error::{Error, Phase, Result};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
@@ -239,17 +239,15 @@ impl Server {
     #[inline(never)]
     fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
         let Upgrade { reader, writer, leftover, request, response } = *upgrade;
-        let config = self.config.clone();
-        let read = ReadSide::new(reader, Role::Server, &config, leftover);
-        let write = WriteSide::new(writer, Role::Server, config.write_timeout)?;
-        let sender = Sender::new(write.clone(), &config);
+        let mut conn = Box::new(Connection::open(reader, writer, leftover, Role::Server, self.config.clone())?);
+        let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         }
         let protocol = response.headers.get("sec-websocket-protocol").map(str::to_owned);
         info!("websocket open: {} from {:?}", request.path, self.addr);
         let shake = WsHandshake { sender: sender.clone(), request, response, addr: self.addr, protocol };
-        Ok((Box::new(Connection { role: Role::Server, read, write, sender, config }), Box::new(shake)))
+        Ok((conn, Box::new(shake)))
     }
 }
 
@@ -329,7 +327,5 @@ pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<Web
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };
     write_response(&mut *writer, &resp)?;
-    let read = ReadSide::new(reader, Role::Server, &config, buf);
-    let write = WriteSide::new(writer, Role::Server, config.write_timeout)?;
-    Ok(WebSocket::new(read, write, Role::Server, config))
+    Ok(WebSocket::new(Connection::open(reader, writer, buf, Role::Server, config)?))
 }

@@ -87,6 +87,11 @@ impl Budget {
         self.wake();
     }
 
+    /// True once [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
     /// Bytes held now.
     #[cfg(test)]
     pub(crate) fn used(&self) -> usize {

@@ -1,19 +1,186 @@
-//! What every connection does the same way, whether driven by callbacks or
-//! by plain `read()` calls: keepalive and idle deadlines, the Close frame
-//! that reports an error, the reply to a Close, and the end of TCP.
+//! A connection after its handshake, and what every connection does the
+//! same way, whether driven by callbacks ([`runner`](super::runner)) or by
+//! plain `read()` calls ([`WebSocket`](super::WebSocket)): the one
+//! constructor, keepalive and idle deadlines, the answer to a Close, the
+//! Close that reports an error, and the end of TCP. Each step goes through
+//! the connection's [state machine](super::state).
 
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use log::debug;
+
 use crate::config::Config;
-use crate::conn::read::ReadSide;
+use crate::conn::read::{Read, ReadSide};
+use crate::conn::sender::Sender;
+use crate::conn::state::{Event, Life, State};
 use crate::conn::write::WriteSide;
 use crate::error::{Error, Phase, Result};
 use crate::message::{CloseData, OwnedMessage};
 use crate::protocol::Role;
+use crate::transport::{ReadHalf, WriteHalf};
+
+/// A connection after its handshake.
+pub(crate) struct Connection {
+    pub(crate) role: Role,
+    pub(crate) read: ReadSide,
+    pub(crate) write: WriteSide,
+    pub(crate) config: Config,
+    keepalive: Keepalive,
+    /// The callback runner's [`Sender`]: the connection's own replies are
+    /// batched with the application's sends on its thread. `None` for the
+    /// plain API, which writes at once.
+    sender: Option<Sender>,
+}
+
+impl Connection {
+    /// The one way a connection opens after a handshake, on either side:
+    /// `leftover` holds bytes that arrived with the handshake (the first
+    /// frames).
+    pub(crate) fn open(
+        reader: Box<dyn ReadHalf>,
+        writer: Box<dyn WriteHalf>,
+        leftover: Vec<u8>,
+        role: Role,
+        config: Config,
+    ) -> Result<Connection> {
+        let read = ReadSide::new(reader, role, &config, leftover);
+        let write = WriteSide::new(writer, role, config.write_timeout)?;
+        let keepalive = Keepalive::new(&config);
+        Ok(Connection { role, read, write, config, keepalive, sender: None })
+    }
+
+    /// Gives the connection a [`Sender`] for callbacks, and returns it.
+    pub(crate) fn sender(&mut self) -> Sender {
+        let write = &self.write;
+        let config = &self.config;
+        self.sender.get_or_insert_with(|| Sender::new(write.clone(), config)).clone()
+    }
+
+    /// Where the connection is in its life.
+    pub(crate) fn state(&self) -> State {
+        self.write.life().get()
+    }
+
+    /// Whether the close handshake is complete or the connection failed or
+    /// ended: nothing more is read from it.
+    pub(crate) fn is_finished(&self) -> bool {
+        let state = self.state();
+        state == State::Closed || state.is_over()
+    }
+
+    /// Reads the next message, sending keepalive pings and keeping the idle
+    /// and close deadlines meanwhile. `until` is a deadline of the
+    /// caller's (the callback interval): [`Read::Deadline`] once it passes.
+    ///
+    /// Before each wait for the network, what the callbacks sent on this
+    /// thread is written, in one batch.
+    pub(crate) fn next(&mut self, until: Option<Instant>) -> Result<Read> {
+        loop {
+            let (keepalive, life, sender) = (&self.keepalive, self.write.life(), &self.sender);
+            let mut deadline = |read: &ReadSide| [until, keepalive.next(read, life)].into_iter().flatten().min();
+            let mut flush = || sender.as_ref().map_or(Ok(()), Sender::flush_local);
+            if let Read::Message(msg) = self.read.read(&mut deadline, &mut flush)? {
+                return Ok(Read::Message(msg));
+            }
+            if self.on_deadline(until)? {
+                return Ok(Read::Deadline);
+            }
+        }
+    }
+
+    /// A deadline passed: a keepalive ping is sent if one is due, an error
+    /// returned if the close reply or the idle timeout is overdue; true if
+    /// `until` has passed.
+    #[inline(never)]
+    fn on_deadline(&mut self, until: Option<Instant>) -> Result<bool> {
+        let now = Instant::now();
+        if self.keepalive.check(now, &self.read, self.write.life())? {
+            self.send_own(OwnedMessage::Ping(Vec::new()))?;
+        }
+        Ok(until.is_some_and(|u| now >= u))
+    }
+
+    /// Sends a message of the connection's own (a pong, a close reply, a
+    /// keepalive ping). One the connection can no longer send is dropped:
+    /// it is closing.
+    pub(crate) fn send_own(&self, msg: OwnedMessage) -> Result<()> {
+        let sent = match &self.sender {
+            Some(sender) => sender.send(msg),
+            None => self.write.send(msg),
+        };
+        match sent {
+            Err(Error::Send(_) | Error::AlreadyClosed) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Writes what the callbacks sent on this thread.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.sender.as_ref().map_or(Ok(()), Sender::flush_local)
+    }
+
+    /// The peer's Close arrived. Unless the application answers it
+    /// (`defer`), it is answered with the same code (RFC 6455 §5.5.1) when
+    /// our own Close has not been sent already; returns once the answer is
+    /// written.
+    pub(crate) fn peer_closed(&mut self, reason: &Option<CloseData>, defer: bool) -> Result<()> {
+        if self.write.life().apply(Event::CloseRead) == State::CloseReceived && !defer {
+            self.send_own(close_reply(reason))?;
+        }
+        self.flush()
+    }
+
+    /// The peer closed and the application answers it
+    /// (`WsOption::defer_close_reply`): nothing more comes from the peer,
+    /// so instead of reading, wait until the application's Close is
+    /// written, or answer it ourselves after the close timeout.
+    #[inline(never)]
+    pub(crate) fn await_close_reply(&mut self, reason: &Option<CloseData>) {
+        let _ = self.flush();
+        let deadline = Instant::now() + self.config.close_timeout;
+        if self.write.life().wait_while(State::CloseReceived, deadline) == State::CloseReceived {
+            debug!("the application did not answer the peer's close in time; answering it");
+            let _ = self.write.send(close_reply(reason));
+        }
+    }
+
+    /// An error ends the connection: replies to the messages before it go
+    /// out first, then a Close with the error's code, where it has one and
+    /// our Close was not sent yet.
+    #[inline(never)]
+    pub(crate) fn fail(&mut self, err: &Error) {
+        let _ = self.flush();
+        self.write.fail_with(close_for(err));
+    }
+
+    /// Ends the connection: what is batched goes out, the writer thread
+    /// stops, TCP ends the way RFC 6455 §7.1.1 asks (a server shuts its
+    /// write side first; both then wait, bounded, for the peer's EOF, so the
+    /// last frames are not lost to a reset), and the state becomes
+    /// [`State::Ended`].
+    pub(crate) fn end(&mut self) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.flush_local();
+            sender.end();
+        }
+        let wait = Instant::now() + self.config.close_timeout.min(Duration::from_secs(2));
+        if self.role == Role::Server {
+            self.write.shutdown(Shutdown::Write);
+        }
+        self.read.drain_until_eof(wait);
+        self.write.shutdown(Shutdown::Both);
+        self.write.end();
+    }
+
+    /// The plain API has told its caller the connection ended.
+    pub(crate) fn report(&self) -> State {
+        self.write.life().apply(Event::Report)
+    }
+}
 
 /// Keepalive ping, idle timeout and close timeout of one connection.
-pub(crate) struct Keepalive {
+struct Keepalive {
     ping_interval: Option<Duration>,
     idle_timeout: Option<Duration>,
     close_timeout: Duration,
@@ -21,7 +188,7 @@ pub(crate) struct Keepalive {
 }
 
 impl Keepalive {
-    pub(crate) fn new(config: &Config) -> Self {
+    fn new(config: &Config) -> Self {
         Keepalive {
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
@@ -38,17 +205,17 @@ impl Keepalive {
     }
 
     /// The nearest of the keepalive, idle and close deadlines.
-    pub(crate) fn next(&self, read: &ReadSide, write: &WriteSide) -> Option<Instant> {
+    fn next(&self, read: &ReadSide, life: &Life) -> Option<Instant> {
         let idle = self.idle_timeout.map(|t| read.last_activity + t);
-        let close = write.close_sent().map(|at| at + self.close_timeout);
+        let close = life.awaiting_close_reply().map(|at| at + self.close_timeout);
         [self.ping_due(read.last_activity), idle, close].into_iter().flatten().min()
     }
 
     /// Checks the deadlines at `now`: an error when the close reply or the
     /// idle timeout is overdue; `true` when a keepalive ping is due (it is
     /// then counted as sent).
-    pub(crate) fn check(&mut self, now: Instant, read: &ReadSide, write: &WriteSide) -> Result<bool> {
-        if write.close_sent().is_some_and(|at| now >= at + self.close_timeout) {
+    fn check(&mut self, now: Instant, read: &ReadSide, life: &Life) -> Result<bool> {
+        if life.awaiting_close_reply().is_some_and(|at| now >= at + self.close_timeout) {
             return Err(Error::Timeout { phase: Phase::Close });
         }
         if self.idle_timeout.is_some_and(|t| now >= read.last_activity + t) {
@@ -63,7 +230,7 @@ impl Keepalive {
 }
 
 /// The Close frame that tells the peer about `err`, if it has a close code.
-pub(crate) fn close_for(err: &Error) -> Option<OwnedMessage> {
+fn close_for(err: &Error) -> Option<OwnedMessage> {
     let code = err.close_code()?;
     let text = err.to_string();
     let mut cut = text.len().min(123);
@@ -74,18 +241,6 @@ pub(crate) fn close_for(err: &Error) -> Option<OwnedMessage> {
 }
 
 /// The answer to a peer's Close: the same code (RFC 6455 §5.5.1), no reason.
-pub(crate) fn close_reply(reason: &Option<CloseData>) -> OwnedMessage {
+fn close_reply(reason: &Option<CloseData>) -> OwnedMessage {
     OwnedMessage::Close(reason.as_ref().map(|c| CloseData { status_code: c.status_code, reason: String::new() }))
-}
-
-/// Ends TCP the way RFC 6455 §7.1.1 asks: a server shuts its write side
-/// first; both then wait (bounded) for the peer's EOF, so the last frames
-/// are not lost to a reset.
-pub(crate) fn end_tcp(role: Role, read: &mut ReadSide, write: &WriteSide, close_timeout: Duration) {
-    let wait = Instant::now() + close_timeout.min(Duration::from_secs(2));
-    if role == Role::Server {
-        write.shutdown(Shutdown::Write);
-    }
-    read.drain_until_eof(wait);
-    write.shutdown(Shutdown::Both);
 }

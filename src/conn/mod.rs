@@ -1,7 +1,9 @@
 //! The blocking I/O shell: a read side with deadlines, a shared write side,
-//! the outbound queue, and the two ways to drive a connection (callbacks or
-//! plain `read`/`send`). No byte parsing happens here: the protocol core does
-//! it.
+//! the outbound queue, one state machine for a connection's life
+//! ([`state`]), what every connection does the same way ([`lifecycle`]), and
+//! the two ways to drive a connection (callbacks in [`runner`], plain
+//! `read`/`send` in [`socket`]). No byte parsing happens here: the protocol
+//! core does it.
 
 mod budget;
 mod head;
@@ -10,10 +12,10 @@ mod read;
 pub(crate) mod runner;
 mod sender;
 mod socket;
+mod state;
 mod write;
 
 pub(crate) use head::{read_exact_into, read_head};
-pub(crate) use read::ReadSide;
+pub(crate) use lifecycle::Connection;
 pub use sender::Sender;
 pub use socket::{WebSocket, WsReader, WsWriter};
-pub(crate) use write::WriteSide;

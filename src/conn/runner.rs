@@ -1,14 +1,11 @@
 //! The callback loop: one thread reads, dispatches to a [`WsTrait`], and keeps
 //! every deadline (interval, keepalive ping, idle, close) on time.
 //!
-//! ```text
-//!   Open ──peer Close──▶ reply Close, on_close ──▶ Closed
-//!    │  ──we send Close─▶ Closing ──peer Close / close timeout──▶ on_close ──▶ Closed
-//!    │  ──protocol error─▶ send Close(code), on_error, on_close ──▶ Closed
-//!    └──EOF, I/O error, idle timeout─▶ on_error, on_close ──▶ Closed
-//! ```
-//! In `Closed`, a server shuts its write side first and waits (bounded) for
-//! the client's EOF; a client waits (bounded) for the server to close TCP.
+//! The connection's [state](super::state) decides each step: while `Open`
+//! or `CloseSent` it reads; in `CloseReceived` (the application defers
+//! the reply to the peer's Close) it waits for that reply; in `Closed` or
+//! `Failed` it calls `on_close` and ends the connection. A failure calls
+//! `on_error` first, after the Close with the error's code is sent.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -16,23 +13,12 @@ use std::time::Instant;
 use log::{debug, warn};
 
 use crate::callback::{WsHandshake, WsOption, WsTrait};
-use crate::config::Config;
-use crate::conn::lifecycle::{close_for, close_reply, end_tcp, Keepalive};
-use crate::conn::read::{Read, ReadSide};
+use crate::conn::lifecycle::Connection;
+use crate::conn::read::Read;
 use crate::conn::sender::Sender;
-use crate::conn::write::WriteSide;
+use crate::conn::state::State;
 use crate::error::{Error, Result};
 use crate::message::{CloseData, OwnedMessage};
-use crate::protocol::Role;
-
-/// A connection after its handshake, ready to run callbacks.
-pub(crate) struct Connection {
-    pub(crate) role: Role,
-    pub(crate) read: ReadSide,
-    pub(crate) write: WriteSide,
-    pub(crate) sender: Sender,
-    pub(crate) config: Config,
-}
 
 /// Runs `handler` on the connection until it ends, however it ends: the
 /// handler is told through `on_error` and `on_close`.
@@ -53,17 +39,14 @@ struct Runner<'c> {
     sender: Sender,
     option: Option<WsOption>,
     next_interval: Option<Instant>,
-    keepalive: Keepalive,
-    /// The peer's Close, held while the application owes the reply
-    /// (`WsOption::defer_close_reply`).
-    peer_close: Option<Option<CloseData>>,
+    /// The peer's Close, once it arrived.
+    peer_reason: Option<CloseData>,
 }
 
 impl<'c> Runner<'c> {
     fn new(conn: &'c mut Connection) -> Self {
-        let sender = conn.sender.clone();
-        let keepalive = Keepalive::new(&conn.config);
-        Runner { conn, sender, option: None, next_interval: None, keepalive, peer_close: None }
+        let sender = conn.sender();
+        Runner { conn, sender, option: None, next_interval: None, peer_reason: None }
     }
 
     /// Calls `on_open`; false if the connection failed there.
@@ -75,7 +58,6 @@ impl<'c> Runner<'c> {
                 true
             }
             Err(e) => {
-                let _ = self.sender.flush_local();
                 self.fail(handler, e);
                 false
             }
@@ -90,7 +72,7 @@ impl<'c> Runner<'c> {
             Ok(())
         })
         .ok();
-        self.finish();
+        self.conn.end();
     }
 
     fn set_option(&mut self, mut option: Option<WsOption>) {
@@ -107,102 +89,61 @@ impl<'c> Runner<'c> {
     /// close reason.
     fn serve(&mut self, handler: &mut dyn WsTrait) -> Option<CloseData> {
         loop {
-            if let Some(reason) = self.peer_close.take() {
-                return self.await_close_reply(reason);
-            }
-            let (keepalive, write, interval) = (&self.keepalive, &self.conn.write, self.next_interval);
-            let sender = &self.sender;
-            // The nearest of: interval, keepalive ping, idle timeout, close timeout.
-            let mut deadline = |read: &ReadSide| [interval, keepalive.next(read, write)].into_iter().flatten().min();
-            let read = self.conn.read.read(&mut deadline, &mut || sender.flush_local());
-            match read {
-                Ok(Read::Message(msg)) => match self.dispatch(handler, msg) {
-                    Ok(None) => {}
-                    Ok(Some(reason)) => return reason,
-                    Err(e) => {
-                        self.fail(handler, e);
-                        return None;
-                    }
+            let step = match self.conn.state() {
+                // Failed by a write on another thread: the read reports
+                // why the socket went away.
+                State::Open | State::CloseSent | State::Failed => match self.conn.next(self.next_interval) {
+                    Ok(Read::Message(msg)) => self.dispatch(handler, msg),
+                    Ok(Read::Deadline) => self.on_interval(handler),
+                    Err(e) => Err(e),
                 },
-                Ok(Read::Deadline) => {
-                    if let Err(e) = self.on_deadline(handler) {
-                        self.fail(handler, e);
-                        return None;
-                    }
+                // The application owes the reply to the peer's Close.
+                State::CloseReceived => {
+                    let reason = self.peer_reason.take();
+                    self.conn.await_close_reply(&reason);
+                    return reason;
                 }
-                Err(e) => {
-                    self.fail(handler, e);
-                    return None;
-                }
+                State::Closed | State::Ended | State::Reported => return self.peer_reason.take(),
+            };
+            if let Err(e) = step {
+                self.fail(handler, e);
+                return None;
             }
         }
     }
 
-    /// Handles one message; `Some(reason)` when the close handshake ended.
+    /// Handles one message.
     #[inline(never)]
-    fn dispatch(&mut self, handler: &mut dyn WsTrait, msg: OwnedMessage) -> Result<Option<Option<CloseData>>> {
+    fn dispatch(&mut self, handler: &mut dyn WsTrait, msg: OwnedMessage) -> Result<()> {
         match msg {
-            OwnedMessage::Text(_) | OwnedMessage::Binary(_) => guard(|| handler.on_message(msg))?,
-            OwnedMessage::Ping(payload) => {
-                if let Some(reply) = guard(|| handler.on_ping(payload))? {
-                    self.send_own(reply)?;
-                }
-            }
+            OwnedMessage::Text(_) | OwnedMessage::Binary(_) => guard(|| handler.on_message(msg)),
+            OwnedMessage::Ping(payload) => match guard(|| handler.on_ping(payload))? {
+                Some(reply) => self.conn.send_own(reply),
+                None => Ok(()),
+            },
             OwnedMessage::Pong(payload) => guard(|| {
                 handler.on_pong(payload);
                 Ok(())
-            })?,
+            }),
             OwnedMessage::Close(reason) => {
                 let defer = self.option.as_ref().is_some_and(|o| o.defer_close);
-                if defer && self.conn.write.close_sent().is_none() {
-                    self.peer_close = Some(reason.clone());
+                self.conn.peer_closed(&reason, defer)?;
+                self.peer_reason = reason.clone();
+                if self.conn.state() == State::CloseReceived {
+                    // Deferred: the application sees the Close and answers it.
                     guard(|| handler.on_message(OwnedMessage::Close(reason)))?;
-                    return Ok(None);
                 }
-                if self.conn.write.close_sent().is_none() {
-                    self.send_own(close_reply(&reason))?;
-                }
-                self.sender.flush_local()?;
-                return Ok(Some(reason));
+                Ok(())
             }
         }
-        Ok(None)
     }
 
-    /// The peer closed and the application answers it
-    /// (`WsOption::defer_close_reply`): nothing more comes from the peer, so
-    /// instead of reading, wait until the application's Close is written,
-    /// or answer it ourselves after the close timeout.
+    /// The callback interval is due.
     #[inline(never)]
-    fn await_close_reply(&mut self, reason: Option<CloseData>) -> Option<CloseData> {
-        let _ = self.sender.flush_local();
-        let deadline = Instant::now() + self.conn.config.close_timeout;
-        if !self.conn.write.wait_close_sent(deadline) {
-            debug!("the application did not answer the peer's close in time; answering it");
-            let _ = self.conn.write.send(close_reply(&reason));
-        }
-        reason
-    }
-
-    /// Queues a message of the connection's own (pong, close reply).
-    fn send_own(&self, msg: OwnedMessage) -> Result<()> {
-        match self.sender.send(msg) {
-            Err(Error::Send(_)) => Ok(()),
-            other => other,
-        }
-    }
-
-    #[inline(never)]
-    fn on_deadline(&mut self, handler: &mut dyn WsTrait) -> Result<()> {
-        let now = Instant::now();
-        if self.keepalive.check(now, &self.conn.read, &self.conn.write)? {
-            self.send_own(OwnedMessage::Ping(Vec::new()))?;
-        }
-        if self.next_interval.is_some_and(|due| now >= due) {
-            let mut option = self.option.take();
-            guard(|| handler.on_interval(&mut option))?;
-            self.set_option(option);
-        }
+    fn on_interval(&mut self, handler: &mut dyn WsTrait) -> Result<()> {
+        let mut option = self.option.take();
+        guard(|| handler.on_interval(&mut option))?;
+        self.set_option(option);
         Ok(())
     }
 
@@ -213,24 +154,12 @@ impl<'c> Runner<'c> {
             Error::Io(_) | Error::Tls(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
             _ => warn!("closing connection: {err}"),
         }
-        // Replies to the messages before the fault go out before the Close.
-        let _ = self.sender.flush_local();
-        if let Some(close) = close_for(&err).filter(|_| self.conn.write.close_sent().is_none()) {
-            let _ = self.conn.write.send(close);
-        }
+        self.conn.fail(&err);
         guard(|| {
             handler.on_error(err);
             Ok(())
         })
         .ok();
-    }
-
-    /// Ends the TCP connection the way RFC 6455 §7.1.1 asks: the server
-    /// closes first; the client waits for it.
-    fn finish(self) {
-        let _ = self.sender.flush_local();
-        self.sender.end();
-        end_tcp(self.conn.role, &mut self.conn.read, &self.conn.write, self.conn.config.close_timeout);
     }
 }
 

@@ -33,6 +33,7 @@ use log::{debug, warn};
 
 use crate::config::{Config, QueuePolicy};
 use crate::conn::budget::{Budget, Taken};
+use crate::conn::state::State;
 use crate::conn::write::{Now, WriteSide};
 use crate::error::{Error, Result, SendError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
@@ -83,12 +84,19 @@ pub(crate) struct Outbound {
     /// The thread running the connection's callbacks ([`thread_token`]).
     owner: u64,
     /// Messages sent on the owner thread, written before it next blocks.
-    local: Mutex<Vec<OwnedMessage>>,
+    local: Mutex<Local>,
     local_limit: usize,
     /// Writer thread control channel; `None` until the thread is started.
     control: Mutex<Option<cb::Sender<Control>>>,
     writer: Mutex<Option<thread::JoinHandle<()>>>,
-    ended: AtomicBool,
+}
+
+/// The owner thread's batch.
+#[derive(Default)]
+struct Local {
+    msgs: Vec<OwnedMessage>,
+    /// A Close is in `msgs`: nothing may follow it.
+    closing: bool,
 }
 
 /// Sends messages on one connection; clone it freely and use it from any
@@ -119,7 +127,7 @@ pub struct Sender {
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("ended", &self.out.ended.load(Ordering::Relaxed)).finish()
+        f.debug_struct("Sender").field("state", &self.out.write.life().get()).finish()
     }
 }
 
@@ -136,11 +144,10 @@ impl Sender {
             close_timeout: config.close_timeout,
             stack_size: config.thread_stack_size,
             owner: thread_token(),
-            local: Mutex::new(Vec::new()),
+            local: Mutex::new(Local::default()),
             local_limit: config.queue_capacity,
             control: Mutex::new(None),
             writer: Mutex::new(None),
-            ended: AtomicBool::new(false),
         };
         Sender { out: Arc::new(out) }
     }
@@ -148,19 +155,21 @@ impl Sender {
     /// Sends `msg` on the connection.
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
         let out = &*self.out;
-        if out.ended.load(Ordering::Acquire) {
-            return Err(Error::Send(SendError::Closed));
+        let state = out.write.life().get();
+        if !state.may_send() {
+            return Err(refused(state));
         }
         if thread_token() == out.owner {
             let full = {
                 let mut local = lock(&out.local);
-                local.push(msg);
-                local.len() >= out.local_limit
+                if local.closing {
+                    return Err(Error::Send(SendError::CloseSent));
+                }
+                local.closing = matches!(msg, OwnedMessage::Close(_));
+                local.msgs.push(msg);
+                local.msgs.len() >= out.local_limit
             };
             return if full { self.flush_local() } else { Ok(()) };
-        }
-        if out.write.close_sent().is_some() {
-            return Err(Error::Send(SendError::CloseSent));
         }
         let msg = match out.write.try_send_now(msg, &out.queued) {
             Ok(Now::Sent) => return Ok(()),
@@ -242,9 +251,10 @@ impl Sender {
         self.send(OwnedMessage::Close(Some(CloseData::new(code, reason))))
     }
 
-    /// True once the connection has ended; sends then fail.
+    /// True once nothing more can be sent: a Close was sent, or the
+    /// connection failed or ended. Sends then fail with [`Error::Send`].
     pub fn is_closed(&self) -> bool {
-        self.out.ended.load(Ordering::Acquire)
+        !self.out.write.life().get().may_send()
     }
 
     /// Writes what the owner thread batched. Called by the connection
@@ -253,16 +263,25 @@ impl Sender {
         // Only the owner thread uses `local`, and `send_all` calls no
         // application code, so holding the lock across the write is safe.
         let mut local = lock(&self.out.local);
-        if local.is_empty() {
+        if local.msgs.is_empty() {
             return Ok(());
         }
-        let result = self.out.write.send_all(&mut local.drain(..));
+        local.closing = false;
+        let result = self.out.write.send_all(&mut local.msgs.drain(..));
         // The emptied batch stays for the next one: an echo then costs no
         // allocation for it. A batch that grew large is freed.
-        if local.capacity() > LOCAL_KEEP_MSGS {
-            *local = Vec::new();
+        if local.msgs.capacity() > LOCAL_KEEP_MSGS {
+            local.msgs = Vec::new();
         }
-        result
+        match result {
+            // Another thread's Close went out first: what followed it is
+            // dropped, as anything sent after a Close is.
+            Err(Error::AlreadyClosed) if !self.out.write.life().get().is_over() => {
+                debug!("messages sent after the connection's Close were dropped");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Hands the writer thread a receiver of the application's.
@@ -274,9 +293,9 @@ impl Sender {
         Ok(())
     }
 
-    /// Marks the connection ended, stops the writer thread and waits for it.
+    /// Stops the writer thread and waits for it; called by the code that
+    /// ends the connection, when no more message can be sent.
     pub(crate) fn end(&self) {
-        self.out.ended.store(true, Ordering::Release);
         self.out.bytes.close();
         lock(&self.out.control).take();
         let writer = lock(&self.out.writer).take();
@@ -292,7 +311,7 @@ impl Sender {
         if control.is_some() {
             return Ok(());
         }
-        if self.out.ended.load(Ordering::Acquire) {
+        if self.out.bytes.is_closed() {
             return Err(Error::Send(SendError::Closed));
         }
         self.out.queue();
@@ -307,6 +326,14 @@ impl Sender {
         *control = Some(ctl_tx);
         *lock(&self.out.writer) = Some(handle);
         Ok(())
+    }
+}
+
+/// Why a send is refused in `state` (one where nothing may be sent).
+fn refused(state: State) -> Error {
+    match state {
+        State::CloseSent | State::Closed => Error::Send(SendError::CloseSent),
+        _ => Error::Send(SendError::Closed),
     }
 }
 
@@ -448,7 +475,8 @@ mod tests {
         thread::scope(|s| {
             s.spawn(|| sender.close(CloseCode::NORMAL, "done").unwrap());
         });
-        assert!(write.wait_close_sent(std::time::Instant::now() + Duration::from_secs(60)));
+        let far = std::time::Instant::now() + Duration::from_secs(60);
+        assert_eq!(write.life().wait_while(State::Open, far), State::CloseSent);
         // Waits for the writer thread's write in progress, if any.
         write.flush_pending().unwrap();
         sender.end();
@@ -465,5 +493,51 @@ mod tests {
         }
         assert_eq!(next.len(), 4);
         assert!(next.values().all(|&n| n == EACH), "{next:?}");
+    }
+
+    #[test]
+    fn nothing_is_sent_after_a_close_and_the_sender_says_why() {
+        let (mock, out) = Mock::new(vec![None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        // On the connection's own thread, a send after a batched Close is
+        // refused at once, not dropped later.
+        sender.send(OwnedMessage::Text("before".into())).unwrap();
+        sender.close(CloseCode::NORMAL, "bye").unwrap();
+        assert!(!sender.is_closed(), "the Close is batched, not written yet");
+        assert!(matches!(sender.send("after".into()), Err(Error::Send(SendError::CloseSent))));
+        sender.flush_local().unwrap();
+        assert!(sender.is_closed());
+        // From another thread, once the Close is written.
+        thread::scope(|s| {
+            s.spawn(|| assert!(matches!(sender.send("late".into()), Err(Error::Send(SendError::CloseSent)))));
+        });
+        // Once the connection failed, sends say it is closed.
+        write.fail_with(None);
+        assert!(matches!(sender.send("failed".into()), Err(Error::Send(SendError::Closed))));
+        sender.end();
+        let msgs = decode(&out.lock().unwrap());
+        assert_eq!(msgs.len(), 2);
+        assert!(matches!(&msgs[1], OwnedMessage::Close(Some(c)) if c.reason == "bye"));
+    }
+
+    #[test]
+    fn a_batch_overtaken_by_another_threads_close_is_dropped_not_an_error() {
+        let (mock, out) = Mock::new(vec![None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        sender.send("batched".into()).unwrap();
+        thread::scope(|s| {
+            s.spawn(|| sender.close(CloseCode::AWAY, "going").unwrap());
+        });
+        let far = std::time::Instant::now() + Duration::from_secs(60);
+        assert_eq!(write.life().wait_while(State::Open, far), State::CloseSent);
+        // The owner's flush finds the Close already out: its message is
+        // dropped, and the connection goes on waiting for the peer's reply.
+        sender.flush_local().unwrap();
+        sender.end();
+        let msgs = decode(&out.lock().unwrap());
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(matches!(&msgs[0], OwnedMessage::Close(Some(c)) if c.reason == "going"));
     }
 }

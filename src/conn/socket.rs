@@ -2,11 +2,11 @@
 //! `send()` instead of callbacks, and its split into [`WsReader`] and a
 //! cloneable [`WsWriter`].
 
-use std::time::Instant;
-
+#[cfg(doc)]
 use crate::config::Config;
-use crate::conn::lifecycle::{close_for, close_reply, end_tcp, Keepalive};
-use crate::conn::read::{Read, ReadSide};
+use crate::conn::lifecycle::Connection;
+use crate::conn::read::Read;
+use crate::conn::state::State;
 use crate::conn::write::WriteSide;
 use crate::error::{Error, Result};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
@@ -38,22 +38,7 @@ pub struct WebSocket {
 
 /// The reading half of a [`WebSocket`].
 pub struct WsReader {
-    read: ReadSide,
-    write: WriteSide,
-    role: Role,
-    config: Config,
-    keepalive: Keepalive,
-    state: State,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Open,
-    /// The close handshake finished or the connection failed; the next
-    /// read reports [`Error::ConnectionClosed`], later ones
-    /// [`Error::AlreadyClosed`].
-    Ended,
-    Reported,
+    conn: Connection,
 }
 
 /// The writing half of a [`WebSocket`]: `Clone + Send`, so several threads
@@ -65,13 +50,13 @@ pub struct WsWriter {
 
 impl std::fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSocket").field("role", &self.reader.role).finish()
+        f.debug_struct("WebSocket").field("role", &self.reader.conn.role).finish()
     }
 }
 
 impl std::fmt::Debug for WsReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsReader").field("role", &self.reader_role()).finish()
+        f.debug_struct("WsReader").field("role", &self.conn.role).finish()
     }
 }
 
@@ -82,11 +67,9 @@ impl std::fmt::Debug for WsWriter {
 }
 
 impl WebSocket {
-    pub(crate) fn new(read: ReadSide, write: WriteSide, role: Role, config: Config) -> Self {
-        let writer = WsWriter { write: write.clone() };
-        let keepalive = Keepalive::new(&config);
-        let reader = WsReader { read, write, role, config, keepalive, state: State::Open };
-        WebSocket { reader, writer }
+    pub(crate) fn new(conn: Connection) -> Self {
+        let writer = WsWriter { write: conn.write.clone() };
+        WebSocket { reader: WsReader { conn }, writer }
     }
 
     /// Reads the next message. See [`WsReader::read`].
@@ -122,19 +105,15 @@ impl WebSocket {
 
     /// Which side of the connection this is.
     pub fn role(&self) -> Role {
-        self.reader.role
+        self.reader.conn.role
     }
 
-    pub(crate) fn into_parts(self) -> (ReadSide, WriteSide, Config) {
-        (self.reader.read, self.reader.write, self.reader.config)
+    pub(crate) fn into_connection(self) -> Connection {
+        self.reader.conn
     }
 }
 
 impl WsReader {
-    fn reader_role(&self) -> Role {
-        self.role
-    }
-
     /// Blocks until a message arrives and returns it.
     ///
     /// Pings are answered with a Pong at once (and returned too); a Close
@@ -144,24 +123,25 @@ impl WsReader {
     /// timeout kept while waiting. A protocol violation by the peer is
     /// answered with the right close code and returned as an error.
     pub fn read(&mut self) -> Result<OwnedMessage> {
-        match self.state {
-            State::Open => {}
+        match self.conn.state() {
+            State::Open | State::CloseSent => {}
             State::Ended => {
-                self.state = State::Reported;
+                self.conn.report();
                 return Err(Error::ConnectionClosed);
             }
-            State::Reported => return Err(Error::AlreadyClosed),
+            // A write on another thread failed, and reported why.
+            State::Failed => {
+                self.conn.end();
+                self.conn.report();
+                return Err(Error::AlreadyClosed);
+            }
+            State::CloseReceived | State::Closed | State::Reported => return Err(Error::AlreadyClosed),
         }
         loop {
-            let (keepalive, write) = (&self.keepalive, &self.write);
-            let result = self.read.read(&mut |read| keepalive.next(read, write), &mut || Ok(()));
-            match result {
+            match self.conn.next(None) {
                 Ok(Read::Message(msg)) => return self.handle(msg),
-                Ok(Read::Deadline) => {
-                    if let Err(e) = self.on_deadline() {
-                        return Err(self.fail(e));
-                    }
-                }
+                // Only for a deadline of the caller's, and none was given.
+                Ok(Read::Deadline) => {}
                 Err(e) => return Err(self.fail(e)),
             }
         }
@@ -169,48 +149,27 @@ impl WsReader {
 
     fn handle(&mut self, msg: OwnedMessage) -> Result<OwnedMessage> {
         match &msg {
-            OwnedMessage::Ping(p) => {
-                ignore_closed(self.write.send(OwnedMessage::Pong(p.clone())))?;
-            }
+            OwnedMessage::Ping(p) => self.conn.send_own(OwnedMessage::Pong(p.clone()))?,
             OwnedMessage::Close(reason) => {
-                if self.write.close_sent().is_none() {
-                    ignore_closed(self.write.send(close_reply(reason)))?;
+                let answered = self.conn.peer_closed(reason, false);
+                self.conn.end();
+                if let Err(e) = answered {
+                    self.conn.report();
+                    return Err(e);
                 }
-                self.end();
             }
             _ => {}
         }
         Ok(msg)
     }
 
-    fn on_deadline(&mut self) -> Result<()> {
-        if self.keepalive.check(Instant::now(), &self.read, &self.write)? {
-            ignore_closed(self.write.send(OwnedMessage::Ping(Vec::new())))?;
-        }
-        Ok(())
-    }
-
     /// Sends the close code for `err` if it has one, ends the connection,
-    /// and hands the error back.
+    /// and hands the error back: that is its report.
     fn fail(&mut self, err: Error) -> Error {
-        if let Some(close) = close_for(&err).filter(|_| self.write.close_sent().is_none()) {
-            let _ = self.write.send(close);
-        }
-        self.end();
-        self.state = State::Reported;
+        self.conn.fail(&err);
+        self.conn.end();
+        self.conn.report();
         err
-    }
-
-    fn end(&mut self) {
-        self.state = State::Ended;
-        end_tcp(self.role, &mut self.read, &self.write, self.config.close_timeout);
-    }
-}
-
-fn ignore_closed(r: Result<()>) -> Result<()> {
-    match r {
-        Err(Error::AlreadyClosed) => Ok(()),
-        other => other,
     }
 }
 

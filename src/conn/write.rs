@@ -12,10 +12,11 @@
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
 
+use crate::conn::state::{Event, Life, State};
 use crate::error::{Error, Phase, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
@@ -35,7 +36,6 @@ struct WriteState {
     /// Encoded frames not yet written. Between calls it is empty, or holds
     /// the unwritten end of a frame [`WriteSide::try_send_now`] began.
     batch: Vec<u8>,
-    failed: bool,
     /// The transport has no non-blocking write (`try_write` answered
     /// `Unsupported`): cross-thread sends always go to the writer thread.
     no_try_write: bool,
@@ -46,12 +46,10 @@ struct WriteState {
 /// is in progress.
 struct Shared {
     closer: Closer,
-    /// Set (under the write lock) once a Close frame was written: checked
-    /// for every message, without taking `close_sent`'s lock.
-    closing: AtomicBool,
-    close_sent: Mutex<Option<Instant>>,
-    /// Signalled when a Close frame is written.
-    close_written: Condvar,
+    /// The connection's state: our Close is stepped in under the write
+    /// lock, so no frame follows it; every message checks it without a
+    /// lock.
+    life: Life,
 }
 
 /// What [`WriteSide::try_send_now`] did with a message.
@@ -77,20 +75,8 @@ impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
-        let shared = Arc::new(Shared {
-            closer: io.closer(),
-            closing: AtomicBool::new(false),
-            close_sent: Mutex::new(None),
-            close_written: Condvar::new(),
-        });
-        let state = WriteState {
-            io,
-            masks,
-            batch: Vec::new(),
-            failed: false,
-            no_try_write: false,
-            shared: Arc::clone(&shared),
-        };
+        let shared = Arc::new(Shared { closer: io.closer(), life: Life::new() });
+        let state = WriteState { io, masks, batch: Vec::new(), no_try_write: false, shared: Arc::clone(&shared) };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
 
@@ -98,9 +84,14 @@ impl WriteSide {
         lock(&self.state)
     }
 
+    /// The connection's state, shared with everything that uses it.
+    pub(crate) fn life(&self) -> &Life {
+        &self.shared.life
+    }
+
     /// Encodes and writes `msgs` in order, in as few system calls as the
-    /// sizes allow. Messages after a Close are refused with
-    /// [`Error::AlreadyClosed`].
+    /// sizes allow. Messages after a Close, or after a failure, are refused
+    /// with [`Error::AlreadyClosed`].
     pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
         let mut st = self.lock();
         let result = st.send_all(msgs);
@@ -124,10 +115,31 @@ impl WriteSide {
         }
     }
 
-    fn fail(&self, st: &mut WriteState, err: Error) -> Error {
-        st.failed = true;
+    /// Marks the connection failed (the caller holds the write lock) and
+    /// shuts it down.
+    fn fail(&self, _locked: &mut WriteState, err: Error) -> Error {
+        self.shared.life.apply(Event::Fail);
         (self.shared.closer)(Shutdown::Both);
         err
+    }
+
+    /// Ends the connection for an error: writes `close` first if a message
+    /// may still be sent, then marks the connection failed. Both under the
+    /// write lock, so no other thread's frame is being committed meanwhile
+    /// or follows.
+    pub(crate) fn fail_with(&self, close: Option<OwnedMessage>) {
+        let mut st = self.lock();
+        if let Some(close) = close.filter(|_| self.shared.life.get().may_send()) {
+            let _ = st.send_all(&mut std::iter::once(close));
+        }
+        self.shared.life.apply(Event::Fail);
+    }
+
+    /// Marks the connection ended, under the write lock (see
+    /// [`fail_with`](Self::fail_with)).
+    pub(crate) fn end(&self) -> State {
+        let _locked = self.lock();
+        self.shared.life.apply(Event::End)
     }
 
     /// The fast path for a send from another thread than the connection's
@@ -150,11 +162,10 @@ impl WriteSide {
             Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
         };
         if !is_small_data(&msg)
-            || st.failed
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
-            || self.shared.closing.load(Ordering::Acquire)
+            || !self.shared.life.get().may_send()
         {
             return Ok(Now::Queue(msg));
         }
@@ -194,32 +205,6 @@ impl WriteSide {
         self.send_all(&mut std::iter::once(msg))
     }
 
-    /// When a Close frame was written, if one was. Never waits for a write
-    /// in progress.
-    pub(crate) fn close_sent(&self) -> Option<Instant> {
-        if !self.shared.closing.load(Ordering::Acquire) {
-            return None;
-        }
-        *lock(&self.shared.close_sent)
-    }
-
-    /// Waits until a Close frame has been written or `deadline` passes;
-    /// true if one was written.
-    pub(crate) fn wait_close_sent(&self, deadline: Instant) -> bool {
-        let mut sent = lock(&self.shared.close_sent);
-        while sent.is_none() {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            sent = match self.shared.close_written.wait_timeout(sent, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        true
-    }
-
     /// Shuts down the connection in the given direction(s), at once, even
     /// while another thread is blocked writing.
     pub(crate) fn shutdown(&self, how: Shutdown) {
@@ -236,11 +221,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl WriteState {
     fn send_all(&mut self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
-        if self.failed {
+        if self.shared.life.get().is_over() {
             return Err(Error::AlreadyClosed);
         }
         for msg in msgs {
-            if self.shared.closing.load(Ordering::Acquire) {
+            if !self.shared.life.get().may_send() {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
@@ -254,9 +239,9 @@ impl WriteState {
             }
             let frame = OutFrame::new(msg, key)?;
             if frame.is_close() {
-                *lock(&self.shared.close_sent) = Some(Instant::now());
-                self.shared.closing.store(true, Ordering::Release);
-                self.shared.close_written.notify_all();
+                // Under the write lock, as every transition that stops
+                // sending is: no frame can follow it.
+                self.shared.life.apply(Event::CloseWritten);
             }
             if frame.wire_len() <= COPY_LIMIT {
                 frame.write_to(&mut self.batch);

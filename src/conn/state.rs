@@ -1,0 +1,318 @@
+//! The life of one connection after its handshake, as one state machine.
+//!
+//! ```text
+//!             our Close written              peer's Close read
+//!   Open ───────────────────────▶ CloseSent ──────────────────┐
+//!    │ │                                                      ▼
+//!    │ └─ peer's Close read ──▶ CloseReceived ── our Close ─▶ Closed
+//!    │                          (reply owed)     written        │
+//!    │                                                          │
+//!    └─ error (any state before Closed) ──▶ Failed              │
+//!                                             │                 │
+//!                     End (any state) ────────┴──▶ Ended ◀──────┘
+//!                                                   │ Report
+//!                                                   ▼
+//!                                                Reported
+//! ```
+//!
+//! [`step`] is the whole transition table, pure and tested on its own.
+//! [`Life`] holds one connection's state where every thread that touches the
+//! connection sees it: the reading thread steps it when a Close arrives, an
+//! error ends the connection or the connection is ended; whichever thread
+//! writes our Close steps it under the write lock; senders read it without
+//! a lock to refuse what can no longer be sent.
+//!
+//! The protocol decoder keeps a `Done` state of its own: that is the codec's
+//! (no frame is decoded after a Close or an error, whoever drives it), not
+//! the connection's life, and the connection never asks it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use log::error;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Messages flow both ways.
+    Open,
+    /// Our Close is written; the peer's reply is awaited, within the close
+    /// timeout. Nothing more is sent.
+    CloseSent,
+    /// The peer's Close arrived first; our reply is owed (at once, or by the
+    /// application when it defers the reply). Messages may still be sent
+    /// until the reply is written.
+    CloseReceived,
+    /// Both Closes are exchanged: the close handshake is complete.
+    Closed,
+    /// An error ended the connection before the close handshake completed
+    /// (a protocol violation, an I/O error, a missed deadline).
+    Failed,
+    /// The connection is over: its writer thread stopped, TCP ended, and
+    /// nothing of it is used any more.
+    Ended,
+    /// The plain API has told its caller that the connection ended
+    /// ([`Error::ConnectionClosed`](crate::Error::ConnectionClosed) once;
+    /// later reads get `AlreadyClosed`).
+    Reported,
+}
+
+/// Something that happened to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Our Close frame was committed to the wire.
+    CloseWritten,
+    /// The peer's Close frame was read.
+    CloseRead,
+    /// An error ended the connection.
+    Fail,
+    /// The driver ended the connection and released what it held.
+    End,
+    /// The plain API reported the end to its caller.
+    Report,
+}
+
+/// What an event does in a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The connection moves to this state.
+    To(State),
+    /// Nothing changes, rightly: a second failure, or a failure after the
+    /// close handshake completed (e.g. the peer resets TCP while we wait for
+    /// its EOF).
+    Stay,
+    /// The event cannot happen in this state; the drivers guarantee it
+    /// never does (see the tests), and it changes nothing.
+    Illegal,
+}
+
+impl State {
+    /// All states, for tests and tables.
+    #[cfg(test)]
+    pub(crate) const ALL: [State; 7] = [
+        State::Open,
+        State::CloseSent,
+        State::CloseReceived,
+        State::Closed,
+        State::Failed,
+        State::Ended,
+        State::Reported,
+    ];
+
+    /// Whether a message may still be written: before our Close, and
+    /// nothing after a failure.
+    pub(crate) fn may_send(self) -> bool {
+        matches!(self, State::Open | State::CloseReceived)
+    }
+
+    /// Whether the connection has failed or ended: nothing more happens on
+    /// it.
+    pub(crate) fn is_over(self) -> bool {
+        matches!(self, State::Failed | State::Ended | State::Reported)
+    }
+
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Open,
+            1 => State::CloseSent,
+            2 => State::CloseReceived,
+            3 => State::Closed,
+            4 => State::Failed,
+            5 => State::Ended,
+            _ => State::Reported,
+        }
+    }
+}
+
+impl Event {
+    /// All events, for tests and tables.
+    #[cfg(test)]
+    pub(crate) const ALL: [Event; 5] = [Event::CloseWritten, Event::CloseRead, Event::Fail, Event::End, Event::Report];
+}
+
+/// The transition table.
+pub(crate) fn step(from: State, event: Event) -> Step {
+    use Event as E;
+    use State as S;
+    match (from, event) {
+        (S::Open, E::CloseWritten) => Step::To(S::CloseSent),
+        (S::Open, E::CloseRead) => Step::To(S::CloseReceived),
+        (S::CloseSent, E::CloseRead) | (S::CloseReceived, E::CloseWritten) => Step::To(S::Closed),
+        (S::Open | S::CloseSent | S::CloseReceived, E::Fail) => Step::To(S::Failed),
+        (S::Closed | S::Failed | S::Ended | S::Reported, E::Fail) => Step::Stay,
+        (S::Open | S::CloseSent | S::CloseReceived | S::Closed | S::Failed, E::End) => Step::To(S::Ended),
+        (S::Ended, E::Report) => Step::To(S::Reported),
+        (S::Reported, E::Report) => Step::Stay,
+        // Our Close is written once (the write side refuses a second, and
+        // everything after a failure); the decoder decodes nothing after
+        // the peer's Close; a connection ends once; only an ended one is
+        // reported.
+        (S::CloseSent | S::Closed | S::Failed | S::Ended | S::Reported, E::CloseWritten)
+        | (S::CloseReceived | S::Closed | S::Failed | S::Ended | S::Reported, E::CloseRead)
+        | (S::Ended | S::Reported, E::End)
+        | (S::Open | S::CloseSent | S::CloseReceived | S::Closed | S::Failed, E::Report) => Step::Illegal,
+    }
+}
+
+/// One connection's state, shared by every thread that uses the connection.
+///
+/// Transitions happen under a lock (a handful per connection), so that a
+/// thread can wait for one; the current state is mirrored in an atomic for
+/// the checks on every send, which take no lock.
+pub(crate) struct Life {
+    now: AtomicU8,
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+struct Inner {
+    state: State,
+    /// When our Close was written: the close timeout runs from here.
+    close_written: Option<Instant>,
+}
+
+impl Life {
+    pub(crate) fn new() -> Self {
+        let inner = Inner { state: State::Open, close_written: None };
+        Life { now: AtomicU8::new(State::Open as u8), inner: Mutex::new(inner), changed: Condvar::new() }
+    }
+
+    /// The current state, without a lock.
+    pub(crate) fn get(&self) -> State {
+        State::from_u8(self.now.load(Ordering::Acquire))
+    }
+
+    /// Applies `event` and returns the state after it.
+    pub(crate) fn apply(&self, event: Event) -> State {
+        let mut inner = self.lock();
+        match step(inner.state, event) {
+            Step::To(next) => {
+                if event == Event::CloseWritten {
+                    inner.close_written = Some(Instant::now());
+                }
+                inner.state = next;
+                self.now.store(next as u8, Ordering::Release);
+                self.changed.notify_all();
+            }
+            Step::Stay => {}
+            Step::Illegal => error!("bug: connection event {event:?} in state {:?} ignored", inner.state),
+        }
+        inner.state
+    }
+
+    /// When our Close was written, if it was and the peer has not answered
+    /// yet: the close timeout runs from then.
+    pub(crate) fn awaiting_close_reply(&self) -> Option<Instant> {
+        if self.get() != State::CloseSent {
+            return None;
+        }
+        let inner = self.lock();
+        inner.close_written.filter(|_| inner.state == State::CloseSent)
+    }
+
+    /// Waits until the state is no longer `state` or `deadline` passes;
+    /// returns the state then.
+    pub(crate) fn wait_while(&self, state: State, deadline: Instant) -> State {
+        let mut inner = self.lock();
+        while inner.state == state {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            inner = match self.changed.wait_timeout(inner, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        inner.state
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Life {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Life").field(&self.get()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Event as E;
+    use State as S;
+    use Step::{Illegal as X, Stay as Same};
+
+    /// Every event in every state. Rows: states in [`State::ALL`] order;
+    /// columns: CloseWritten, CloseRead, Fail, End, Report.
+    const TABLE: [[Step; 5]; 7] = [
+        /* Open          */
+        [Step::To(S::CloseSent), Step::To(S::CloseReceived), Step::To(S::Failed), Step::To(S::Ended), X],
+        /* CloseSent     */ [X, Step::To(S::Closed), Step::To(S::Failed), Step::To(S::Ended), X],
+        /* CloseReceived */ [Step::To(S::Closed), X, Step::To(S::Failed), Step::To(S::Ended), X],
+        /* Closed        */ [X, X, Same, Step::To(S::Ended), X],
+        /* Failed        */ [X, X, Same, Step::To(S::Ended), X],
+        /* Ended         */ [X, X, Same, X, Step::To(S::Reported)],
+        /* Reported      */ [X, X, Same, X, Same],
+    ];
+
+    #[test]
+    fn every_event_in_every_state() {
+        for (row, &state) in TABLE.iter().zip(State::ALL.iter()) {
+            for (&want, &event) in row.iter().zip(Event::ALL.iter()) {
+                assert_eq!(step(state, event), want, "{event:?} in {state:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_mirror_and_the_state_agree_and_illegal_events_change_nothing() {
+        for &state in &State::ALL {
+            assert_eq!(State::from_u8(state as u8), state);
+            for &event in &Event::ALL {
+                let life = Life::new();
+                *life.lock() = Inner { state, close_written: None };
+                life.now.store(state as u8, Ordering::Release);
+                let after = life.apply(event);
+                let want = match step(state, event) {
+                    Step::To(next) => next,
+                    Step::Stay | Step::Illegal => state,
+                };
+                assert_eq!((after, life.get()), (want, want), "{event:?} in {state:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn who_may_send_and_when_the_close_timeout_runs() {
+        let sendable: Vec<S> = State::ALL.into_iter().filter(|s| s.may_send()).collect();
+        assert_eq!(sendable, [S::Open, S::CloseReceived]);
+        let over: Vec<S> = State::ALL.into_iter().filter(|s| s.is_over()).collect();
+        assert_eq!(over, [S::Failed, S::Ended, S::Reported]);
+
+        let life = Life::new();
+        assert_eq!(life.awaiting_close_reply(), None);
+        life.apply(E::CloseWritten);
+        let at = life.awaiting_close_reply().expect("the close timeout runs");
+        assert!(at <= Instant::now());
+        assert_eq!(life.apply(E::CloseRead), S::Closed);
+        assert_eq!(life.awaiting_close_reply(), None, "answered: no close timeout");
+    }
+
+    #[test]
+    fn a_waiter_wakes_on_a_transition_or_at_its_deadline() {
+        let life = std::sync::Arc::new(Life::new());
+        life.apply(E::CloseRead);
+        let soon = Instant::now() + std::time::Duration::from_millis(10);
+        assert_eq!(life.wait_while(S::CloseReceived, soon), S::CloseReceived);
+        let other = std::sync::Arc::clone(&life);
+        let writer = std::thread::spawn(move || other.apply(E::CloseWritten));
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        assert_eq!(life.wait_while(S::CloseReceived, later), S::Closed);
+        writer.join().unwrap();
+    }
+}
