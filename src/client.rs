@@ -191,7 +191,7 @@ impl ClientBuilder {
         }
         let protocol = hs::check_response(&response, &key, &self.protocols)?;
         info!("connected to {}{} ({:?})", url.host_header(), url.path, addr);
-        let ws = WebSocket::new(Connection::open(reader, writer, buf, Role::Client, self.config)?);
+        let ws = WebSocket::new(Connection::open(reader, writer, buf, Role::Client, &self.config)?);
         Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
     }
 }

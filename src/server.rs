@@ -239,7 +239,7 @@ impl Server {
     #[inline(never)]
     fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
         let Upgrade { reader, writer, leftover, request, response } = *upgrade;
-        let mut conn = Box::new(Connection::open(reader, writer, leftover, Role::Server, self.config.clone())?);
+        let mut conn = Connection::open(reader, writer, leftover, Role::Server, &self.config)?;
         let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
@@ -327,5 +327,5 @@ pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<Web
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };
     write_response(&mut *writer, &resp)?;
-    Ok(WebSocket::new(Connection::open(reader, writer, buf, Role::Server, config)?))
+    Ok(WebSocket::new(Connection::open(reader, writer, buf, Role::Server, &config)?))
 }

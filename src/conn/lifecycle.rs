@@ -37,17 +37,22 @@ impl Connection {
     /// The one way a connection opens after a handshake, on either side:
     /// `leftover` holds bytes that arrived with the handshake (the first
     /// frames).
+    ///
+    /// Boxed, and out of line: the connection's state is large, and a
+    /// connection thread keeps every stack page it once touched, so it is
+    /// built here rather than in the (longer-lived) callers' frames.
+    #[inline(never)]
     pub(crate) fn open(
         reader: Box<dyn ReadHalf>,
         writer: Box<dyn WriteHalf>,
         leftover: Vec<u8>,
         role: Role,
-        config: Config,
-    ) -> Result<Connection> {
-        let read = ReadSide::new(reader, role, &config, leftover);
+        config: &Config,
+    ) -> Result<Box<Connection>> {
         let write = WriteSide::new(writer, role, config.write_timeout)?;
-        let keepalive = Keepalive::new(&config);
-        Ok(Connection { role, read, write, config, keepalive, sender: None })
+        let read = ReadSide::new(reader, role, config, leftover);
+        let keepalive = Keepalive::new(config);
+        Ok(Box::new(Connection { role, read, write, config: config.clone(), keepalive, sender: None }))
     }
 
     /// Gives the connection a [`Sender`] for callbacks, and returns it.

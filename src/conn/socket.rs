@@ -38,7 +38,7 @@ pub struct WebSocket {
 
 /// The reading half of a [`WebSocket`].
 pub struct WsReader {
-    conn: Connection,
+    conn: Box<Connection>,
 }
 
 /// The writing half of a [`WebSocket`]: `Clone + Send`, so several threads
@@ -67,7 +67,7 @@ impl std::fmt::Debug for WsWriter {
 }
 
 impl WebSocket {
-    pub(crate) fn new(conn: Connection) -> Self {
+    pub(crate) fn new(conn: Box<Connection>) -> Self {
         let writer = WsWriter { write: conn.write.clone() };
         WebSocket { reader: WsReader { conn }, writer }
     }
@@ -108,7 +108,7 @@ impl WebSocket {
         self.reader.conn.role
     }
 
-    pub(crate) fn into_connection(self) -> Connection {
+    pub(crate) fn into_connection(self) -> Box<Connection> {
         self.reader.conn
     }
 }

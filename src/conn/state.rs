@@ -185,6 +185,11 @@ impl Life {
     }
 
     /// Applies `event` and returns the state after it.
+    ///
+    /// Out of line: it runs a few times per connection, and inlined it
+    /// would enlarge the frames of the write path, whose stack pages every
+    /// connection thread keeps.
+    #[inline(never)]
     pub(crate) fn apply(&self, event: Event) -> State {
         let mut inner = self.lock();
         match step(inner.state, event) {
@@ -197,7 +202,7 @@ impl Life {
                 self.changed.notify_all();
             }
             Step::Stay => {}
-            Step::Illegal => error!("bug: connection event {event:?} in state {:?} ignored", inner.state),
+            Step::Illegal => illegal(inner.state, event),
         }
         inner.state
     }
@@ -232,6 +237,12 @@ impl Life {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+#[cold]
+#[inline(never)]
+fn illegal(state: State, event: Event) {
+    error!("bug: connection event {event:?} in state {state:?} ignored");
 }
 
 impl std::fmt::Debug for Life {
