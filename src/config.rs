@@ -127,6 +127,18 @@ pub struct Config {
     /// Which `Origin` headers the server accepts. Default
     /// [`OriginPolicy::SameHost`].
     pub origin: OriginPolicy,
+    /// Most bytes the whole process holds for peers: buffers of messages
+    /// still arriving (fragmented, or larger than the read buffer) and
+    /// messages queued for sending, over every connection. Default a
+    /// quarter of the machine's memory (the cgroup's limit where one is
+    /// set, else the total), at most 1 GiB. A connection whose buffer or
+    /// queue would take the total past it is closed with 1013 (try again
+    /// later) before anything is allocated, and gets
+    /// [`Error::Capacity`]`(`[`Limit::MemoryBudget`](crate::Limit::MemoryBudget)`)`;
+    /// the others go on. Each connection checks the total against its own
+    /// `Config`'s value; [`memory_held`](crate::memory_held) reads the
+    /// total.
+    pub memory_budget: usize,
 }
 
 impl Default for Config {
@@ -151,6 +163,7 @@ impl Default for Config {
             thread_stack_size: 128 << 10,
             read_buffer_size: 512,
             origin: OriginPolicy::SameHost,
+            memory_budget: crate::memory::default_budget(),
         }
     }
 }
@@ -208,6 +221,8 @@ impl Config {
         read_buffer_size: usize;
         /// Sets [`Config::origin`].
         origin: OriginPolicy;
+        /// Sets [`Config::memory_budget`].
+        memory_budget: usize;
     }
 
     /// Checks that the values fit together; every entry point calls this.
@@ -227,6 +242,9 @@ impl Config {
         }
         if self.queue_capacity == 0 || self.queue_max_bytes == 0 {
             return bad("queue_capacity and queue_max_bytes must be above 0");
+        }
+        if self.memory_budget == 0 {
+            return bad("memory_budget must be above 0");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be above 0");

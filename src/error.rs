@@ -148,7 +148,7 @@ pub enum Limit {
     /// ([`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip)).
     ConnectionsPerIp,
     /// Bytes held by the whole process in partly received messages and
-    /// outbound queues (`Config::memory_budget`).
+    /// outbound queues ([`Config::memory_budget`](crate::Config::memory_budget)).
     MemoryBudget,
 }
 

@@ -57,6 +57,12 @@ pub struct Limits {
     /// for the proxy: any, leaving the check to the upstream).
     #[arg(long, value_name = "POLICY", value_parser = parse_origin)]
     pub origin: Option<OriginPolicy>,
+    /// Most bytes the whole server holds for peers (messages still arriving,
+    /// queued messages): `512M`, `2G` or bytes. Past it, the connection that
+    /// would grow is closed with 1013 (default: a quarter of the machine's
+    /// memory, at most 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<usize>,
 }
 
 impl Limits {
@@ -102,6 +108,9 @@ impl Limits {
         if let Some(v) = &self.origin {
             c.origin = v.clone();
         }
+        if let Some(v) = self.memory_budget {
+            c.memory_budget = v;
+        }
         c
     }
 
@@ -109,6 +118,23 @@ impl Limits {
     pub fn config(&self) -> Config {
         self.apply(Config::default())
     }
+}
+
+/// Parses a size: bytes, or a number with `K`, `M` or `G` (powers of 1024;
+/// `KiB`, `MiB`, `GiB` too).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size such as 512M, 2G or 1048576"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use K, M or G")),
+    };
+    n.checked_mul(1 << shift).filter(|&v| v > 0).ok_or_else(|| format!("{s:?} is out of range"))
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
@@ -253,6 +279,18 @@ impl Drop for TcpServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("lots").is_err());
+        let limits = Limits { memory_budget: Some(64 << 20), ..Limits::default() };
+        assert_eq!(limits.config().memory_budget, 64 << 20);
+    }
 
     #[test]
     fn durations() {

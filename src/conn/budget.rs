@@ -1,9 +1,14 @@
 //! A byte budget for one connection's outbound queue: the threads that
 //! queue messages take from it, the writer thread gives back what it wrote.
+//! What it holds is charged to the process-wide budget too
+//! ([`memory`](crate::memory)).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
+
+use crate::error::Error;
+use crate::memory;
 
 /// What [`Budget::take`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +19,9 @@ pub(crate) enum Taken {
     Full,
     /// The connection ended while waiting.
     Closed,
+    /// The process-wide memory budget has no room: `size` bytes held in all
+    /// with this message, `max` allowed.
+    OverBudget { size: u64, max: u64 },
 }
 
 /// Bytes queued and not yet written, bounded by `max`.
@@ -25,6 +33,8 @@ pub(crate) enum Taken {
 #[derive(Debug)]
 pub(crate) struct Budget {
     max: usize,
+    /// `Config::memory_budget`: the process-wide limit.
+    process_max: usize,
     used: AtomicUsize,
     waiters: AtomicUsize,
     closed: AtomicBool,
@@ -33,9 +43,10 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, process_max: usize) -> Self {
         Budget {
             max,
+            process_max,
             used: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -49,6 +60,11 @@ impl Budget {
     pub(crate) fn take(&self, n: usize, deadline: Option<Instant>) -> Taken {
         loop {
             if self.try_take(n) {
+                if let Err(e) = memory::try_take(n, self.process_max) {
+                    self.give(n);
+                    let Error::Capacity { size, max, .. } = e else { return Taken::Full };
+                    return Taken::OverBudget { size, max };
+                }
                 return Taken::Yes;
             }
             if self.closed.load(SeqCst) {
@@ -79,6 +95,13 @@ impl Budget {
         }
         self.used.fetch_sub(n, SeqCst);
         self.wake();
+    }
+
+    /// Gives back `n` bytes taken earlier, from the process-wide budget
+    /// too: their messages were written or dropped.
+    pub(crate) fn release(&self, n: usize) {
+        memory::give(n);
+        self.give(n);
     }
 
     /// The connection ended: waiters stop waiting, later takes fail.
@@ -131,6 +154,14 @@ impl Budget {
     }
 }
 
+impl Drop for Budget {
+    /// Bytes still counted belong to messages dropped with the queue: the
+    /// process-wide budget gets them back.
+    fn drop(&mut self) {
+        memory::give(*self.used.get_mut());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,7 +180,7 @@ mod tests {
 
     #[test]
     fn takes_what_fits_and_one_oversized_message_alone() {
-        let b = Budget::new(100);
+        let b = Budget::new(100, usize::MAX);
         assert_eq!(b.take(60, None), Taken::Yes);
         assert_eq!(b.take(40, None), Taken::Yes);
         assert_eq!(b.take(1, None), Taken::Full);
@@ -163,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_waiting_sender_gets_room_when_the_writer_gives_it_back() {
-        let b = Arc::new(Budget::new(100));
+        let b = Arc::new(Budget::new(100, usize::MAX));
         assert_eq!(b.take(100, None), Taken::Yes);
         let waiter = {
             let b = Arc::clone(&b);
@@ -178,7 +209,7 @@ mod tests {
 
     #[test]
     fn waiting_ends_at_the_deadline_or_when_the_connection_closes() {
-        let b = Arc::new(Budget::new(10));
+        let b = Arc::new(Budget::new(10, usize::MAX));
         assert_eq!(b.take(10, None), Taken::Yes);
         assert_eq!(b.take(5, Some(Instant::now() + Duration::from_millis(20))), Taken::Full);
         let waiter = {

@@ -35,7 +35,7 @@ use crate::config::{Config, QueuePolicy};
 use crate::conn::budget::{Budget, Taken};
 use crate::conn::state::State;
 use crate::conn::write::{Now, WriteSide};
-use crate::error::{Error, Result, SendError};
+use crate::error::{Error, Limit, Result, SendError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
 /// The owner thread's emptied batch is kept for reuse up to this many
@@ -52,6 +52,16 @@ fn thread_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
     TOKEN.with(|t| *t)
+}
+
+/// Why [`Sender::enqueue`] did not queue a message.
+enum Refused {
+    /// The connection's queue is full (in messages or bytes).
+    Full,
+    /// The process-wide memory budget has no room.
+    OverBudget { size: u64, max: u64 },
+    /// The writer thread is gone: the connection ended.
+    Gone,
 }
 
 /// Instructions from the connection thread to the writer thread.
@@ -137,7 +147,7 @@ impl Sender {
             queue: OnceLock::new(),
             queue_capacity: config.queue_capacity,
             queued: AtomicUsize::new(0),
-            bytes: Budget::new(config.queue_max_bytes),
+            bytes: Budget::new(config.queue_max_bytes, config.memory_budget),
             flush_asked: AtomicBool::new(false),
             write,
             policy: config.queue_policy,
@@ -183,26 +193,37 @@ impl Sender {
         self.ensure_writer()?;
         match self.enqueue(msg, out.policy) {
             Ok(()) => Ok(()),
-            Err(true) => {
+            Err(Refused::Full) => {
                 if out.policy == QueuePolicy::Close {
                     warn!("outbound queue full: closing the connection (policy Close)");
-                    let close = CloseData::new(CloseCode::POLICY, "outbound queue full");
-                    // The peer is not reading, so the frame may never leave;
-                    // shutting the socket down ends the connection either way.
-                    let _ = self.enqueue(OwnedMessage::Close(Some(close)), QueuePolicy::Drop);
-                    out.write.shutdown(Shutdown::Both);
+                    self.close_now(CloseCode::POLICY, "outbound queue full");
                 }
                 Err(Error::Send(SendError::QueueFull))
             }
-            Err(false) => Err(Error::Send(SendError::Closed)),
+            Err(Refused::OverBudget { size, max }) => {
+                warn!(
+                    "the process's memory budget ({max} bytes) is used up: closing a connection whose queue would grow"
+                );
+                self.close_now(CloseCode::AGAIN, "server memory budget exceeded");
+                Err(Error::Capacity { what: Limit::MemoryBudget, size, max })
+            }
+            Err(Refused::Gone) => Err(Error::Send(SendError::Closed)),
         }
     }
 
+    /// Closes a connection whose peer does not read: the Close frame may
+    /// never leave, so the socket is shut down, which ends the connection
+    /// either way.
+    fn close_now(&self, code: CloseCode, reason: &str) {
+        let close = CloseData::new(code, reason);
+        let _ = self.enqueue(OwnedMessage::Close(Some(close)), QueuePolicy::Drop);
+        self.out.write.shutdown(Shutdown::Both);
+    }
+
     /// Pushes `msg` on the writer thread's queue, counted in `queued` and
-    /// in the byte budget, waiting for room (in both) as `policy` says.
-    /// `Err(true)`: the queue is full; `Err(false)`: the writer thread is
-    /// gone.
-    fn enqueue(&self, msg: OwnedMessage, policy: QueuePolicy) -> std::result::Result<(), bool> {
+    /// in the byte budgets, waiting for room (in the connection's) as
+    /// `policy` says.
+    fn enqueue(&self, msg: OwnedMessage, policy: QueuePolicy) -> std::result::Result<(), Refused> {
         let out = &*self.out;
         let tx = &out.queue().0;
         let deadline = match policy {
@@ -212,19 +233,23 @@ impl Sender {
         let len = msg.len();
         match out.bytes.take(len, deadline) {
             Taken::Yes => {}
-            Taken::Full => return Err(true),
-            Taken::Closed => return Err(false),
+            Taken::Full => return Err(Refused::Full),
+            Taken::Closed => return Err(Refused::Gone),
+            Taken::OverBudget { size, max } => return Err(Refused::OverBudget { size, max }),
         }
         out.queued.fetch_add(1, Ordering::AcqRel);
         let pushed = match deadline {
             Some(deadline) => tx.send_deadline(msg, deadline).map_err(|e| e.is_timeout()),
             None => tx.try_send(msg).map_err(|e| e.is_full()),
         };
-        if pushed.is_err() {
-            out.queued.fetch_sub(1, Ordering::AcqRel);
-            out.bytes.give(len);
+        match pushed {
+            Ok(()) => Ok(()),
+            Err(full) => {
+                out.queued.fetch_sub(1, Ordering::AcqRel);
+                out.bytes.release(len);
+                Err(if full { Refused::Full } else { Refused::Gone })
+            }
         }
-        pushed
     }
 
     /// The fast path left part of a frame unwritten: has the writer thread
@@ -302,6 +327,14 @@ impl Sender {
         if let Some(handle) = writer {
             if handle.thread().id() != thread::current().id() {
                 let _ = handle.join();
+            }
+        }
+        // What was queued and never written is freed now, not when the
+        // application drops its last Sender.
+        if let Some((_, rx)) = self.out.queue.get() {
+            for msg in rx.try_iter() {
+                self.out.queued.fetch_sub(1, Ordering::AcqRel);
+                self.out.bytes.release(msg.len());
             }
         }
     }
@@ -408,7 +441,7 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
         if index == main_index {
             // Only now: until these are written the fast path must wait.
             out.queued.fetch_sub(count, Ordering::AcqRel);
-            out.bytes.give(bytes);
+            out.bytes.release(bytes);
         }
         if has_close {
             // Give the peer the close timeout to answer, then end the

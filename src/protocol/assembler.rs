@@ -5,6 +5,7 @@ use std::mem::MaybeUninit;
 
 use crate::config::Config;
 use crate::error::{Error, Limit, ProtocolError, Result};
+use crate::memory::Charge;
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 use crate::protocol::frame::{FrameHeader, OpCode};
 use crate::protocol::utf8::Utf8Validator;
@@ -19,6 +20,8 @@ struct Partial {
     /// The payload so far, `filled` bytes of it, and after them possibly a
     /// zero-filled tail that a direct read is filling in.
     buf: Vec<u8>,
+    /// `buf`'s capacity, charged to the process-wide memory budget.
+    charge: Charge,
     filled: usize,
     /// Length of the last [`Assembler::space_uninit`], which
     /// [`Assembler::assume_init`] may count as written.
@@ -49,6 +52,8 @@ enum Target {
 #[derive(Debug)]
 pub(crate) struct Assembler {
     max_message: u64,
+    /// `Config::memory_budget`.
+    memory_budget: usize,
     max_fragments: usize,
     partial: Option<Partial>,
     control: Vec<u8>,
@@ -59,6 +64,7 @@ impl Assembler {
     pub(crate) fn new(config: &Config) -> Self {
         Assembler {
             max_message: config.max_message_size as u64,
+            memory_budget: config.memory_budget,
             max_fragments: config.max_fragments,
             partial: None,
             control: Vec::new(),
@@ -82,10 +88,14 @@ impl Assembler {
                     return Err(ProtocolError::ExpectedContinuation.into());
                 }
                 self.check_size(0, h.payload_len)?;
+                let mut buf = Vec::new();
+                let mut charge = Charge::new(self.memory_budget);
+                charge.reserve(&mut buf, h.payload_len.min(RESERVE_MAX) as usize)?;
                 self.partial = Some(Partial {
                     text: h.opcode == OpCode::Text,
                     rsv1: h.rsv & 0b100 != 0,
-                    buf: Vec::with_capacity(h.payload_len.min(RESERVE_MAX) as usize),
+                    buf,
+                    charge,
                     filled: 0,
                     uninit_space: 0,
                     fragments: 1,
@@ -102,9 +112,9 @@ impl Assembler {
                     let (size, max) = (p.fragments as u64, self.max_fragments as u64);
                     return Err(Error::Capacity { what: Limit::Fragments, size, max });
                 }
-                let held = p.filled as u64;
-                p.buf.reserve(h.payload_len.min(RESERVE_MAX) as usize);
-                self.check_size(held, h.payload_len)?;
+                check_size(p.filled as u64, h.payload_len, self.max_message)?;
+                let want = p.buf.len() + h.payload_len.min(RESERVE_MAX) as usize;
+                p.charge.reserve(&mut p.buf, want)?;
                 self.target = Target::Data { fin: h.fin };
             }
         }
@@ -112,11 +122,7 @@ impl Assembler {
     }
 
     fn check_size(&self, held: u64, more: u64) -> Result<()> {
-        let size = held.saturating_add(more);
-        if size > self.max_message {
-            return Err(Error::Capacity { what: Limit::Message, size, max: self.max_message });
-        }
-        Ok(())
+        check_size(held, more, self.max_message)
     }
 
     /// Adds an unmasked chunk of the current frame's payload.
@@ -127,6 +133,7 @@ impl Assembler {
                 if let Some(p) = self.partial.as_mut() {
                     p.uninit_space = 0;
                     p.buf.truncate(p.filled);
+                    p.charge.reserve(&mut p.buf, p.filled + chunk.len())?;
                     p.buf.extend_from_slice(chunk);
                     p.filled = p.buf.len();
                     if p.text {
@@ -156,6 +163,9 @@ impl Assembler {
         // Whatever an uninitialised space held can no longer be claimed.
         p.uninit_space = 0;
         if p.buf.len() == p.filled {
+            // Past the memory budget: no space to read into directly; the
+            // bytes then come through the read buffer, and `payload` fails.
+            p.charge.reserve(&mut p.buf, p.filled + len).ok()?;
             p.buf.resize(p.filled + len, 0);
         }
         let end = p.buf.len().min(p.filled + len);
@@ -169,7 +179,8 @@ impl Assembler {
     pub(crate) fn space_uninit(&mut self, len: usize) -> Option<&mut [MaybeUninit<u8>]> {
         let p = self.data_frame().filter(|_| len > 0)?;
         p.buf.truncate(p.filled);
-        p.buf.reserve(len);
+        // See `space`.
+        p.charge.reserve(&mut p.buf, p.filled + len).ok()?;
         p.uninit_space = len;
         Some(&mut p.buf.spare_capacity_mut()[..len])
     }
@@ -266,6 +277,15 @@ impl Assembler {
             }
         }
     }
+}
+
+/// Fails with [`Limit::Message`] if `held + more` bytes exceed `max`.
+fn check_size(held: u64, more: u64, max: u64) -> Result<()> {
+    let size = held.saturating_add(more);
+    if size > max {
+        return Err(Error::Capacity { what: Limit::Message, size, max });
+    }
+    Ok(())
 }
 
 /// The message of a whole control frame (Ping, Pong or Close).
