@@ -78,14 +78,9 @@ impl TlsStream {
         session.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         TlsStream { socket, session }
     }
-}
 
-impl Transport for TlsStream {
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.socket.peer_addr().ok()
-    }
-
-    fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
+    /// [`Transport::split`], keeping the halves' types.
+    fn halves(self) -> io::Result<(TlsReader, TlsWriter)> {
         // Small messages must not wait for Nagle's algorithm.
         self.socket.set_nodelay(true)?;
         let first = matches!(self.session, Connection::Server(_));
@@ -98,7 +93,22 @@ impl Transport for TlsStream {
             first,
             handshaking: true,
         };
-        Ok((Box::new(reader), Box::new(TlsWriter { shared })))
+        Ok((reader, TlsWriter { shared }))
+    }
+}
+
+impl Transport for TlsStream {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.socket.peer_addr().ok()
+    }
+
+    fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
+        let (reader, writer) = self.halves()?;
+        Ok((Box::new(reader), Box::new(writer)))
+    }
+
+    fn is_encrypted(&self) -> bool {
+        true
     }
 }
 
@@ -317,12 +327,6 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::mpsc;
 
-    /// The TLS reader behind a read half made by [`TlsStream::split`].
-    fn tls_reader(half: &dyn ReadHalf) -> &TlsReader {
-        let any: &dyn std::any::Any = half;
-        any.downcast_ref().expect("a TlsReader")
-    }
-
     /// Reads until plaintext (or the end) comes, going past reads that
     /// produced none.
     fn read_plaintext(reader: &mut dyn ReadHalf, buf: &mut [u8]) -> usize {
@@ -389,12 +393,12 @@ mod tests {
             small_go_rx.recv().ok();
         });
         let (sock, _) = listener.accept().unwrap();
-        let (mut reader, _writer) = TlsStream::server(sock, server_config).unwrap().split().unwrap();
+        let (mut reader, _writer) = TlsStream::server(sock, server_config).unwrap().halves().unwrap();
         reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        assert_eq!(tls_reader(&*reader).buf.len(), READ_BUF_IDLE);
+        assert_eq!(reader.buf.len(), READ_BUF_IDLE);
         // The handshake first (small records: the buffer stays small).
         let mut out = vec![0u8; 64 << 10];
-        while tls_reader(&*reader).shared.session().is_handshaking() {
+        while reader.shared.session().is_handshaking() {
             match reader.read(&mut out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => panic!("{other:?} during the handshake"),
@@ -405,22 +409,22 @@ mod tests {
         let mut got = 0;
         let mut largest = 0;
         while got < 48_000 {
-            let n = read_plaintext(&mut *reader, &mut out);
+            let n = read_plaintext(&mut reader, &mut out);
             assert!(n > 0, "ended after {got} bytes");
             assert!(out[..n].iter().all(|&b| b == 7));
             got += n;
-            largest = largest.max(tls_reader(&*reader).buf.len());
+            largest = largest.max(reader.buf.len());
         }
         assert_eq!(got, 48_000);
         assert_eq!(largest, READ_BUF, "full records doubled the buffer up to one record");
         small_go.send(()).unwrap();
-        let n = read_plaintext(&mut *reader, &mut out);
+        let n = read_plaintext(&mut reader, &mut out);
         assert_eq!(&out[..n], b"small");
         // The next read, waiting for more, starts from the idle size.
         reader.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let err = reader.read(&mut out).unwrap_err();
         assert!(is_timeout(&err), "{err}");
-        assert_eq!(tls_reader(&*reader).buf.len(), READ_BUF_IDLE);
+        assert_eq!(reader.buf.len(), READ_BUF_IDLE);
         drop(small_go);
         client.join().unwrap();
     }
@@ -452,7 +456,7 @@ mod tests {
             go_on_rx.recv().ok();
         });
         let (sock, _) = listener.accept().unwrap();
-        let (mut reader, _writer) = TlsStream::server(sock, server_config).unwrap().split().unwrap();
+        let (mut reader, _writer) = TlsStream::server(sock, server_config).unwrap().halves().unwrap();
         reader.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let mut buf = [0u8; 64];
         // Drive the handshake until the half record is on its way.
@@ -471,7 +475,7 @@ mod tests {
         }
         go_on.send(()).unwrap();
         reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let n = read_plaintext(&mut *reader, &mut buf);
+        let n = read_plaintext(&mut reader, &mut buf);
         assert_eq!(&buf[..n], b"hello, in one record");
         go_on.send(()).unwrap();
         client.join().unwrap();
