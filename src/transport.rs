@@ -205,10 +205,9 @@ fn send_dontwait(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 ///
 /// A large payload is read straight into its message's buffer. std's
 /// reads need initialised memory, which costs zero-filling the buffer
-/// before each message: `memset` was 5.6 % of the server's CPU samples
-/// with 64 KiB messages (`perf record`, `syncws bench --mode pipelined
-/// --size 65536`), and leaving it out saved 1.3 of 17 µs of server CPU per
-/// message. The socket's read timeout applies as to any read.
+/// before each message, a visible share of the server's CPU with large
+/// messages (profile and saving: `bench-results/notes.md`). The socket's
+/// read timeout applies as to any read.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
 fn read_uninit(socket: &TcpStream, first: &mut [MaybeUninit<u8>], second: &mut [u8]) -> io::Result<usize> {

@@ -24,9 +24,8 @@
 //! network, so a stalled peer holds none of those threads. This keeps the
 //! crypto's deep stack and its malloc leftovers off every connection
 //! thread, which keeps what it touches for good: an idle `wss://`
-//! connection costs the server about 29 KiB (41.7 with the handshake on
-//! the connection thread; 1,000 connections, ECDSA P-256 certificate),
-//! and the handshake about 0.1 ms more CPU.
+//! connection costs the server much less memory, for a little more CPU
+//! per handshake (figures in the repository's `bench-results/notes.md`).
 //!
 //! # Errors
 //!

@@ -22,8 +22,8 @@ use crate::transport::{is_timeout, Closer, ReadHalf, Transport, WriteHalf};
 const READ_BUF: usize = (16 << 10) + 1024;
 /// The read buffer of an idle connection. It doubles while reads fill it,
 /// up to [`READ_BUF`], and comes back to this after a read that did not
-/// fill this much. With a fixed 17 KiB buffer, 1,000 idle `wss://`
-/// connections cost the server 53.9 KiB of RSS each; with this, 47.0.
+/// fill this much, so an idle connection does not hold a record-sized
+/// buffer (the memory saved: `bench-results/notes.md`).
 const READ_BUF_IDLE: usize = 1024;
 
 /// A TCP connection with a rustls session over it: a [`Transport`] whose
@@ -147,7 +147,8 @@ impl TlsReader {
     /// handshake threads ([`pool`]). Their key exchange and signature
     /// run deep in the stack, and a connection thread keeps every stack page
     /// it ever touched, along with its malloc cache of the temporaries: done
-    /// here, they cost each idle `wss://` connection about 18 KiB more.
+    /// here, they would make every idle `wss://` connection bigger
+    /// (`bench-results/notes.md`).
     fn absorb_handshake(&mut self) -> io::Result<()> {
         let job = pool::Job {
             shared: Arc::clone(&self.shared),
