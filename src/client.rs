@@ -156,14 +156,16 @@ impl ClientBuilder {
     /// for a `wss://` URL, pass a TLS stream (such as
     /// `syncws::tls::TlsStream`).
     ///
-    /// A `wss://` URL with a plain [`TcpStream`] is refused with
+    /// A `wss://` URL over a stream that does not encrypt (a plain
+    /// [`TcpStream`], or any transport whose
+    /// [`is_encrypted`](Transport::is_encrypted) says no) is refused with
     /// [`Error::Url`].
     pub fn connect_on<T: Transport>(self, stream: T) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.ok_or_else(|| Error::Url("no url given".into()))?;
-        if url.secure && std::any::TypeId::of::<T>() == std::any::TypeId::of::<TcpStream>() {
+        if url.secure && !stream.is_encrypted() {
             return Err(Error::Url(
-                "a wss:// URL over a plain TcpStream would be plaintext; wrap the stream in TLS".into(),
+                "a wss:// URL over an unencrypted stream would be plaintext; wrap the stream in TLS".into(),
             ));
         }
         let addr = stream.peer_addr();

@@ -6,7 +6,6 @@
 //! share its session behind a short-held lock the same way. Nothing above
 //! this module clones a socket.
 
-use std::any::Any;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -23,14 +22,43 @@ pub type Closer = Arc<dyn Fn(Shutdown) + Send + Sync>;
 /// A read may fail with [`Interrupted`](io::ErrorKind::Interrupted) when
 /// bytes arrived that give nothing to return yet (part of a TLS record);
 /// callers check their deadlines and read again.
-///
-/// It is [`Any`] (every `'static` type is), so syncws can recognise its
-/// own TCP half and read large payloads from that socket straight into
-/// uninitialised message memory.
-pub trait ReadHalf: Read + Send + Any {
+pub trait ReadHalf: Read + Send + 'static {
     /// Sets how long one `read` may block; `None` blocks forever.
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// One read into `first`, which may be uninitialised, then `second`,
+    /// as [`read_vectored`](Read::read_vectored) would: returns the byte
+    /// count, of which the first `min(n, first.len())` are in `first`, now
+    /// initialised. `None` when this half cannot (the default): the caller
+    /// then reads into zero-filled memory and does not ask again.
+    ///
+    /// A large payload is read this way straight into its message's
+    /// buffer, saving the zero fill std's reads need. The caller sets the
+    /// message's length over those bytes on the strength of the count, so
+    /// only syncws's own halves may answer: the last parameter's type
+    /// cannot be named outside syncws, which keeps other implementations on
+    /// the default.
+    fn read_uninit(
+        &mut self,
+        first: &mut [MaybeUninit<u8>],
+        second: &mut [u8],
+        _sealed: sealed::Token,
+    ) -> Option<io::Result<usize>> {
+        let _ = (first, second);
+        None
+    }
 }
+
+/// Keeps [`ReadHalf::read_uninit`] to syncws's own halves.
+mod sealed {
+    /// Passed to [`ReadHalf::read_uninit`](super::ReadHalf::read_uninit):
+    /// nameable and constructible only inside syncws.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Token(pub(crate) ());
+}
+
+/// The token for calling [`ReadHalf::read_uninit`].
+pub(crate) const SEALED: sealed::Token = sealed::Token(());
 
 /// The writing half of a transport.
 pub trait WriteHalf: Write + Send + 'static {
@@ -73,6 +101,14 @@ pub trait Transport: Send + 'static {
     fn peer_addr(&self) -> Option<SocketAddr>;
     /// Splits into a read half and a write half.
     fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)>;
+
+    /// Whether the stream encrypts what it carries (TLS). A client refuses
+    /// a `wss://` URL over a transport that says no, so that it is never
+    /// served in plaintext; the default says no. `tls::TlsStream` (feature
+    /// `tls`) says yes; a TLS transport of your own should too.
+    fn is_encrypted(&self) -> bool {
+        false
+    }
 }
 
 /// One half of a TCP connection; both halves share the socket.
@@ -105,6 +141,16 @@ impl Write for TcpHalf {
 impl ReadHalf for TcpHalf {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.0.set_read_timeout(timeout)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn read_uninit(
+        &mut self,
+        first: &mut [MaybeUninit<u8>],
+        second: &mut [u8],
+        _sealed: sealed::Token,
+    ) -> Option<io::Result<usize>> {
+        Some(read_uninit(&self.0, first, second))
     }
 }
 
@@ -153,27 +199,18 @@ fn send_dontwait(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// The TCP socket under `io`, if `io` is syncws's own TCP read half: reads
-/// from it may use [`read_uninit`].
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn tcp_socket(io: &dyn ReadHalf) -> Option<Arc<TcpStream>> {
-    let any: &dyn Any = io;
-    any.downcast_ref::<TcpHalf>().map(|half| Arc::clone(&half.0))
-}
-
 /// One `readv(2)` into `first`, which may be uninitialised, then `second`:
 /// returns the byte count, of which the first `min(n, first.len())` are in
 /// `first`, now initialised.
 ///
 /// A large payload is read straight into its message's buffer. std's
 /// reads need initialised memory, which costs zero-filling the buffer
-/// before each message: `memset` was 5.6 % of the server's CPU samples
-/// with 64 KiB messages (`perf record`, `syncws bench --mode pipelined
-/// --size 65536`), and leaving it out saved 1.3 of 17 µs of server CPU per
-/// message. The socket's read timeout applies as to any read.
+/// before each message, a visible share of the server's CPU with large
+/// messages (profile and saving: `bench-results/notes.md`). The socket's
+/// read timeout applies as to any read.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
-pub(crate) fn read_uninit(socket: &TcpStream, first: &mut [MaybeUninit<u8>], second: &mut [u8]) -> io::Result<usize> {
+fn read_uninit(socket: &TcpStream, first: &mut [MaybeUninit<u8>], second: &mut [u8]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     let iov = [
         libc::iovec { iov_base: first.as_mut_ptr().cast(), iov_len: first.len() },

@@ -3,10 +3,6 @@
 //! with as few system calls as possible.
 
 use std::io::{self, ErrorKind, IoSliceMut};
-#[cfg(any(target_os = "linux", target_os = "android"))]
-use std::net::TcpStream;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -42,10 +38,10 @@ pub(crate) enum Read {
 
 pub(crate) struct ReadSide {
     io: Box<dyn ReadHalf>,
-    /// The socket under `io` when it is plain TCP: payloads are read from
-    /// it into uninitialised message memory, saving the zero fill.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket: Option<Arc<TcpStream>>,
+    /// `io` may read payloads into uninitialised message memory, saving
+    /// the zero fill ([`ReadHalf::read_uninit`]): true until it first says
+    /// it cannot.
+    uninit: bool,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -89,9 +85,8 @@ impl ReadSide {
             buf.resize(base_size, 0);
         }
         ReadSide {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            socket: transport::tcp_socket(&*io),
             io,
+            uninit: true,
             buf,
             start: 0,
             end,
@@ -155,8 +150,11 @@ impl ReadSide {
                     self.active = true;
                     if direct > 0 {
                         let msg = if uninit {
-                            // SAFETY: `read_some` read `direct` bytes into
-                            // the start of the space the decoder handed out.
+                            // SAFETY: `read_some` had `read_uninit` read
+                            // `direct` bytes into the start of the space the
+                            // decoder handed out. Only syncws's own halves
+                            // answer it (its token is sealed), and they
+                            // initialise what they count.
                             #[allow(unsafe_code)]
                             unsafe {
                                 self.decoder.payload_received_uninit(direct)?
@@ -186,16 +184,19 @@ impl ReadSide {
     /// follows the frame into the buffer, in the same system call.
     ///
     /// Returns the bytes that went to the payload and to the buffer, and
-    /// whether the payload's space was uninitialised memory (from a TCP
-    /// socket read with `readv`).
+    /// whether the payload's space was uninitialised memory (read with
+    /// [`ReadHalf::read_uninit`]).
     fn read_some(&mut self) -> (io::Result<(usize, usize)>, bool) {
         let split = |direct: usize| move |n: usize| (n.min(direct), n.saturating_sub(direct));
         if self.end == 0 {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            if let Some(socket) = &self.socket {
+            if self.uninit {
                 if let Some(space) = self.decoder.payload_space_uninit(MAX_READ_CHUNK) {
                     let direct = space.len();
-                    return (transport::read_uninit(socket, space, &mut self.buf).map(split(direct)), true);
+                    match self.io.read_uninit(space, &mut self.buf, transport::SEALED) {
+                        Some(result) => return (result.map(split(direct)), true),
+                        // Asked once: the zero-filled space below from now on.
+                        None => self.uninit = false,
+                    }
                 }
             }
             if let Some(space) = self.decoder.payload_space(MAX_READ_CHUNK) {
@@ -288,16 +289,17 @@ fn slack(wait: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::any::Any;
     use std::io::IoSliceMut;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::protocol::OutFrame;
 
     /// A peer that has sent `bytes`: every read takes as much as it is given
-    /// room for, like a socket with all of it waiting.
+    /// room for, like a socket with all of it waiting. The test keeps a
+    /// handle on `bytes` to send more.
     struct Waiting {
-        bytes: Vec<u8>,
+        bytes: Arc<Mutex<Vec<u8>>>,
         at: usize,
     }
 
@@ -307,10 +309,11 @@ mod tests {
         }
 
         fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+            let bytes = self.bytes.lock().unwrap();
             let mut n = 0;
             for buf in bufs {
-                let take = buf.len().min(self.bytes.len() - self.at);
-                buf[..take].copy_from_slice(&self.bytes[self.at..self.at + take]);
+                let take = buf.len().min(bytes.len() - self.at);
+                buf[..take].copy_from_slice(&bytes[self.at..self.at + take]);
                 self.at += take;
                 n += take;
             }
@@ -353,7 +356,8 @@ mod tests {
     fn buffer_grows_for_small_messages_and_not_for_large_ones() {
         let mut wire = client_frames(300, 1000);
         wire.extend(client_frames(6, 64 << 10));
-        let io = Box::new(Waiting { bytes: wire, at: 0 });
+        let wire = Arc::new(Mutex::new(wire));
+        let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
         let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
         assert_eq!(side.buf.len(), 512);
 
@@ -365,12 +369,26 @@ mod tests {
         assert!(side.buf.len() <= BURST_READ_SIZE, "{}", side.buf.len());
 
         // A quiet peer again: back to the base size.
-        let io = side.io.as_mut() as &mut dyn Any;
-        let waiting = io.downcast_mut::<Waiting>().unwrap();
-        waiting.bytes.extend(client_frames(1, 10));
+        wire.lock().unwrap().extend(client_frames(1, 10));
         read_messages(&mut side, 1, 10);
         let far = Instant::now() + Duration::from_secs(60);
         assert!(side.read(&mut |_| Some(far), &mut || Ok(())).is_err(), "the mock's end reads as EOF");
         assert_eq!(side.buf.len(), 512);
+    }
+
+    /// Over TCP, payloads are read into uninitialised message memory
+    /// (where the platform allows; elsewhere the half says it cannot, once).
+    #[test]
+    fn tcp_payloads_are_read_into_uninitialised_memory() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let (io, _writer) = crate::Transport::split(socket).unwrap();
+        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
+        let wire = client_frames(3, 100 << 10);
+        let writer = std::thread::spawn(move || io::Write::write_all(&mut peer, &wire).map(|()| peer));
+        read_messages(&mut side, 3, 100 << 10);
+        assert_eq!(side.uninit, cfg!(any(target_os = "linux", target_os = "android")));
+        drop(writer.join().unwrap().unwrap());
     }
 }

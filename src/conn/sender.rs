@@ -75,9 +75,9 @@ pub(crate) enum Control {
 /// Shared state of one connection's outbound path.
 pub(crate) struct Outbound {
     /// The bounded queue to the writer thread, made when that thread starts:
-    /// a crossbeam array channel allocates and writes all its slots up front
-    /// (about 40 KiB at the default capacity), which an idle connection, or
-    /// one that only replies from its own thread, never needs.
+    /// a crossbeam array channel allocates and writes all its slots up front,
+    /// which an idle connection, or one that only replies from its own
+    /// thread, never needs (the memory saved: `bench-results/notes.md`).
     queue: OnceLock<(cb::Sender<OwnedMessage>, cb::Receiver<OwnedMessage>)>,
     queue_capacity: usize,
     /// Messages pushed on `queue` and not yet written (counted before the
