@@ -84,7 +84,10 @@ impl Connection {
         loop {
             let (keepalive, life, sender) = (&self.keepalive, self.write.life(), &self.sender);
             let mut deadline = |read: &ReadSide| [until, keepalive.next(read, life)].into_iter().flatten().min();
-            let mut flush = || sender.as_ref().map_or(Ok(()), Sender::flush_local);
+            let mut flush = || match sender {
+                Some(sender) => sender.flush_local(),
+                None => Ok(()),
+            };
             if let Read::Message(msg) = self.read.read(&mut deadline, &mut flush)? {
                 return Ok(Read::Message(msg));
             }
@@ -122,7 +125,10 @@ impl Connection {
 
     /// Writes what the callbacks sent on this thread.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.sender.as_ref().map_or(Ok(()), Sender::flush_local)
+        match &self.sender {
+            Some(sender) => sender.flush_local(),
+            None => Ok(()),
+        }
     }
 
     /// The peer's Close arrived. Unless the application answers it

@@ -1,11 +1,12 @@
 //! The callback loop: one thread reads, dispatches to a [`WsTrait`], and keeps
 //! every deadline (interval, keepalive ping, idle, close) on time.
 //!
-//! The connection's [state](super::state) decides each step: while `Open`
-//! or `CloseSent` it reads; in `CloseReceived` (the application defers
-//! the reply to the peer's Close) it waits for that reply; in `Closed` or
-//! `Failed` it calls `on_close` and ends the connection. A failure calls
-//! `on_error` first, after the Close with the error's code is sent.
+//! It reads while the connection is `Open` or `CloseSent` (see the
+//! [state machine](super::state)). Once the peer's Close is read, the state
+//! decides: in `CloseReceived` (the application defers its reply) it waits
+//! for that reply; then, as in `Closed`, it calls `on_close` and ends the
+//! connection. A failure calls `on_error` first, after the Close with the
+//! error's code is sent.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -39,14 +40,20 @@ struct Runner<'c> {
     sender: Sender,
     option: Option<WsOption>,
     next_interval: Option<Instant>,
-    /// The peer's Close, once it arrived.
-    peer_reason: Option<CloseData>,
+}
+
+/// What the loop does after a message.
+enum Flow {
+    /// Read the next one.
+    Go,
+    /// The peer's Close was read, with this reason.
+    PeerClosed(Option<CloseData>),
 }
 
 impl<'c> Runner<'c> {
     fn new(conn: &'c mut Connection) -> Self {
         let sender = conn.sender();
-        Runner { conn, sender, option: None, next_interval: None, peer_reason: None }
+        Runner { conn, sender, option: None, next_interval: None }
     }
 
     /// Calls `on_open`; false if the connection failed there.
@@ -89,53 +96,54 @@ impl<'c> Runner<'c> {
     /// close reason.
     fn serve(&mut self, handler: &mut dyn WsTrait) -> Option<CloseData> {
         loop {
-            let step = match self.conn.state() {
-                // Failed by a write on another thread: the read reports
-                // why the socket went away.
-                State::Open | State::CloseSent | State::Failed => match self.conn.next(self.next_interval) {
-                    Ok(Read::Message(msg)) => self.dispatch(handler, msg),
-                    Ok(Read::Deadline) => self.on_interval(handler),
-                    Err(e) => Err(e),
-                },
-                // The application owes the reply to the peer's Close.
-                State::CloseReceived => {
-                    let reason = self.peer_reason.take();
-                    self.conn.await_close_reply(&reason);
+            let step = match self.conn.next(self.next_interval) {
+                Ok(Read::Message(msg)) => self.dispatch(handler, msg),
+                Ok(Read::Deadline) => self.on_interval(handler).map(|()| Flow::Go),
+                Err(e) => Err(e),
+            };
+            match step {
+                Ok(Flow::Go) => {}
+                // The state machine decides what the peer's Close means.
+                Ok(Flow::PeerClosed(reason)) => {
+                    if self.conn.state() == State::CloseReceived {
+                        // The application owes the reply.
+                        self.conn.await_close_reply(&reason);
+                    }
                     return reason;
                 }
-                State::Closed | State::Ended | State::Reported => return self.peer_reason.take(),
-            };
-            if let Err(e) = step {
-                self.fail(handler, e);
-                return None;
+                Err(e) => {
+                    self.fail(handler, e);
+                    return None;
+                }
             }
         }
     }
 
     /// Handles one message.
     #[inline(never)]
-    fn dispatch(&mut self, handler: &mut dyn WsTrait, msg: OwnedMessage) -> Result<()> {
+    fn dispatch(&mut self, handler: &mut dyn WsTrait, msg: OwnedMessage) -> Result<Flow> {
         match msg {
-            OwnedMessage::Text(_) | OwnedMessage::Binary(_) => guard(|| handler.on_message(msg)),
-            OwnedMessage::Ping(payload) => match guard(|| handler.on_ping(payload))? {
-                Some(reply) => self.conn.send_own(reply),
-                None => Ok(()),
-            },
+            OwnedMessage::Text(_) | OwnedMessage::Binary(_) => guard(|| handler.on_message(msg))?,
+            OwnedMessage::Ping(payload) => {
+                if let Some(reply) = guard(|| handler.on_ping(payload))? {
+                    self.conn.send_own(reply)?;
+                }
+            }
             OwnedMessage::Pong(payload) => guard(|| {
                 handler.on_pong(payload);
                 Ok(())
-            }),
+            })?,
             OwnedMessage::Close(reason) => {
                 let defer = self.option.as_ref().is_some_and(|o| o.defer_close);
                 self.conn.peer_closed(&reason, defer)?;
-                self.peer_reason = reason.clone();
                 if self.conn.state() == State::CloseReceived {
                     // Deferred: the application sees the Close and answers it.
-                    guard(|| handler.on_message(OwnedMessage::Close(reason)))?;
+                    guard(|| handler.on_message(OwnedMessage::Close(reason.clone())))?;
                 }
-                Ok(())
+                return Ok(Flow::PeerClosed(reason));
             }
         }
+        Ok(Flow::Go)
     }
 
     /// The callback interval is due.

@@ -165,9 +165,8 @@ impl Sender {
     /// Sends `msg` on the connection.
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
         let out = &*self.out;
-        let state = out.write.life().get();
-        if !state.may_send() {
-            return Err(refused(state));
+        if !out.write.life().may_send() {
+            return Err(refused(out.write.life().get()));
         }
         if thread_token() == out.owner {
             let full = {
@@ -279,7 +278,7 @@ impl Sender {
     /// True once nothing more can be sent: a Close was sent, or the
     /// connection failed or ended. Sends then fail with [`Error::Send`].
     pub fn is_closed(&self) -> bool {
-        !self.out.write.life().get().may_send()
+        !self.out.write.life().may_send()
     }
 
     /// Writes what the owner thread batched. Called by the connection
@@ -298,15 +297,13 @@ impl Sender {
         if local.msgs.capacity() > LOCAL_KEEP_MSGS {
             local.msgs = Vec::new();
         }
-        match result {
+        if matches!(result, Err(Error::AlreadyClosed)) && !self.out.write.life().is_over() {
             // Another thread's Close went out first: what followed it is
             // dropped, as anything sent after a Close is.
-            Err(Error::AlreadyClosed) if !self.out.write.life().get().is_over() => {
-                debug!("messages sent after the connection's Close were dropped");
-                Ok(())
-            }
-            other => other,
+            debug!("messages sent after the connection's Close were dropped");
+            return Ok(());
         }
+        result
     }
 
     /// Hands the writer thread a receiver of the application's.

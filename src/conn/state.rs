@@ -103,14 +103,15 @@ impl State {
 
     /// Whether a message may still be written: before our Close, and
     /// nothing after a failure.
+    #[cfg(test)] // the drivers ask `Life::may_send`, on the state's number
     pub(crate) fn may_send(self) -> bool {
-        matches!(self, State::Open | State::CloseReceived)
+        may_send(self as u8)
     }
 
     /// Whether the connection has failed or ended: nothing more happens on
     /// it.
     pub(crate) fn is_over(self) -> bool {
-        matches!(self, State::Failed | State::Ended | State::Reported)
+        is_over(self as u8)
     }
 
     fn from_u8(v: u8) -> State {
@@ -130,6 +131,19 @@ impl Event {
     /// All events, for tests and tables.
     #[cfg(test)]
     pub(crate) const ALL: [Event; 5] = [Event::CloseWritten, Event::CloseRead, Event::Fail, Event::End, Event::Report];
+}
+
+/// [`State::may_send`] of a state's number: the two states in which a
+/// message may be sent. On the number, as the hot paths read it.
+#[inline]
+fn may_send(state: u8) -> bool {
+    state == State::Open as u8 || state == State::CloseReceived as u8
+}
+
+/// [`State::is_over`] of a state's number: `Failed` and the states after it.
+#[inline]
+fn is_over(state: u8) -> bool {
+    state >= State::Failed as u8
 }
 
 /// The transition table.
@@ -207,12 +221,31 @@ impl Life {
         inner.state
     }
 
+    /// Whether a message may still be written ([`State::may_send`]):
+    /// checked for every message, without a lock.
+    #[inline]
+    pub(crate) fn may_send(&self) -> bool {
+        may_send(self.now.load(Ordering::Acquire))
+    }
+
+    /// Whether the connection failed or ended ([`State::is_over`]).
+    #[inline]
+    pub(crate) fn is_over(&self) -> bool {
+        is_over(self.now.load(Ordering::Acquire))
+    }
+
     /// When our Close was written, if it was and the peer has not answered
     /// yet: the close timeout runs from then.
+    #[inline]
     pub(crate) fn awaiting_close_reply(&self) -> Option<Instant> {
-        if self.get() != State::CloseSent {
+        if self.now.load(Ordering::Acquire) != State::CloseSent as u8 {
             return None;
         }
+        self.close_written()
+    }
+
+    #[inline(never)]
+    fn close_written(&self) -> Option<Instant> {
         let inner = self.lock();
         inner.close_written.filter(|_| inner.state == State::CloseSent)
     }
@@ -340,9 +373,11 @@ mod tests {
     }
 
     #[test]
-    fn the_mirror_decodes_every_state() {
+    fn the_mirror_decodes_every_state_and_its_quick_checks_agree() {
         for &state in &State::ALL {
             assert_eq!(State::from_u8(state as u8), state);
+            let life = life_in(state);
+            assert_eq!((life.may_send(), life.is_over()), (state.may_send(), state.is_over()), "{state:?}");
         }
     }
 

@@ -129,7 +129,7 @@ impl WriteSide {
     /// or follows.
     pub(crate) fn fail_with(&self, close: Option<OwnedMessage>) {
         let mut st = self.lock();
-        if let Some(close) = close.filter(|_| self.shared.life.get().may_send()) {
+        if let Some(close) = close.filter(|_| self.shared.life.may_send()) {
             let _ = st.send_all(&mut std::iter::once(close));
         }
         self.shared.life.apply(Event::Fail);
@@ -165,7 +165,7 @@ impl WriteSide {
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
-            || !self.shared.life.get().may_send()
+            || !self.shared.life.may_send()
         {
             return Ok(Now::Queue(msg));
         }
@@ -221,11 +221,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl WriteState {
     fn send_all(&mut self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
-        if self.shared.life.get().is_over() {
+        if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
         for msg in msgs {
-            if !self.shared.life.get().may_send() {
+            if !self.shared.life.may_send() {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
