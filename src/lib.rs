@@ -33,8 +33,9 @@
 //!   otherwise goes through a queue bounded in messages and bytes to a
 //!   writer thread;
 //! - entry points: [`Server`] (one connection, HTTP and WebSocket),
-//!   [`Listener`] (accept loop, caps, graceful shutdown), [`Client`], and the
-//!   plain blocking [`WebSocket`] from [`accept`] or
+//!   [`Listener`] (accept loop, caps, graceful shutdown), [`Acceptor`] (an
+//!   accept loop that survives running out of descriptors and threads),
+//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`] or
 //!   [`Client::into_websocket`].
 //!
 //! # A connection's life
@@ -107,7 +108,9 @@
 //! # Logging
 //!
 //! Through the `log` crate: `info` for connections opened and listeners
-//! started, `warn` for peers closed for violations, `debug` for every
+//! started, `warn` for peers closed for violations and for connections
+//! turned away (one summary line per second at most, with counts: over
+//! the caps, out of descriptors, out of threads), `debug` for every
 //! connection's end and each request.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
@@ -115,6 +118,7 @@
 // message's length after such a read (`Assembler::assume_init`).
 #![deny(unsafe_code)]
 
+mod acceptor;
 mod callback;
 mod client;
 pub mod config;
@@ -130,6 +134,7 @@ mod server;
 pub mod tls;
 pub mod transport;
 
+pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
 pub use client::{Client, ClientBuilder};
 pub use config::{Config, OriginPolicy, QueuePolicy};

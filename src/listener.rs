@@ -7,20 +7,26 @@
 //! guard page, signal stack, clone, exit) is most of what a short
 //! connection costs the server, so under connection churn threads are
 //! reused. At most [`IDLE_THREADS_MAX`] threads wait at once.
+//!
+//! Whatever a connection holds (its socket, its registry entry, its count
+//! against the caps) is released by its own thread when it ends, and a
+//! thread that exits joins the one that exited before it: nothing waits
+//! for the next accept. Accepting itself runs on an [`Acceptor`], which
+//! answers 503 to what it cannot serve when out of descriptors or threads.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 
+use crate::acceptor::{Acceptor, Why};
 use crate::config::Config;
-use crate::error::{Error, Limit, Result};
+use crate::error::Result;
 use crate::message::CloseCode;
 use crate::server::{Server, Slot};
 use crate::transport::Closer;
@@ -48,11 +54,12 @@ trait RunJob: Send {
 
 /// One accepted connection, to be served on a connection thread.
 struct ConnJob<F> {
-    id: u64,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     server: Server,
-    shared: Arc<Shared>,
     setup: Arc<F>,
+    /// Last, so dropped last: the registry forgets the connection once
+    /// its socket is closed, whether it ran or not.
+    ended: Ended,
 }
 
 impl<F> RunJob for ConnJob<F>
@@ -62,11 +69,23 @@ where
     fn run(mut self: Box<Self>) {
         (self.setup)(&mut self.server);
         if let Err(e) = self.server.incoming() {
-            debug!("connection {} from {:?}: {e}", self.id, self.peer);
+            debug!("connection {} from {}: {e}", self.ended.id, self.peer);
         }
-        let (id, ip, shared) = (self.id, self.peer.map(|a| a.ip()), Arc::clone(&self.shared));
-        drop(self);
-        shared.ended(id, ip);
+    }
+}
+
+/// Takes a connection out of the registry and its counts when dropped:
+/// by its thread when it ends (or unwinds), or by the accept loop when it
+/// could not start.
+struct Ended {
+    shared: Arc<Shared>,
+    id: u64,
+    ip: IpAddr,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.shared.ended(self.id, self.ip);
     }
 }
 
@@ -77,15 +96,16 @@ struct Pool {
     /// Hands connections to waiting threads; `None` once shutting down.
     jobs: Option<cb::Sender<Job>>,
     rx: cb::Receiver<Job>,
+    /// Running threads, each removed by the thread itself as it exits.
     workers: HashMap<ThreadId, JoinHandle<()>>,
-    /// Threads that have exited, to join.
-    exited: Vec<ThreadId>,
+    /// The thread that exited last, joined by the next one to exit (or at
+    /// shutdown): at most one exited thread is left unjoined.
+    exited: Option<JoinHandle<()>>,
 }
 
 #[derive(Default)]
 struct Registry {
     entries: HashMap<u64, Entry>,
-    finished: Vec<u64>,
     live: usize,
     per_ip: HashMap<IpAddr, usize>,
 }
@@ -96,15 +116,20 @@ struct Shared {
     pool: Mutex<Pool>,
     changed: Condvar,
     local_addr: SocketAddr,
+    /// Test hook: fail this many coming thread spawns.
+    fail_spawns: AtomicUsize,
 }
 
 impl Shared {
-    /// Takes a connection that ended out of the registry's counts.
-    fn ended(&self, id: u64, ip: Option<IpAddr>) {
-        let mut reg = self.lock();
-        release(&mut reg, ip);
-        reg.finished.push(id);
-        drop(reg);
+    /// Takes a connection that ended out of the registry and its counts.
+    fn ended(&self, id: u64, ip: IpAddr) {
+        let entry = {
+            let mut reg = self.lock();
+            release(&mut reg, ip);
+            reg.entries.remove(&id)
+        };
+        // Its closer and sender go outside the lock.
+        drop(entry);
         self.changed.notify_all();
     }
 
@@ -117,15 +142,20 @@ impl Shared {
     }
 }
 
-/// A connection thread: serves `job`, then waits (bounded) for another.
-fn worker(mut job: Job, shared: &Shared) {
+/// A connection thread: serves the connection it is handed on `first`,
+/// then waits (bounded) for another.
+fn worker(first: cb::Receiver<Job>, shared: &Shared) {
+    let _exit = Exit(shared);
+    // The accept loop sends the connection, or drops the sender, right
+    // after starting the thread.
+    let Ok(mut job) = first.recv() else { return };
+    drop(first);
     let rx = shared.pool().rx.clone();
     loop {
         job.run();
         {
             let mut pool = shared.pool();
             if pool.jobs.is_none() || pool.idle >= IDLE_THREADS_MAX {
-                pool.exited.push(thread::current().id());
                 return;
             }
             pool.idle += 1;
@@ -140,12 +170,33 @@ fn worker(mut job: Job, shared: &Shared) {
                     Ok(next) => next,
                     Err(_) => {
                         pool.idle -= 1;
-                        pool.exited.push(thread::current().id());
                         return;
                     }
                 }
             }
         };
+    }
+}
+
+/// Run as a connection thread exits (or unwinds): takes its own handle out
+/// of the pool, leaves it for the next thread to exit, and joins the one
+/// left by the thread before. Each thread joins only threads that exited
+/// before it, so the chain always ends.
+struct Exit<'a>(&'a Shared);
+
+impl Drop for Exit<'_> {
+    fn drop(&mut self) {
+        let earlier = {
+            let mut pool = self.0.pool();
+            match pool.workers.remove(&thread::current().id()) {
+                Some(me) => pool.exited.replace(me),
+                // Shutting down: `close_all` holds every handle and joins them.
+                None => None,
+            }
+        };
+        if let Some(earlier) = earlier {
+            let _ = earlier.join();
+        }
     }
 }
 
@@ -172,7 +223,7 @@ fn worker(mut job: Job, shared: &Shared) {
 /// # Ok::<(), syncws::Error>(())
 /// ```
 pub struct Listener {
-    inner: TcpListener,
+    acceptor: Acceptor,
     config: Config,
     shared: Arc<Shared>,
     #[cfg(feature = "tls")]
@@ -216,16 +267,17 @@ impl Listener {
         let inner = TcpListener::bind(addr)?;
         let local_addr = inner.local_addr()?;
         let (jobs, rx) = cb::unbounded();
-        let pool = Pool { idle: 0, jobs: Some(jobs), rx, workers: HashMap::new(), exited: Vec::new() };
+        let pool = Pool { idle: 0, jobs: Some(jobs), rx, workers: HashMap::new(), exited: None };
         let shared = Shared {
             stopping: AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
             pool: Mutex::new(pool),
             changed: Condvar::new(),
             local_addr,
+            fail_spawns: AtomicUsize::new(0),
         };
         Ok(Listener {
-            inner,
+            acceptor: Acceptor::new(inner),
             config,
             shared: Arc::new(shared),
             #[cfg(feature = "tls")]
@@ -239,8 +291,9 @@ impl Listener {
     /// The TLS handshake runs on the connection's thread and counts
     /// against [`Config::handshake_timeout`] together with the HTTP head.
     /// A plaintext HTTP request is answered `400` in plaintext; connections
-    /// over [`Config::max_connections`] are closed without an answer (a
-    /// `503` would need a TLS handshake on the accepting thread).
+    /// over [`Config::max_connections`], or refused for want of descriptors
+    /// or threads, are closed without an answer (a `503` would need a TLS
+    /// handshake on the accepting thread).
     ///
     /// ```no_run
     /// let tls = syncws::tls::load_server_config("cert.pem".as_ref(), "key.pem".as_ref())?;
@@ -252,6 +305,7 @@ impl Listener {
     #[must_use]
     pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Listener {
         self.tls = Some(config);
+        self.acceptor.set_answer_503(false);
         self
     }
 
@@ -282,6 +336,16 @@ impl Listener {
         ShutdownHandle { shared: Arc::clone(&self.shared) }
     }
 
+    /// Test hook: the next `n` connection threads this listener would
+    /// start fail to start, as when the process is out of threads (their
+    /// connections are answered 503). Only for tests of that path: root,
+    /// as in CI, is not held to thread limits, so they cannot be reached
+    /// for real.
+    #[doc(hidden)]
+    pub fn fail_next_spawns(&self, n: usize) {
+        self.shared.fail_spawns.store(n, Ordering::Relaxed);
+    }
+
     /// Serves on a new thread; returns at once.
     pub fn spawn<F>(self, setup: F) -> Result<Running>
     where
@@ -297,129 +361,119 @@ impl Listener {
     /// callbacks) before it runs. On shutdown, closes every connection with
     /// 1001, waits up to [`Config::close_timeout`] for them, then cuts the
     /// rest and joins every thread before returning.
-    pub fn serve<F>(self, setup: F) -> Result<()>
+    ///
+    /// Connections it cannot serve (over the caps, out of descriptors or
+    /// threads) are answered 503 and closed; a `warn` line per second at
+    /// most counts them.
+    pub fn serve<F>(mut self, setup: F) -> Result<()>
     where
         F: Fn(&mut Server) + Send + Sync + 'static,
     {
         let setup = Arc::new(setup);
         let mut next_id: u64 = 0;
         info!("listening on {}", self.shared.local_addr);
-        for stream in self.inner.incoming() {
+        while !self.shared.stopping.load(Ordering::Acquire) {
+            let Some((stream, peer)) = self.acceptor.accept() else { continue };
             if self.shared.stopping.load(Ordering::Acquire) {
                 break;
             }
-            let stream = match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off briefly
-                    // instead of spinning.
-                    warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-            };
-            self.reap();
             next_id += 1;
-            if let Err(e) = self.start(next_id, stream, &setup) {
-                warn!("connection not started: {e}");
-            }
+            self.start(next_id, stream, peer, &setup);
         }
         self.close_all();
         info!("listener on {} stopped", self.shared.local_addr);
         Ok(())
     }
 
-    /// Forgets connections that have ended and joins threads that exited.
-    fn reap(&self) {
-        {
-            let mut reg = self.shared.lock();
-            for id in std::mem::take(&mut reg.finished) {
-                reg.entries.remove(&id);
-            }
+    /// Starts a connection thread whose first connection comes on the
+    /// returned sender (dropping it ends the thread).
+    fn spawn_worker(&self, pool: &mut Pool) -> std::io::Result<cb::Sender<Job>> {
+        let injected = self.shared.fail_spawns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            return Err(std::io::Error::other("thread spawn failed (injected by a test)"));
         }
-        let handles: Vec<_> = {
-            let mut pool = self.shared.pool();
-            let exited = std::mem::take(&mut pool.exited);
-            exited.into_iter().filter_map(|id| pool.workers.remove(&id)).collect()
-        };
-        for h in handles {
-            let _ = h.join();
-        }
-    }
-
-    /// Runs `job` on a waiting connection thread, or on a new one.
-    fn dispatch(&self, job: Job) -> std::io::Result<()> {
-        let mut pool = self.shared.pool();
-        if pool.idle > 0 {
-            if let Some(jobs) = &pool.jobs {
-                // The pool holds a receiver, so this cannot fail.
-                if jobs.send(job).is_ok() {
-                    pool.idle -= 1;
-                    return Ok(());
-                }
-                return Err(std::io::Error::other("connection thread pool closed"));
-            }
-        }
+        let (first, rx) = cb::bounded(1);
         let shared = Arc::clone(&self.shared);
         let handle = thread::Builder::new()
             .name("syncws-conn".into())
             .stack_size(self.config.thread_stack_size)
-            .spawn(move || worker(job, &shared))?;
+            .spawn(move || worker(rx, &shared))?;
         pool.workers.insert(handle.thread().id(), handle);
-        Ok(())
+        Ok(first)
     }
 
-    fn start<F>(&self, id: u64, stream: TcpStream, setup: &Arc<F>) -> Result<()>
+    /// Serves `stream` on a waiting connection thread or a new one, or
+    /// turns it away (caps, no thread).
+    fn start<F>(&mut self, id: u64, stream: TcpStream, peer: SocketAddr, setup: &Arc<F>)
     where
         F: Fn(&mut Server) + Send + Sync + 'static,
     {
-        let peer = stream.peer_addr().ok();
-        let ip = peer.map(|a| a.ip());
+        let ip = peer.ip();
         {
             let mut reg = self.shared.lock();
             if reg.live >= self.config.max_connections {
-                let (size, max) = (reg.live as u64, self.config.max_connections as u64);
                 drop(reg);
-                turn_away(stream, "server at its connection limit", self.is_tls());
-                return Err(Error::Capacity { what: Limit::Connections, size, max });
+                self.acceptor.refuse(stream, Why::Connections);
+                return;
             }
-            if let (Some(ip), Some(max)) = (ip, self.config.max_connections_per_ip) {
-                let size = reg.per_ip.get(&ip).copied().unwrap_or(0);
-                if size >= max {
+            if let Some(max) = self.config.max_connections_per_ip {
+                if reg.per_ip.get(&ip).copied().unwrap_or(0) >= max {
                     drop(reg);
-                    turn_away(stream, "too many connections from your address", self.is_tls());
-                    return Err(Error::Capacity { what: Limit::ConnectionsPerIp, size: size as u64, max: max as u64 });
+                    self.acceptor.refuse(stream, Why::ConnectionsPerIp);
+                    return;
                 }
             }
             reg.live += 1;
-            if let Some(ip) = ip {
-                *reg.per_ip.entry(ip).or_insert(0) += 1;
-            }
+            *reg.per_ip.entry(ip).or_insert(0) += 1;
         }
-        let slot = Arc::new(Slot::default());
-        let mut server = match self.server_for(stream, peer) {
-            Ok(server) => server,
-            Err(e) => {
-                release(&mut self.shared.lock(), ip);
-                return Err(e);
+        // From here on, dropping `ended` uncounts the connection.
+        let ended = Ended { shared: Arc::clone(&self.shared), id, ip };
+        let shared = Arc::clone(&self.shared);
+        // Held until the connection is handed over, so that a waiting
+        // thread cannot time out in between.
+        let mut pool = shared.pool();
+        // A waiting thread takes it; else a new thread is started first,
+        // so that when none can be, the socket is still here to answer.
+        let first = if pool.idle > 0 && pool.jobs.is_some() {
+            None
+        } else {
+            match self.spawn_worker(&mut pool) {
+                Ok(first) => Some(first),
+                Err(e) => {
+                    drop(pool);
+                    drop(ended);
+                    debug!("connection {id}: no thread: {e}");
+                    self.acceptor.refuse(stream, Why::Threads);
+                    return;
+                }
             }
         };
+        let mut server = match self.server_for(stream, Some(peer)) {
+            Ok(server) => server,
+            Err(e) => {
+                // A new thread ends when `first` is dropped.
+                debug!("connection {id} not started: {e}");
+                return;
+            }
+        };
+        let slot = Arc::new(Slot::default());
         let closer = server.closer();
         server.set_config(self.config.clone());
         server.set_slot(Arc::clone(&slot));
-        let job = ConnJob { id, peer, server, shared: Arc::clone(&self.shared), setup: Arc::clone(setup) };
-        let spawned = self.dispatch(Box::new(job));
-        let mut reg = self.shared.lock();
-        match spawned {
-            Ok(()) => {
-                reg.entries.insert(id, Entry { closer, slot });
-                Ok(())
+        // Registered before its thread has it, so it cannot end first.
+        self.shared.lock().entries.insert(id, Entry { closer, slot });
+        let job: Job = Box::new(ConnJob { peer, server, setup: Arc::clone(setup), ended });
+        match (first, &pool.jobs) {
+            // The new thread waits on its receiver; if it were gone, the
+            // job would be dropped here and uncount itself.
+            (Some(first), _) => drop(first.send(job)),
+            (None, Some(jobs)) => {
+                // The pool holds a receiver, so this cannot fail.
+                if jobs.send(job).is_ok() {
+                    pool.idle -= 1;
+                }
             }
-            Err(e) => {
-                release(&mut reg, ip);
-                error!("cannot spawn a connection thread: {e}");
-                Err(Error::Io(e))
-            }
+            (None, None) => {}
         }
     }
 
@@ -460,14 +514,15 @@ impl Listener {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        reg.entries.clear();
-        reg.finished.clear();
+        // Entries still here belong to connections that were cut: their
+        // threads remove them as they end.
         drop(reg);
         let handles: Vec<_> = {
             let mut pool = self.shared.pool();
             pool.jobs = None;
-            pool.exited.clear();
-            pool.workers.drain().map(|(_, h)| h).collect()
+            let mut handles: Vec<_> = pool.workers.drain().map(|(_, h)| h).collect();
+            handles.extend(pool.exited.take());
+            handles
         };
         for h in handles {
             let _ = h.join();
@@ -476,33 +531,14 @@ impl Listener {
 }
 
 /// Uncounts a connection that ended or never started.
-fn release(reg: &mut Registry, ip: Option<IpAddr>) {
+fn release(reg: &mut Registry, ip: IpAddr) {
     reg.live -= 1;
-    if let Some(ip) = ip {
-        if let Some(n) = reg.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                reg.per_ip.remove(&ip);
-            }
+    if let Some(n) = reg.per_ip.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            reg.per_ip.remove(&ip);
         }
     }
-}
-
-/// Answers 503 to a connection over a cap, without blocking the accept loop
-/// (over TLS, just closes it: an answer would need a handshake first).
-fn turn_away(mut stream: TcpStream, why: &str, tls: bool) {
-    if tls {
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
-    }
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let body = format!("{why}\n");
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(resp.as_bytes());
-    let _ = stream.shutdown(Shutdown::Both);
 }
 
 impl Entry {

@@ -1,6 +1,6 @@
 //! A bounded soak test, ignored by default: churns thousands of connections,
-//! good and bad, for a few minutes, then checks that threads and memory come
-//! back to their baseline.
+//! good and bad, for a few minutes, then checks that descriptors, threads
+//! and memory come back to their baseline. CI runs it for 30 s.
 //!
 //! ```sh
 //! SOAK_SECS=180 cargo test --release --test soak -- --ignored --nocapture
@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 use support::*;
 use syncws::Config;
 use tungstenite::Message;
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -82,6 +86,7 @@ fn churn_thousands_of_connections() {
     }
     thread::sleep(Duration::from_secs(6)); // let the warm-up's idle threads exit
     let threads_before = threads_named("syncws-conn");
+    let fds_before = fd_count();
     let rss_before = rss_kib();
     let started = Instant::now();
     let count = Arc::new(AtomicU64::new(0));
@@ -115,14 +120,21 @@ fn churn_thousands_of_connections() {
     while threads_named("syncws-conn") > threads_before && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
     }
-    let (threads_after, rss_after) = (threads_named("syncws-conn"), rss_kib());
+    // Descriptors come back with the connections, without another accept.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fd_count() > fds_before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (threads_after, fds_after, rss_after) = (threads_named("syncws-conn"), fd_count(), rss_kib());
     println!(
-        "soak: {} connections in {secs} s, {} failed; conn threads {threads_before} -> {threads_after}; RSS {rss_before} KiB -> {rss_after} KiB",
+        "soak: {} connections in {secs} s, {} failed; conn threads {threads_before} -> {threads_after}; \
+         descriptors {fds_before} -> {fds_after}; RSS {rss_before} KiB -> {rss_after} KiB",
         count.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert_eq!(server.connections(), 0);
     assert!(threads_after <= threads_before, "thread leak: {threads_before} -> {threads_after}");
+    assert!(fds_after <= fds_before, "descriptor leak: {fds_before} -> {fds_after}");
     assert!(rss_after < rss_before + 64 * 1024, "memory grew: {rss_before} KiB -> {rss_after} KiB");
 }

@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use clap::Args;
-use syncws::{Config, OriginPolicy};
+use syncws::{Acceptor, Config, OriginPolicy};
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -185,6 +185,10 @@ pub fn parse_origin(s: &str) -> Result<OriginPolicy, String> {
 /// A TCP accept loop on its own thread, one thread per connection, for the
 /// tools that take plain TCP connections. Dropping it (or [`TcpServer::shutdown`])
 /// stops accepting; connections already running go on until they end.
+///
+/// Accepting runs on a [`syncws::Acceptor`]: out of descriptors or threads,
+/// connections are closed at once, the loop backs off instead of spinning,
+/// and a summary line per second at most says how many were refused.
 #[derive(Debug)]
 pub struct TcpServer {
     local_addr: SocketAddr,
@@ -205,29 +209,22 @@ impl TcpServer {
         let stop = Arc::clone(&stopping);
         let handle = Arc::new(handle);
         let name = name.to_owned();
+        // The same accept loop as the WebSocket servers': out of
+        // descriptors or threads, connections are closed (these are not
+        // HTTP clients, so no 503), with a backoff and a summary line.
+        let mut acceptor = Acceptor::new(listener);
+        acceptor.set_answer_503(false);
         let thread = thread::Builder::new().name(format!("{name}-accept")).spawn(move || {
             let mut id = 0u64;
-            for stream in listener.incoming() {
+            while !stop.load(Ordering::Acquire) {
+                let Some((stream, _peer)) = acceptor.accept() else { continue };
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let stream = match stream {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::warn!("accept failed: {e}");
-                        thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                };
                 id += 1;
                 let handle = Arc::clone(&handle);
-                let spawned = thread::Builder::new()
-                    .name(format!("{name}-{id}"))
-                    .stack_size(256 << 10)
-                    .spawn(move || handle(stream));
-                if let Err(e) = spawned {
-                    log::error!("cannot spawn a connection thread: {e}");
-                }
+                let builder = thread::Builder::new().name(format!("{name}-{id}")).stack_size(256 << 10);
+                acceptor.spawn(stream, builder, move |stream| handle(stream));
             }
         })?;
         Ok(TcpServer { local_addr, stopping, thread: Some(thread) })

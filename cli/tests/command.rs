@@ -1,5 +1,6 @@
 //! The built `syncws` binary: `syncws client` in a pipe against
-//! `syncws echo`, exit codes, and the chat page.
+//! `syncws echo`, exit codes, the chat page, and servers that run out of
+//! descriptors.
 
 mod support;
 
@@ -306,5 +307,126 @@ fn a_termination_signal_closes_every_connection_with_1001() {
             status.map(|s| s.code())
         });
         assert_eq!(code, Some(Some(0)), "{args:?} exits cleanly after the signal");
+    }
+}
+
+/// Starts `syncws ARGS` under `ulimit -n NOFILE`, like [`start`]; its log
+/// (stderr) lines arrive on the returned receiver.
+#[cfg(target_os = "linux")]
+fn start_limited(args: &[&str], prefix: &'static str, nofile: u32) -> (Server, crossbeam_channel::Receiver<String>) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run syncws under ulimit");
+    let (tx, log) = crossbeam_channel::unbounded();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let line = within("the server's address line", move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+        line
+    });
+    let addr = line.trim().strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+    (Server { child, addr }, log)
+}
+
+/// Polls `f` every 50 ms for up to 20 s; true once it returned true.
+#[cfg(target_os = "linux")]
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    (0..400).any(|_| {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn servers_out_of_descriptors_turn_the_burst_away_and_serve_again() {
+    use std::time::Duration;
+    let host_port = |addr: &str| addr.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+
+    // `syncws echo` (a Listener): the burst past 40 descriptors gets 503s.
+    let (echo, echo_log) = start_limited(&["echo", "127.0.0.1:0"], "listening on ", 40);
+    let addr = host_port(&echo.addr);
+    let burst: Vec<TcpStream> = (0..80)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(&addr).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            let _ = s.write_all(req.as_bytes());
+            Some(s)
+        })
+        .collect();
+    let answers: Vec<String> = burst
+        .iter()
+        .map(|mut s| {
+            let mut head = [0u8; 12];
+            match s.read_exact(&mut head) {
+                Ok(()) => String::from_utf8_lossy(&head).into_owned(),
+                Err(_) => String::new(),
+            }
+        })
+        .collect();
+    let count = |status: &str| answers.iter().filter(|a| a.as_str() == status).count();
+    assert!(count("HTTP/1.1 101") > 0 && count("HTTP/1.1 503") > 0, "{answers:?}");
+    drop(burst);
+    let url = echo.addr.clone();
+    assert!(
+        eventually(|| {
+            let Ok(mut ws) = Client::connect(&url) else { return false };
+            ws.send(OwnedMessage::Text("back?".into())).is_ok()
+                && matches!(ws.read(), Ok(OwnedMessage::Text(t)) if t == "back?")
+        }),
+        "syncws echo did not serve again"
+    );
+
+    // `syncws bridge tcp2ws` (a TcpServer): the burst is closed, not answered.
+    let (bridge, bridge_log) =
+        start_limited(&["bridge", "tcp2ws", "--listen", "127.0.0.1:0", "--to", &echo.addr], "listening on tcp ", 40);
+    let burst: Vec<TcpStream> = (0..80).filter_map(|_| TcpStream::connect(&bridge.addr).ok()).collect();
+    for mut s in &burst {
+        let _ = s.write_all(b"x");
+    }
+    // Long enough for the bridge to meet its limit.
+    let mut s = &burst[burst.len() - 1];
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.read(&mut [0u8; 1]);
+    drop(burst);
+    let bridge_addr = bridge.addr.clone();
+    assert!(
+        eventually(|| {
+            let Ok(mut tcp) = TcpStream::connect(&bridge_addr) else { return false };
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut back = [0u8; 5];
+            tcp.write_all(b"again").is_ok() && tcp.read_exact(&mut back).is_ok() && &back == b"again"
+        }),
+        "syncws bridge tcp2ws did not serve again"
+    );
+
+    drop((echo, bridge));
+    for (name, log) in [("echo", echo_log), ("tcp2ws", bridge_log)] {
+        // Both processes are gone: the log ends at their stderr's EOF.
+        let mut lines = Vec::new();
+        while let Ok(line) = log.recv_timeout(WAIT) {
+            lines.push(line);
+        }
+        assert!(lines.len() < 50, "{name}: {} log lines: {lines:#?}", lines.len());
+        assert!(lines.iter().any(|l| l.contains("out of descriptors")), "{name}: no summary line: {lines:#?}");
     }
 }
