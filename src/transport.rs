@@ -91,6 +91,42 @@ pub trait WriteHalf: Write + Send + 'static {
     }
 }
 
+/// What stands in for a connection's halves once it has ended and let its
+/// socket go: reads and writes fail, shutting down does nothing.
+pub(crate) struct Released;
+
+impl Read for Released {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+}
+
+impl ReadHalf for Released {
+    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for Released {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WriteHalf for Released {
+    fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn closer(&self) -> Closer {
+        Arc::new(|_| {})
+    }
+}
+
 /// A connected byte stream that syncws can run a WebSocket over.
 ///
 /// Implemented for [`TcpStream`]; implement it for other streams (TLS, Unix

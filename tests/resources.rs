@@ -16,7 +16,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,58 @@ fn child_thousand_connections() {
     assert!(threads_back.is_some(), "threads held: {threads_before} before, {threads_after} after");
     assert_eq!(server.connections(), 0);
     still_serves(addr);
+    server.shutdown();
+}
+
+#[test]
+fn senders_the_application_keeps_do_not_keep_sockets_open() {
+    run_alone("child_senders_kept");
+}
+
+/// Echoes, and keeps every connection's `Sender` for ever, as a chat room
+/// that never prunes its members would.
+struct KeepSenders(Arc<Mutex<Vec<syncws::Sender>>>, Option<syncws::Sender>);
+
+impl syncws::WsTrait for KeepSenders {
+    fn on_open(&mut self, shake: syncws::WsHandshake) -> syncws::Result<Option<syncws::WsOption>> {
+        self.0.lock().unwrap().push(shake.sender.clone());
+        self.1 = Some(shake.sender);
+        Ok(None)
+    }
+    fn on_message(&mut self, msg: syncws::OwnedMessage) -> syncws::Result<()> {
+        self.1.as_ref().expect("opened").send(msg)
+    }
+}
+
+#[test]
+#[ignore = "run in a child process by senders_the_application_keeps_do_not_keep_sockets_open"]
+fn child_senders_kept() {
+    if std::env::var(CHILD).as_deref() != Ok("child_senders_kept") {
+        return;
+    }
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let listener = Listener::bind_with_config("127.0.0.1:0", Config::default()).unwrap();
+    let for_handlers = Arc::clone(&kept);
+    let server = listener
+        .spawn(move |server| server.set_callback_ws(Box::new(KeepSenders(Arc::clone(&for_handlers), None))))
+        .unwrap();
+    let addr = server.local_addr();
+    let fds_before = fd_count("self");
+    for round in 0..4 {
+        batch(addr, 50, round);
+    }
+    let fds_back = poll(Duration::from_secs(10), || fd_count("self") <= fds_before);
+    let fds_after = fd_count("self");
+    let senders = kept.lock().unwrap();
+    println!("200 connections, their senders kept: descriptors {fds_before} -> {fds_after} ({fds_back:?})");
+    assert_eq!(senders.len(), 200);
+    assert!(fds_back.is_some(), "kept senders hold sockets: {fds_before} descriptors before, {fds_after} after");
+    for sender in senders.iter() {
+        assert!(sender.is_closed());
+        let sent = sender.send("too late".into());
+        assert!(matches!(sent, Err(syncws::Error::Send(syncws::SendError::Closed))), "{sent:?}");
+    }
+    drop(senders);
     server.shutdown();
 }
 

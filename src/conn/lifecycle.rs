@@ -168,8 +168,9 @@ impl Connection {
     /// Ends the connection: what is batched goes out, the writer thread
     /// stops, TCP ends the way RFC 6455 §7.1.1 asks (a server shuts its
     /// write side first; both then wait, bounded, for the peer's EOF, so the
-    /// last frames are not lost to a reset), and the state becomes
-    /// [`State::Ended`].
+    /// last frames are not lost to a reset), the state becomes
+    /// [`State::Ended`], and the socket is let go, even while the
+    /// application still holds [`Sender`]s.
     pub(crate) fn end(&mut self) {
         if let Some(sender) = &self.sender {
             let _ = sender.flush_local();
@@ -182,6 +183,7 @@ impl Connection {
         self.read.drain_until_eof(wait);
         self.write.shutdown(Shutdown::Both);
         self.write.end();
+        self.read.release();
     }
 
     /// The plain API has told its caller the connection ended.

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{MessageDecoder, Role};
-use crate::transport::{self, is_timeout, ReadHalf};
+use crate::transport::{self, is_timeout, ReadHalf, Released};
 
 /// The most payload one read system call puts straight into a message.
 const MAX_READ_CHUNK: usize = 256 << 10;
@@ -259,6 +259,14 @@ impl ReadSide {
         self.io.set_read_timeout(wanted)?;
         self.armed = wanted;
         Ok(())
+    }
+
+    /// Lets the socket go (the connection ended): later reads fail.
+    pub(crate) fn release(&mut self) {
+        self.io = Box::new(Released);
+        self.buf = Vec::new();
+        self.start = 0;
+        self.end = 0;
     }
 
     /// After the close handshake: reads and discards until the peer closes

@@ -20,7 +20,7 @@ use crate::conn::state::{Event, Life, State};
 use crate::error::{Error, Phase, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
-use crate::transport::{Closer, WriteHalf};
+use crate::transport::{Closer, Released, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
 /// written from their own buffer.
@@ -45,7 +45,8 @@ struct WriteState {
 /// What other threads may look at or do without waiting for a write that
 /// is in progress.
 struct Shared {
-    closer: Closer,
+    /// `None` once the connection ended and let its socket go.
+    closer: Mutex<Option<Closer>>,
     /// The connection's state: our Close is stepped in under the write
     /// lock, so no frame follows it; every message checks it without a
     /// lock.
@@ -75,7 +76,7 @@ impl WriteSide {
     pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
-        let shared = Arc::new(Shared { closer: io.closer(), life: Life::new() });
+        let shared = Arc::new(Shared { closer: Mutex::new(Some(io.closer())), life: Life::new() });
         let state = WriteState { io, masks, batch: Vec::new(), no_try_write: false, shared: Arc::clone(&shared) };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
@@ -119,7 +120,7 @@ impl WriteSide {
     /// shuts it down.
     fn fail(&self, _locked: &mut WriteState, err: Error) -> Error {
         self.shared.life.apply(Event::Fail);
-        (self.shared.closer)(Shutdown::Both);
+        self.shutdown(Shutdown::Both);
         err
     }
 
@@ -136,10 +137,16 @@ impl WriteSide {
     }
 
     /// Marks the connection ended, under the write lock (see
-    /// [`fail_with`](Self::fail_with)).
+    /// [`fail_with`](Self::fail_with)), and lets the socket go: the
+    /// application may keep [`Sender`](crate::Sender)s (and with them this
+    /// side) long after, and they must not keep the descriptor open.
     pub(crate) fn end(&self) -> State {
-        let _locked = self.lock();
-        self.shared.life.apply(Event::End)
+        let mut st = self.lock();
+        let state = self.shared.life.apply(Event::End);
+        st.io = Box::new(Released);
+        st.batch = Vec::new();
+        lock(&self.shared.closer).take();
+        state
     }
 
     /// The fast path for a send from another thread than the connection's
@@ -208,7 +215,11 @@ impl WriteSide {
     /// Shuts down the connection in the given direction(s), at once, even
     /// while another thread is blocked writing.
     pub(crate) fn shutdown(&self, how: Shutdown) {
-        (self.shared.closer)(how)
+        // Cloned out of the lock: a shutdown never waits for another.
+        let closer = lock(&self.shared.closer).clone();
+        if let Some(close) = closer {
+            close(how);
+        }
     }
 }
 
@@ -340,7 +351,7 @@ pub(crate) mod mock {
     use crate::config::Config;
     use crate::message::OwnedMessage;
     use crate::protocol::{MessageDecoder, Role};
-    use crate::transport::{Closer, WriteHalf};
+    use crate::transport::{Closer, Released, WriteHalf};
 
     pub(crate) struct Mock {
         pub(crate) out: Arc<Mutex<Vec<u8>>>,
