@@ -351,7 +351,7 @@ pub(crate) mod mock {
     use crate::config::Config;
     use crate::message::OwnedMessage;
     use crate::protocol::{MessageDecoder, Role};
-    use crate::transport::{Closer, Released, WriteHalf};
+    use crate::transport::{Closer, WriteHalf};
 
     pub(crate) struct Mock {
         pub(crate) out: Arc<Mutex<Vec<u8>>>,
