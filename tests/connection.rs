@@ -133,6 +133,27 @@ fn sender_from_another_thread_reaches_a_blocked_reader() {
 }
 
 #[test]
+fn terminate_from_another_thread_ends_the_connection_without_a_close() {
+    let (server, events) = recording_server(Config::default(), false, None);
+    let mut ws = tung_client(server.local_addr(), "/");
+    let Event::Open(sender, _) = next(&events, "open") else { panic!("open first") };
+    let other = sender.clone();
+    thread::spawn(move || other.terminate()).join().unwrap();
+    // The peer sees the stream end, with no Close frame.
+    match ws.read() {
+        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake))
+        | Err(tungstenite::Error::Io(_)) => {}
+        other => panic!("expected the stream to end without a Close, got {other:?}"),
+    }
+    // The application hears of it on the connection's thread, once.
+    wait_for(&events, "the error", |e| matches!(e, Event::Error(_)));
+    wait_for(&events, "on_close", |e| matches!(e, Event::Close(None)));
+    assert!(sender.is_closed());
+    assert!(sender.send("gone".into()).is_err());
+    sender.terminate(); // nothing left to end: a no-op
+}
+
+#[test]
 fn interval_fires_repeatedly_and_on_close_runs_once() {
     let (server, events) = recording_server(Config::default(), false, Some(Duration::from_millis(20)));
     let mut ws = tung_client(server.local_addr(), "/");

@@ -300,6 +300,7 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
             peer: server.peer_addr(),
             upstream: None,
             to_upstream: None,
+            link: Arc::default(),
             failed: false,
             close_forwarded: false,
         };
@@ -394,6 +395,8 @@ struct ClientSide {
     upstream: Option<Client>,
     /// Messages for the upstream.
     to_upstream: Option<ChanSender<OwnedMessage>>,
+    /// What this side shares with the upstream's, to end together.
+    link: Arc<Link>,
     failed: bool,
     /// The client's Close went to the upstream, which answers it.
     close_forwarded: bool,
@@ -489,6 +492,7 @@ impl WsTrait for ClientSide {
         client.set_callback_ws(Box::new(UpstreamSide {
             to_client: cl_tx,
             from_client: Some(up_rx),
+            link: Arc::clone(&self.link),
             failed: false,
             close_forwarded: false,
         }));
@@ -536,13 +540,52 @@ impl WsTrait for ClientSide {
             None if self.failed => Some(CloseData::new(CloseCode::AWAY, "client went away")),
             other => other.clone(),
         };
-        if self.close_forwarded {
-            return;
+        let forwarded = self.close_forwarded
+            || self.to_upstream.take().is_some_and(|tx| {
+                let wait = self.shared.1.config.close_timeout;
+                tx.send_timeout(OwnedMessage::Close(close), wait).is_ok()
+            });
+        self.link.client_ended(forwarded);
+    }
+}
+
+/// What the two sides of one proxied connection share, so that the
+/// upstream connection never outlives the client's.
+#[derive(Default)]
+struct Link {
+    /// Whether the client's side has ended, and the upstream's Sender
+    /// once that side is open.
+    inner: Mutex<(bool, Option<syncws::Sender>)>,
+}
+
+impl Link {
+    fn lock(&self) -> MutexGuard<'_, (bool, Option<syncws::Sender>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client's side ended. If its Close could not be queued for the
+    /// upstream (the upstream reads too slowly to take it within the close
+    /// timeout), the upstream connection is ended at once instead of being
+    /// left open with nobody behind it.
+    fn client_ended(&self, close_forwarded: bool) {
+        let mut inner = self.lock();
+        inner.0 = true;
+        let upstream = inner.1.take();
+        drop(inner);
+        if let Some(upstream) = upstream.filter(|_| !close_forwarded) {
+            log::debug!("proxy: the client is gone and the upstream takes no Close: ending it");
+            upstream.terminate();
         }
-        if let Some(tx) = self.to_upstream.take() {
-            let wait = self.shared.1.config.close_timeout;
-            let _ = tx.send_timeout(OwnedMessage::Close(close), wait);
+    }
+
+    /// The upstream's side opened: false if the client's has ended already.
+    fn upstream_opened(&self, sender: syncws::Sender) -> bool {
+        let mut inner = self.lock();
+        if inner.0 {
+            return false;
         }
+        inner.1 = Some(sender);
+        true
     }
 }
 
@@ -550,13 +593,17 @@ impl WsTrait for ClientSide {
 struct UpstreamSide {
     to_client: ChanSender<OwnedMessage>,
     from_client: Option<Receiver<OwnedMessage>>,
+    link: Arc<Link>,
     failed: bool,
     /// The upstream's Close went to the client, which answers it.
     close_forwarded: bool,
 }
 
 impl WsTrait for UpstreamSide {
-    fn on_open(&mut self, _shake: WsHandshake) -> Result<Option<WsOption>> {
+    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+        if !self.link.upstream_opened(shake.sender) {
+            return Err(Error::Application("the client went away before the upstream opened".into()));
+        }
         let mut option = WsOption::default();
         if let Some(rx) = self.from_client.take() {
             option.set_receiver(rx);

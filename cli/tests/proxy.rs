@@ -283,3 +283,82 @@ fn active_checks_mark_upstreams_down_and_up() {
     p.shutdown();
     b.shutdown();
 }
+
+/// An upstream that accepts one WebSocket upgrade, then reads nothing until
+/// `go` says so; reports whether the proxy ended the connection (EOF)
+/// within `limit` after that.
+fn stalled_upstream(go: Receiver<()>, limit: std::time::Duration) -> (std::net::SocketAddr, thread::JoinHandle<bool>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut key = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("sec-websocket-key") {
+                    key = value.trim().to_owned();
+                }
+            }
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        let accept = syncws::handshake::accept_key(&key);
+        let mut out = &stream;
+        write!(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").unwrap();
+        go.recv_timeout(WAIT).unwrap();
+        let deadline = std::time::Instant::now() + limit;
+        stream.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        while std::time::Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    });
+    (addr, upstream)
+}
+
+#[test]
+fn an_upstream_that_takes_no_close_is_ended_when_the_client_goes() {
+    use std::time::Duration;
+    init_log();
+    let (go, wait) = unbounded();
+    let (upstream_addr, upstream) = stalled_upstream(wait, Duration::from_secs(20));
+    let mut opts = ProxyOptions::new("127.0.0.1:0", vec![Upstream { url: format!("ws://{upstream_addr}"), weight: 1 }]);
+    // One message in flight per direction; the upstream's writer may block
+    // for a minute; no keepalive or idle timeout ends it meanwhile: only
+    // the client's going away can.
+    opts.queue = 1;
+    opts.config = opts
+        .config
+        .clone()
+        .close_timeout(Duration::from_secs(1))
+        .write_timeout(Duration::from_secs(60))
+        .idle_timeout(None)
+        .ping_interval(None);
+    let p = proxy(opts).unwrap();
+    let (mut ws, _) = connect(&format!("ws://{}/", p.local_addr()), None).unwrap();
+    // 8 MiB fills the socket buffers to the stalled upstream: its writer
+    // blocks on it. The next message waits in the queue, which is then full.
+    ws.send(OwnedMessage::Binary(vec![7; 8 << 20])).unwrap();
+    ws.send(OwnedMessage::Text("queued".into())).unwrap();
+    thread::sleep(Duration::from_secs(1));
+    // The client goes away without a word.
+    drop(ws);
+    // Past the proxy's close timeout, the upstream starts reading again:
+    // whatever was sent, then the end of the connection.
+    thread::sleep(Duration::from_secs(3));
+    go.send(()).unwrap();
+    assert!(upstream.join().unwrap(), "the upstream connection outlived the client's");
+    p.shutdown();
+}

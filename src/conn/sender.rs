@@ -275,6 +275,25 @@ impl Sender {
         self.send(OwnedMessage::Close(Some(CloseData::new(code, reason))))
     }
 
+    /// Ends the connection at once, without a close handshake: the socket
+    /// is shut down in both directions, whatever is queued is dropped, and
+    /// the connection's own thread reports the end (`on_error`, then
+    /// `on_close`; or an error from `read`). For a peer that must go now
+    /// (it stopped reading, or what it was paired with went away); otherwise
+    /// [`close`](Self::close) is the polite way. Does nothing once the
+    /// connection has ended.
+    ///
+    /// ```no_run
+    /// # fn demo(sender: syncws::Sender) {
+    /// if sender.send("are you there?".into()).is_err() {
+    ///     sender.terminate();
+    /// }
+    /// # }
+    /// ```
+    pub fn terminate(&self) {
+        self.out.write.shutdown(Shutdown::Both);
+    }
+
     /// True once nothing more can be sent: a Close was sent, or the
     /// connection failed or ended. Sends then fail with [`Error::Send`].
     pub fn is_closed(&self) -> bool {
