@@ -1,7 +1,7 @@
 //! A byte budget for one connection's outbound queue: the threads that
 //! queue messages take from it, the writer thread gives back what it wrote.
 //! What it holds is charged to the process-wide budget too
-//! ([`memory`](crate::memory)).
+//! ([`crate::memory`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};

@@ -101,13 +101,6 @@ impl State {
         State::Reported,
     ];
 
-    /// Whether a message may still be written: before our Close, and
-    /// nothing after a failure.
-    #[cfg(test)] // the drivers ask `Life::may_send`, on the state's number
-    pub(crate) fn may_send(self) -> bool {
-        may_send(self as u8)
-    }
-
     /// Whether the connection has failed or ended: nothing more happens on
     /// it.
     pub(crate) fn is_over(self) -> bool {
@@ -133,8 +126,9 @@ impl Event {
     pub(crate) const ALL: [Event; 5] = [Event::CloseWritten, Event::CloseRead, Event::Fail, Event::End, Event::Report];
 }
 
-/// [`State::may_send`] of a state's number: the two states in which a
-/// message may be sent. On the number, as the hot paths read it.
+/// Whether a message may still be written in the state of this number:
+/// before our Close, and nothing after a failure. On the number, as the
+/// hot paths read it.
 #[inline]
 fn may_send(state: u8) -> bool {
     state == State::Open as u8 || state == State::CloseReceived as u8
@@ -221,8 +215,8 @@ impl Life {
         inner.state
     }
 
-    /// Whether a message may still be written ([`State::may_send`]):
-    /// checked for every message, without a lock.
+    /// Whether a message may still be written (before our Close, and
+    /// nothing after a failure): checked for every message, without a lock.
     #[inline]
     pub(crate) fn may_send(&self) -> bool {
         may_send(self.now.load(Ordering::Acquire))
@@ -366,7 +360,7 @@ mod tests {
                 Step::Stay | Step::Illegal => state,
             };
             assert_eq!((after, life.get()), (next, next), "{event:?} in {state:?}: the state after");
-            assert_eq!(after.may_send(), may_send, "{event:?} in {state:?}: may send after");
+            assert_eq!(life.may_send(), may_send, "{event:?} in {state:?}: may send after");
             assert_eq!(life.awaiting_close_reply().is_some(), timer, "{event:?} in {state:?}: close timer");
         }
         assert_eq!(seen.len(), State::ALL.len() * Event::ALL.len());
@@ -377,13 +371,13 @@ mod tests {
         for &state in &State::ALL {
             assert_eq!(State::from_u8(state as u8), state);
             let life = life_in(state);
-            assert_eq!((life.may_send(), life.is_over()), (state.may_send(), state.is_over()), "{state:?}");
+            assert_eq!(life.is_over(), state.is_over(), "{state:?}");
         }
     }
 
     #[test]
     fn who_may_send_and_when_the_close_timeout_runs() {
-        let sendable: Vec<S> = State::ALL.into_iter().filter(|s| s.may_send()).collect();
+        let sendable: Vec<S> = State::ALL.into_iter().filter(|&s| life_in(s).may_send()).collect();
         assert_eq!(sendable, [S::Open, S::CloseReceived]);
         let over: Vec<S> = State::ALL.into_iter().filter(|s| s.is_over()).collect();
         assert_eq!(over, [S::Failed, S::Ended, S::Reported]);

@@ -6,7 +6,8 @@
 //! before it exits: creating and tearing down a thread (stack mapping,
 //! guard page, signal stack, clone, exit) is most of what a short
 //! connection costs the server, so under connection churn threads are
-//! reused. At most [`IDLE_THREADS_MAX`] threads wait at once.
+//! reused. At most [`IDLE_THREADS_MAX`](pool::IDLE_THREADS_MAX) threads
+//! wait at once.
 //!
 //! Whatever a connection holds (its socket, its registry entry, its count
 //! against the caps) is released by its own thread when it ends, and a
@@ -18,11 +19,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle, ThreadId};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 use log::{debug, info, warn};
+
+mod pool;
+
+use pool::{worker, Job, Pool, RunJob};
 
 use crate::acceptor::{Acceptor, Why};
 use crate::config::Config;
@@ -31,25 +36,10 @@ use crate::message::CloseCode;
 use crate::server::{Server, Slot};
 use crate::transport::Closer;
 
-/// Most connection threads kept waiting for a next connection.
-pub const IDLE_THREADS_MAX: usize = 64;
-/// How long a connection thread waits for a next connection before exiting.
-const IDLE_THREAD_WAIT: Duration = Duration::from_secs(5);
-
 struct Entry {
     /// Cuts the connection at shutdown (`None` if it could not be split).
     closer: Option<Closer>,
     slot: Arc<Slot>,
-}
-
-/// A connection to serve, handed to a connection thread.
-type Job = Box<dyn RunJob>;
-
-/// Work for a connection thread. Run in place from its box: a boxed
-/// closure would be moved onto the thread's stack to be called, and the
-/// stack pages a connection thread touches stay resident for its life.
-trait RunJob: Send {
-    fn run(self: Box<Self>);
 }
 
 /// One accepted connection, to be served on a connection thread.
@@ -89,20 +79,6 @@ impl Drop for Ended {
     }
 }
 
-/// The connection threads.
-struct Pool {
-    /// Threads waiting for a connection and not yet handed one.
-    idle: usize,
-    /// Hands connections to waiting threads; `None` once shutting down.
-    jobs: Option<cb::Sender<Job>>,
-    rx: cb::Receiver<Job>,
-    /// Running threads, each removed by the thread itself as it exits.
-    workers: HashMap<ThreadId, JoinHandle<()>>,
-    /// The thread that exited last, joined by the next one to exit (or at
-    /// shutdown): at most one exited thread is left unjoined.
-    exited: Option<JoinHandle<()>>,
-}
-
 #[derive(Default)]
 struct Registry {
     entries: HashMap<u64, Entry>,
@@ -139,64 +115,6 @@ impl Shared {
 
     fn pool(&self) -> MutexGuard<'_, Pool> {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A connection thread: serves the connection it is handed on `first`,
-/// then waits (bounded) for another.
-fn worker(first: cb::Receiver<Job>, shared: &Shared) {
-    let _exit = Exit(shared);
-    // The accept loop sends the connection, or drops the sender, right
-    // after starting the thread.
-    let Ok(mut job) = first.recv() else { return };
-    drop(first);
-    let rx = shared.pool().rx.clone();
-    loop {
-        job.run();
-        {
-            let mut pool = shared.pool();
-            if pool.jobs.is_none() || pool.idle >= IDLE_THREADS_MAX {
-                return;
-            }
-            pool.idle += 1;
-        }
-        job = match rx.recv_timeout(IDLE_THREAD_WAIT) {
-            Ok(next) => next,
-            Err(_) => {
-                // A connection may have been handed over just before the
-                // lock was taken: take it rather than leave it unserved.
-                let mut pool = shared.pool();
-                match rx.try_recv() {
-                    Ok(next) => next,
-                    Err(_) => {
-                        pool.idle -= 1;
-                        return;
-                    }
-                }
-            }
-        };
-    }
-}
-
-/// Run as a connection thread exits (or unwinds): takes its own handle out
-/// of the pool, leaves it for the next thread to exit, and joins the one
-/// left by the thread before. Each thread joins only threads that exited
-/// before it, so the chain always ends.
-struct Exit<'a>(&'a Shared);
-
-impl Drop for Exit<'_> {
-    fn drop(&mut self) {
-        let earlier = {
-            let mut pool = self.0.pool();
-            match pool.workers.remove(&thread::current().id()) {
-                Some(me) => pool.exited.replace(me),
-                // Shutting down: `close_all` holds every handle and joins them.
-                None => None,
-            }
-        };
-        if let Some(earlier) = earlier {
-            let _ = earlier.join();
-        }
     }
 }
 
