@@ -108,6 +108,10 @@ impl ReadSide {
     /// burst of messages leave in one write); `deadline` then tells when the
     /// wait must end, from this side's state (`last_activity` is up to date
     /// by then).
+    ///
+    /// Inlined into its one caller, the loop of every connection: a call
+    /// per message costs more than the code it would save.
+    #[inline(always)]
     pub(crate) fn read(
         &mut self,
         deadline: &mut dyn FnMut(&ReadSide) -> Option<Instant>,
