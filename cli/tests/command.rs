@@ -29,8 +29,13 @@ impl Drop for Server {
 /// Starts `syncws ARGS` and waits (by reading its stdout) for the line
 /// `PREFIX ADDR` it prints once listening.
 fn start(args: &[&str], prefix: &'static str) -> Server {
-    let mut child =
+    let child =
         Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("run syncws");
+    listening(child, prefix)
+}
+
+/// Waits for a started server's first stdout line, `PREFIX ADDR`.
+fn listening(mut child: std::process::Child, prefix: &str) -> Server {
     let stdout = child.stdout.take().unwrap();
     let line = within("the server's address line", move || {
         let mut line = String::new();
@@ -332,14 +337,7 @@ fn start_limited(args: &[&str], prefix: &'static str, nofile: u32) -> (Server, c
             let _ = tx.send(line);
         }
     });
-    let stdout = child.stdout.take().unwrap();
-    let line = within("the server's address line", move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
-        line
-    });
-    let addr = line.trim().strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
-    (Server { child, addr }, log)
+    (listening(child, prefix), log)
 }
 
 /// Polls `f` every 50 ms for up to 20 s; true once it returned true.
