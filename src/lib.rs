@@ -35,7 +35,8 @@
 //! - entry points: [`Server`] (one connection, HTTP and WebSocket),
 //!   [`Listener`] (accept loop, caps, graceful shutdown), [`Acceptor`] (an
 //!   accept loop that survives running out of descriptors and threads),
-//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`] or
+//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`],
+//!   [`accept_with`] (the application answers the upgrade) or
 //!   [`Client::into_websocket`].
 //!
 //! # A connection's life
@@ -144,7 +145,7 @@ pub use handshake::{Headers, Request, Response};
 pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
-pub use server::{accept, accept_with_config, Server};
+pub use server::{accept, accept_with, accept_with_config, Server};
 pub use transport::Transport;
 
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
