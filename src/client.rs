@@ -320,6 +320,12 @@ impl Client {
         self.ws()?.read()
     }
 
+    /// Reads the next message if one completes within `timeout`, `Ok(None)`
+    /// if none did; see [`WebSocket::read_timeout`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.ws()?.read_timeout(timeout)
+    }
+
     /// Sends a message; see [`WebSocket::send`].
     pub fn send(&mut self, msg: OwnedMessage) -> Result<()> {
         self.ws()?.send(msg)

@@ -37,7 +37,8 @@
 //!   accept loop that survives running out of descriptors and threads),
 //!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`],
 //!   [`accept_with`] (the application answers the upgrade) or
-//!   [`Client::into_websocket`].
+//!   [`Client::into_websocket`], with a timed read
+//!   ([`WebSocket::read_timeout`]) for loops that do other work too.
 //!
 //! # A connection's life
 //!

@@ -1,7 +1,7 @@
 //! The plain blocking API over real sockets on 127.0.0.1, port 0:
 //! `accept_with` (the application answers the upgrade), the connection's
-//! request, subprotocol and peer address, and a `Listener` made from a
-//! `std::net::TcpListener`.
+//! request, subprotocol and peer address, the timed read, and a
+//! `Listener` made from a `std::net::TcpListener`.
 //!
 //! Every wait is bounded by [`WAIT`]; no assertion depends on how fast
 //! the machine is.
@@ -11,9 +11,10 @@ mod support;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use support::*;
-use syncws::{Client, Config, Error, Listener, OwnedMessage, Request, Response, Result, WebSocket, WsHandshake};
+use syncws::{Client, Config, Error, Listener, OwnedMessage, Phase, Request, Response, Result, WebSocket, WsHandshake};
 
 /// A listener on 127.0.0.1, port 0.
 fn local() -> (TcpListener, SocketAddr) {
@@ -84,10 +85,12 @@ fn accept_with_sees_the_request_and_chooses_the_protocol() {
     assert_eq!(client.request().path, "/chat?room=7");
     assert_eq!(client.peer_addr(), Some(addr));
 
+    // Nothing sent yet: the client's timed read says so and goes on.
+    assert_eq!(client.read_timeout(Duration::from_millis(20)).unwrap(), None);
     client.send(OwnedMessage::Text("ping?".into())).unwrap();
     assert_eq!(ws.read().unwrap(), OwnedMessage::Text("ping?".into()));
     ws.send(OwnedMessage::Text("pong!".into())).unwrap();
-    assert_eq!(client.read().unwrap(), OwnedMessage::Text("pong!".into()));
+    assert_eq!(client.read_timeout(WAIT).unwrap(), Some(OwnedMessage::Text("pong!".into())));
 
     // The plain WebSocket taken out of the client keeps what it knew.
     let plain = client.into_websocket().unwrap();
@@ -203,6 +206,119 @@ fn read_to_end(s: &mut TcpStream) -> String {
     let mut body = String::new();
     let _ = std::io::Read::read_to_string(s, &mut body);
     body
+}
+
+/// A server-side plain connection and the raw client on its other end.
+fn plain_pair(config: Config) -> (WebSocket, TcpStream) {
+    let (listener, addr) = local();
+    let client = thread::spawn(move || raw_ws(addr));
+    let (stream, _) = listener.accept().unwrap();
+    let ws = syncws::accept_with_config(stream, config).expect("accepted");
+    (ws, client.join().unwrap())
+}
+
+/// Calls `read_timeout` until a message comes, for at most [`WAIT`].
+fn read_within_wait(ws: &mut WebSocket) -> OwnedMessage {
+    let give_up = Instant::now() + WAIT;
+    while Instant::now() < give_up {
+        if let Some(msg) = ws.read_timeout(Duration::from_millis(50)).unwrap() {
+            return msg;
+        }
+    }
+    panic!("no message within {WAIT:?}");
+}
+
+/// Nothing arrives: `None`, and the connection goes on; a message that
+/// arrives later is returned; a Close is returned, then the end.
+#[test]
+fn read_timeout_says_nothing_yet_then_returns_what_arrives() {
+    let (mut ws, mut peer) = plain_pair(Config::default());
+    for timeout in [Duration::ZERO, Duration::from_millis(30)] {
+        let started = Instant::now();
+        assert_eq!(ws.read_timeout(timeout).unwrap(), None);
+        assert!(started.elapsed() < WAIT, "read_timeout({timeout:?}) took {:?}", started.elapsed());
+    }
+    peer.write_all(&client_frame(true, 0, 1, b"late", true)).unwrap();
+    assert_eq!(read_within_wait(&mut ws), OwnedMessage::Text("late".into()));
+    // A ping is answered and returned, as by `read`.
+    peer.write_all(&client_frame(true, 0, 9, b"are you there", true)).unwrap();
+    assert_eq!(read_within_wait(&mut ws), OwnedMessage::Ping(b"are you there".to_vec()));
+    assert_eq!(read_server_frame(&mut peer), (0x8a, b"are you there".to_vec()));
+
+    peer.write_all(&client_frame(true, 0, 8, &1000u16.to_be_bytes(), true)).unwrap();
+    assert!(matches!(read_within_wait(&mut ws), OwnedMessage::Close(Some(c)) if c.status_code == 1000));
+    assert!(matches!(ws.read_timeout(Duration::from_millis(10)), Err(Error::ConnectionClosed)));
+    assert_eq!(read_close_code(&mut peer), Some(1000));
+}
+
+/// A message whose bytes arrive in pieces, between timed reads that each
+/// return `None`, is returned whole: a frame cut inside its header and
+/// again inside its payload, and a message in two fragments cut after the
+/// first and inside the second.
+#[test]
+fn a_message_split_across_timed_reads_arrives_whole() {
+    let (mut ws, mut peer) = plain_pair(Config::default());
+    let payload = bytes(3000, 7);
+    let frame = client_frame(true, 0, 2, &payload, true);
+    let first = client_frame(false, 0, 1, b"hello, ", true);
+    let last = client_frame(true, 0, 0, b"world", true);
+    let wire = [frame.clone(), first.clone(), last].concat();
+    let frame_end = frame.len();
+    let first_end = frame_end + first.len();
+    // (end of the piece written, the message complete once it is)
+    let pieces = [
+        (1, None),
+        (1500, None),
+        (frame_end, Some(OwnedMessage::Binary(payload))),
+        (first_end, None),
+        (wire.len() - 3, None),
+        (wire.len(), Some(OwnedMessage::Text("hello, world".into()))),
+    ];
+    let mut sent = 0;
+    for (end, complete) in pieces {
+        peer.write_all(&wire[sent..end]).unwrap();
+        sent = end;
+        match complete {
+            // Several calls, so the piece is most likely read during one;
+            // read or not, no message is complete.
+            None => {
+                for _ in 0..3 {
+                    assert_eq!(ws.read_timeout(Duration::from_millis(20)).unwrap(), None, "after {end} bytes");
+                }
+            }
+            Some(msg) => assert_eq!(read_within_wait(&mut ws), msg, "after {end} bytes"),
+        }
+    }
+}
+
+/// Keepalive pings go out and the idle timeout is kept while the
+/// application only makes timed reads.
+#[test]
+fn keepalive_and_idle_deadlines_run_during_timed_reads() {
+    let config =
+        Config::default().ping_interval(Some(Duration::from_millis(100))).idle_timeout(Some(Duration::from_secs(2)));
+    let (mut ws, mut peer) = plain_pair(config);
+    let server = thread::spawn(move || {
+        let give_up = Instant::now() + WAIT;
+        let mut nones = 0;
+        while Instant::now() < give_up {
+            match ws.read_timeout(Duration::from_millis(20)) {
+                Ok(None) => nones += 1,
+                Ok(Some(msg)) => panic!("the silent peer sent {msg:?}"),
+                Err(e) => return (e, nones),
+            }
+        }
+        panic!("the idle timeout never fired");
+    });
+    // The peer never answers: a keepalive ping, then the idle Close.
+    let (first, _) = read_server_frame(&mut peer);
+    assert_eq!(first, 0x89, "a keepalive ping comes first");
+    assert_eq!(read_close_code(&mut peer), Some(1001));
+    // The server waits for our end of TCP before it lets go.
+    drop(peer);
+    let (err, nones) = server.join().unwrap();
+    assert!(matches!(err, Error::Timeout { phase: Phase::Idle }), "{err:?}");
+    assert!(nones > 0);
 }
 
 /// A `Listener` from a socket bound elsewhere serves on it, even one left

@@ -3,6 +3,7 @@
 //! cloneable [`WsWriter`].
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 #[cfg(doc)]
 use crate::config::Config;
@@ -14,6 +15,11 @@ use crate::error::{Error, Result};
 use crate::handshake::Request;
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 use crate::protocol::Role;
+
+/// The shortest wait of [`WsReader::read_timeout`]: the finest read
+/// timeout the read side sets, so that even a zero timeout looks at the
+/// socket once.
+const MIN_TIMED_WAIT: Duration = Duration::from_millis(1);
 
 /// A WebSocket connection after its handshake, used with blocking calls.
 ///
@@ -107,6 +113,12 @@ impl WebSocket {
         self.reader.read()
     }
 
+    /// Reads the next message if one completes within `timeout`. See
+    /// [`WsReader::read_timeout`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.reader.read_timeout(timeout)
+    }
+
     /// The upgrade request. See [`WsReader::request`].
     pub fn request(&self) -> &Request {
         self.reader.request()
@@ -176,6 +188,49 @@ impl WsReader {
                 Ok(Read::Deadline) => {}
                 Err(e) => return Err(self.fail(e)),
             }
+        }
+    }
+
+    /// Reads the next message if one completes within `timeout`; `Ok(None)`
+    /// if none did: nothing is wrong with the connection, call again.
+    ///
+    /// For loops that must also do other work on the same thread (a game
+    /// tick, a GUI event loop, a poll of other sources). Everything
+    /// [`read`](WsReader::read) does goes on meanwhile: Pings are answered,
+    /// keepalive pings sent and the idle and close deadlines kept, whether
+    /// they fall inside one call or across several. The bytes of a message
+    /// that has only partly arrived are kept, and the message is returned
+    /// whole by the call during which its last byte arrives.
+    ///
+    /// A `timeout` under a millisecond waits a millisecond, so that the
+    /// socket is read at least once; on a loaded machine the call may
+    /// return later than `timeout`, as any timed wait may.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # fn demo(mut ws: syncws::WebSocket) -> syncws::Result<()> {
+    /// loop {
+    ///     match ws.read_timeout(Duration::from_millis(16))? {
+    ///         Some(msg) => println!("got {msg:?}"),
+    ///         None => { /* nothing yet: draw the next frame, poll input... */ }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](WsReader::read): a failed connection, or one that ended
+    /// ([`Error::ConnectionClosed`] after the peer's Close was returned),
+    /// never a timeout of the caller's.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.readable()?;
+        // A timeout too far ahead to represent waits for ever, as `read`.
+        let until = Instant::now().checked_add(timeout.max(MIN_TIMED_WAIT));
+        match self.conn.next(until) {
+            Ok(Read::Message(msg)) => self.handle(msg).map(Some),
+            Ok(Read::Deadline) => Ok(None),
+            Err(e) => Err(self.fail(e)),
         }
     }
 
