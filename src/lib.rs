@@ -149,6 +149,13 @@ pub use message::{CloseCode, CloseData, OwnedMessage};
 pub use server::{accept, accept_with, accept_with_config, Server};
 pub use transport::Transport;
 
+/// The README's Rust blocks, compiled as doctests so that they fail the
+/// build when they drift from the API. Blocks that need the `tls` feature
+/// gate their code on it.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
 /// re-exported so its version always matches.
 pub use crossbeam_channel;
