@@ -10,7 +10,7 @@ use log::{debug, info};
 use crate::callback::{WsHandshake, WsTrait};
 use crate::config::Config;
 use crate::conn::runner;
-use crate::conn::{read_exact_into, read_head, Connection, WebSocket};
+use crate::conn::{read_exact_into, read_head, Connection, Opened, WebSocket};
 use crate::error::{Error, Phase, Result};
 use crate::handshake::client as hs;
 use crate::handshake::{Headers, Request, Response, WsUrl};
@@ -193,7 +193,9 @@ impl ClientBuilder {
         }
         let protocol = hs::check_response(&response, &key, &self.protocols)?;
         info!("connected to {}{} ({:?})", url.host_header(), url.path, addr);
-        let ws = WebSocket::new(Connection::open(reader, writer, buf, Role::Client, &self.config)?);
+        let conn = Connection::open(reader, writer, buf, Role::Client, &self.config)?;
+        let opened = Opened { request: request.clone(), protocol: protocol.clone(), peer_addr: addr };
+        let ws = WebSocket::new(conn, opened);
         Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
     }
 }
@@ -268,6 +270,16 @@ impl Client {
         &self.response
     }
 
+    /// The upgrade request this client sent.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The server's address, if the transport has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
     /// Runs `callback` when [`wait_ws_operate`](Client::wait_ws_operate)
     /// is called.
     pub fn set_callback_ws(&mut self, callback: Box<dyn WsTrait>) {
@@ -308,6 +320,12 @@ impl Client {
         self.ws()?.read()
     }
 
+    /// Reads the next message if one completes within `timeout`, `Ok(None)`
+    /// if none did; see [`WebSocket::read_timeout`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.ws()?.read_timeout(timeout)
+    }
+
     /// Sends a message; see [`WebSocket::send`].
     pub fn send(&mut self, msg: OwnedMessage) -> Result<()> {
         self.ws()?.send(msg)
@@ -318,7 +336,10 @@ impl Client {
         self.ws()?.close(code, reason)
     }
 
-    /// The connection as a plain [`WebSocket`].
+    /// The connection as a plain [`WebSocket`], which keeps the request this
+    /// client sent, the subprotocol the server chose and the server's
+    /// address ([`WebSocket::request`], [`WebSocket::protocol`],
+    /// [`WebSocket::peer_addr`]).
     pub fn into_websocket(mut self) -> Result<WebSocket> {
         self.ws.take().ok_or(Error::AlreadyClosed)
     }

@@ -35,8 +35,10 @@
 //! - entry points: [`Server`] (one connection, HTTP and WebSocket),
 //!   [`Listener`] (accept loop, caps, graceful shutdown), [`Acceptor`] (an
 //!   accept loop that survives running out of descriptors and threads),
-//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`] or
-//!   [`Client::into_websocket`].
+//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`],
+//!   [`accept_with`] (the application answers the upgrade) or
+//!   [`Client::into_websocket`], with a timed read
+//!   ([`WebSocket::read_timeout`]) for loops that do other work too.
 //!
 //! # A connection's life
 //!
@@ -144,8 +146,15 @@ pub use handshake::{Headers, Request, Response};
 pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
-pub use server::{accept, accept_with_config, Server};
+pub use server::{accept, accept_with, accept_with_config, Server};
 pub use transport::Transport;
+
+/// The README's Rust blocks, compiled as doctests so that they fail the
+/// build when they drift from the API. Blocks that need the `tls` feature
+/// gate their code on it.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
 /// re-exported so its version always matches.
