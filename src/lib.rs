@@ -36,7 +36,12 @@
 //!   [`Listener`] (accept loop, caps, graceful shutdown), [`Acceptor`] (an
 //!   accept loop that survives running out of descriptors and threads),
 //!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`] or
-//!   [`Client::into_websocket`].
+//!   [`Client::into_websocket`];
+//! - behind another HTTP server: [`upgrade()`] takes a request it parsed,
+//!   the bytes it read past it and the stream (Node's `handleUpgrade`);
+//!   [`upgrade_response`] and [`WebSocket::from_upgraded`] for a server
+//!   that writes the 101 itself; [`transport::Unsplit`] for a stream that
+//!   is only `Read + Write + Send` (single-threaded API, no deadlines).
 //!
 //! # A connection's life
 //!
@@ -133,6 +138,7 @@ mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
+mod upgrade;
 
 pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
@@ -146,6 +152,7 @@ pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
 pub use server::{accept, accept_with_config, Server};
 pub use transport::Transport;
+pub use upgrade::{upgrade, upgrade_response};
 
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
 /// re-exported so its version always matches.

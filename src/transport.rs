@@ -12,6 +12,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod unsplit;
+
+pub use unsplit::Unsplit;
+
 /// Shuts a connection down from any thread, even while another thread is
 /// blocked writing to it: shutting down `Read` (or `Both`) also wakes a
 /// thread blocked reading.
@@ -129,8 +133,11 @@ impl WriteHalf for Released {
 
 /// A connected byte stream that syncws can run a WebSocket over.
 ///
-/// Implemented for [`TcpStream`]; implement it for other streams (TLS, Unix
-/// sockets) to use them with [`Server`](crate::Server) and
+/// Implemented for [`TcpStream`], for `tls::TlsStream` (feature `tls`), and
+/// for [`Unsplit`], which takes any `Read + Write + Send` stream (one that
+/// cannot be split, such as the stream another HTTP server hands over
+/// after an upgrade) for the single-threaded API. Implement it for other
+/// streams (Unix sockets) to use them with [`Server`](crate::Server) and
 /// [`WebSocket`](crate::WebSocket).
 pub trait Transport: Send + 'static {
     /// The address of the peer, if it has one.
