@@ -41,7 +41,10 @@
 //!   the bytes it read past it and the stream (Node's `handleUpgrade`);
 //!   [`upgrade_response`] and [`WebSocket::from_upgraded`] for a server
 //!   that writes the 101 itself; [`transport::Unsplit`] for a stream that
-//!   is only `Read + Write + Send` (single-threaded API, no deadlines).
+//!   is only `Read + Write + Send` (single-threaded API, no deadlines);
+//! - Unix domain sockets (on Unix): `UnixStream` is a [`Transport`], so
+//!   [`accept`] and [`Server::new`] take it; clients connect to
+//!   `ws+unix:///path/to.sock:/request/path`.
 //!
 //! # A connection's life
 //!
