@@ -43,7 +43,8 @@
 //!   that writes the 101 itself; [`transport::Unsplit`] for a stream that
 //!   is only `Read + Write + Send` (single-threaded API, no deadlines);
 //! - Unix domain sockets (on Unix): `UnixStream` is a [`Transport`], so
-//!   [`accept`] and [`Server::new`] take it; clients connect to
+//!   [`accept`] and [`Server::new`] take it; `serve_unix` serves a
+//!   `UnixListener`; clients connect to
 //!   `ws+unix:///path/to.sock:/request/path`.
 //!
 //! # A connection's life
@@ -141,6 +142,8 @@ mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
+#[cfg(unix)]
+mod unix;
 mod upgrade;
 
 pub use acceptor::Acceptor;
@@ -155,6 +158,8 @@ pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
 pub use server::{accept, accept_with_config, Server};
 pub use transport::Transport;
+#[cfg(unix)]
+pub use unix::{serve_unix, UnixRunning};
 pub use upgrade::{upgrade, upgrade_response};
 
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
