@@ -1,5 +1,5 @@
-//! [`Client`]: connect to a `ws://` URL, then run callbacks or use the plain
-//! blocking API.
+//! [`Client`]: connect to a `ws://`, `wss://` or `ws+unix://` URL, then run
+//! callbacks or use the plain blocking API.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -21,6 +21,9 @@ use crate::transport::Transport;
 /// Why a `wss://` URL is refused without the `tls` feature.
 const NO_TLS: &str =
     "wss:// needs TLS, which this build of syncws does not have (feature `tls`); refusing to connect in plaintext";
+
+/// Why a `ws+unix://` URL is refused off Unix.
+const NO_UNIX: &str = "ws+unix:// URLs need Unix domain sockets, which this platform does not have";
 
 /// Builds a [`Client`]: URL, timeouts, headers, subprotocols, [`Config`].
 ///
@@ -46,24 +49,39 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The server to connect to: `ws://host[:port][/path][?query]` or
-    /// `wss://...`.
+    /// The server to connect to: `ws://host[:port][/path][?query]`,
+    /// `wss://...`, or `ws+unix:///path/to.sock:/request/path` for a Unix
+    /// socket (see [`WsUrl::parse`]).
     ///
     /// `wss://` needs the `tls` feature; without it the URL is refused with
     /// [`Error::Url`]: sending in plaintext what the URL says must be
     /// encrypted would be worse than failing. With it, the connection is
     /// TLS (see `ClientBuilder::tls_config` for the default
     /// trust roots), and fails rather than falls back to plaintext.
+    ///
+    /// `ws+unix://` works on Unix only (elsewhere [`Error::Url`]); the
+    /// request's `Host` is `localhost`.
+    ///
+    /// ```no_run
+    /// let mut client = syncws::Client::builder().url("ws+unix:///run/app.sock:/chat")?.connect()?;
+    /// client.send("hello".into())?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
     pub fn url(mut self, url: &str) -> Result<Self> {
         let url = WsUrl::parse(url)?;
         if url.secure && cfg!(not(feature = "tls")) {
             return Err(Error::Url(NO_TLS.into()));
+        }
+        if url.unix_socket.is_some() && cfg!(not(unix)) {
+            return Err(Error::Url(NO_UNIX.into()));
         }
         self.url = Some(url);
         Ok(self)
     }
 
     /// Deadline for the TCP connection; default [`Config::handshake_timeout`].
+    /// Connecting to a Unix socket (`ws+unix://`) has none: it does not
+    /// wait on the network.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
@@ -127,6 +145,9 @@ impl ClientBuilder {
     pub fn connect(self) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
+        if let Some(path) = url.unix_socket.clone() {
+            return self.connect_unix(&path);
+        }
         let timeout = self.connect_timeout.unwrap_or(self.config.handshake_timeout);
         let stream = connect_tcp(&url.socket_addr_string(), timeout)?;
         if url.secure {
@@ -149,6 +170,18 @@ impl ClientBuilder {
     #[cfg(not(feature = "tls"))]
     fn connect_tls(self, _stream: TcpStream) -> Result<Client> {
         Err(Error::Url(NO_TLS.into()))
+    }
+
+    /// Connects to the Unix socket of a `ws+unix://` URL.
+    #[cfg(unix)]
+    fn connect_unix(self, path: &std::path::Path) -> Result<Client> {
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| Error::from_io(e, Phase::Connect))?;
+        self.connect_on(stream)
+    }
+
+    #[cfg(not(unix))]
+    fn connect_unix(self, _path: &std::path::Path) -> Result<Client> {
+        Err(Error::Url(NO_UNIX.into()))
     }
 
     /// Performs the handshake over an already connected stream (for
@@ -255,7 +288,9 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// Connects to `url` with the defaults.
+    /// Connects to `url` with the defaults: `ws://`, `wss://` (feature
+    /// `tls`) or `ws+unix:///path/to.sock:/request/path` (see
+    /// [`ClientBuilder::url`]).
     pub fn connect(url: &str) -> Result<Client> {
         Client::builder().url(url)?.connect()
     }

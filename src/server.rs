@@ -278,7 +278,7 @@ fn read_body(
 /// Answers a failed request with its status and hands the error back. An I/O
 /// error gets no answer, nor does a deadline that expired before the peer
 /// sent anything (`started` is false then).
-fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
+pub(crate) fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
     let answer = match err {
         Error::Io(_) | Error::Tls(_) => false,
         Error::Timeout { .. } => started,
@@ -292,7 +292,7 @@ fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
     err
 }
 
-fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
+pub(crate) fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body.len());
     resp.write_to(&mut out);
     writer.write_all(&out).map_err(|e| Error::from_io(e, Phase::Write))
