@@ -156,6 +156,13 @@ pub struct Config {
     /// `Config`'s value; [`memory_held`](crate::memory_held) reads the
     /// total.
     pub memory_budget: usize,
+    /// permessage-deflate (RFC 7692; feature `deflate`): `Some` makes a
+    /// server accept the extension when a client offers it and a client
+    /// offer it; `None` (the default) leaves every message uncompressed
+    /// and the extension unanswered. See [`DeflateConfig`] for the knobs
+    /// and what each costs in memory and CPU.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -181,6 +188,8 @@ impl Default for Config {
             read_buffer_size: 512,
             origin: OriginPolicy::SameHost,
             memory_budget: crate::memory::default_budget(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -242,6 +251,20 @@ impl Config {
         memory_budget: usize;
     }
 
+    /// Sets [`Config::deflate`].
+    ///
+    /// ```
+    /// use syncws::{Config, DeflateConfig};
+    /// let config = Config::default().deflate(Some(DeflateConfig::default()));
+    /// # config.validate().unwrap();
+    /// ```
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn deflate(mut self, value: Option<DeflateConfig>) -> Self {
+        self.deflate = value;
+        self
+    }
+
     /// Checks that the values fit together; every entry point calls this.
     pub fn validate(&self) -> Result<()> {
         let bad = |s: &str| Err(Error::Config(s.to_owned()));
@@ -279,6 +302,128 @@ impl Config {
         if self.idle_timeout == Some(zero) || self.ping_interval == Some(zero) {
             return bad("idle_timeout and ping_interval must be above zero when set");
         }
+        #[cfg(feature = "deflate")]
+        if let Some(d) = &self.deflate {
+            d.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// permessage-deflate (RFC 7692) settings, for [`Config::deflate`]
+/// (feature `deflate`).
+///
+/// One value serves both sides. The parameter names are RFC 7692's, which
+/// name the compressing side: `server_*` is about what the server sends,
+/// `client_*` about what the client sends. A server answers them, a client
+/// offers them.
+///
+/// What it costs. A connection that has not yet sent or received a
+/// compressed message holds no compression state at all. After traffic:
+///
+/// - with `*_no_context_takeover` (the default, both directions), every
+///   compressed message is compressed (or inflated) from scratch by a
+///   state borrowed from a small process-wide pool and handed back after
+///   the message: the connection keeps nothing, at the cost of a worse
+///   ratio for runs of small similar messages;
+/// - with context takeover, a connection that sent a compressed message
+///   keeps its compressor (about 370 KiB for a 15-bit window, 240 KiB for
+///   9 bits: zlib-rs's hash table alone is 128 KiB), and one that received
+///   one keeps its inflater (about 40 KiB). The README's limits table has
+///   the measured figures.
+///
+/// ```
+/// use syncws::{Config, DeflateConfig};
+/// let deflate = DeflateConfig::default().threshold(4096).server_no_context_takeover(false);
+/// let config = Config::default().deflate(Some(deflate));
+/// # config.validate().unwrap();
+/// ```
+#[cfg(feature = "deflate")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// Text and Binary messages shorter than this many bytes are sent
+    /// uncompressed. Default 1024 (as Node's `ws`): below that, the
+    /// measured saving is a few dozen bytes per message for a CPU cost
+    /// several times that of sending them. 0 compresses every message.
+    /// A single message can also skip compression with
+    /// [`Sender::send_uncompressed`](crate::Sender::send_uncompressed).
+    pub threshold: usize,
+    /// zlib compression level, 0 (stored) to 9 (smallest). Default 6,
+    /// zlib's own default.
+    pub level: u32,
+    /// The server resets its compression context after every message.
+    /// Default true. A server with it answers `server_no_context_takeover`
+    /// (allowed unasked, RFC 7692 §7.1.1.1) and keeps no compressor
+    /// between messages; a client with it asks the server for it (with a
+    /// second offer without it, for servers that refuse) so that it keeps
+    /// no inflater between messages. A server always honours a client that
+    /// asks for it.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compression context after every message.
+    /// Default true. A server with it answers `client_no_context_takeover`
+    /// (allowed unasked, §7.1.1.2) and keeps no inflater between messages;
+    /// a client with it offers `client_no_context_takeover` and keeps no
+    /// compressor between messages. A client always honours a server that
+    /// asks for it.
+    pub client_no_context_takeover: bool,
+    /// Largest LZ77 window (base-2 logarithm, 8 to 15) the server
+    /// compresses with. Default `None`: 15, or what the client asks for.
+    /// A server announces it (`server_max_window_bits`, §7.1.2.1); a client
+    /// asks for it. A window of 8 cannot be produced by zlib: a server
+    /// asked for it sends that connection's messages uncompressed.
+    pub server_max_window_bits: Option<u8>,
+    /// Largest LZ77 window (8 to 15) the client compresses with. Default
+    /// `None`: 15, or what the server asks for. A client offers
+    /// `client_max_window_bits` with this value (bare when `None`: it
+    /// accepts whatever the server says); a server asks for it only when
+    /// the client offered the parameter. Inflating always uses a 15-bit
+    /// window, so this saves the peer memory, not us.
+    pub client_max_window_bits: Option<u8>,
+}
+
+#[cfg(feature = "deflate")]
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            threshold: 1024,
+            level: 6,
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+        }
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl DeflateConfig {
+    setters! {
+        /// Sets [`DeflateConfig::threshold`].
+        threshold: usize;
+        /// Sets [`DeflateConfig::level`].
+        level: u32;
+        /// Sets [`DeflateConfig::server_no_context_takeover`].
+        server_no_context_takeover: bool;
+        /// Sets [`DeflateConfig::client_no_context_takeover`].
+        client_no_context_takeover: bool;
+        /// Sets [`DeflateConfig::server_max_window_bits`].
+        server_max_window_bits: Option<u8>;
+        /// Sets [`DeflateConfig::client_max_window_bits`].
+        client_max_window_bits: Option<u8>;
+    }
+
+    /// Checks the values; [`Config::validate`] calls it.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |s: &str| Err(Error::Config(s.to_owned()));
+        if self.level > 9 {
+            return bad("deflate level must be between 0 and 9");
+        }
+        for bits in [self.server_max_window_bits, self.client_max_window_bits].into_iter().flatten() {
+            if !(8..=15).contains(&bits) {
+                return bad("deflate window bits must be between 8 and 15");
+            }
+        }
         Ok(())
     }
 }
@@ -301,5 +446,16 @@ mod tests {
         assert!(Config::default().max_frame_size(0).validate().is_err());
         assert!(Config::default().max_headers(MAX_HEADERS_LIMIT + 1).validate().is_err());
         assert!(Config::default().idle_timeout(Some(Duration::ZERO)).validate().is_err());
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_values_are_checked() {
+        let with = |d: DeflateConfig| Config::default().deflate(Some(d)).validate();
+        with(DeflateConfig::default()).unwrap();
+        with(DeflateConfig::default().server_max_window_bits(Some(8)).client_max_window_bits(Some(15))).unwrap();
+        assert!(with(DeflateConfig::default().level(10)).is_err());
+        assert!(with(DeflateConfig::default().server_max_window_bits(Some(7))).is_err());
+        assert!(with(DeflateConfig::default().client_max_window_bits(Some(16))).is_err());
     }
 }

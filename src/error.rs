@@ -86,6 +86,11 @@ pub enum Error {
     /// The application refused or failed (a callback returned an error, or
     /// panicked); close code 1011.
     Application(String),
+    /// A compressed message (permessage-deflate, feature `deflate`) could
+    /// not be inflated: the peer sent data that is not DEFLATE (close code
+    /// 1007, as for a payload inconsistent with its message type). The
+    /// text says what was wrong.
+    Deflate(String),
 }
 
 /// A framing or message-level violation of RFC 6455 (close code 1002).
@@ -118,6 +123,10 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A frame arrived after the peer's Close.
     DataAfterClose,
+    /// RSV1, which marks a compressed message (permessage-deflate,
+    /// RFC 7692 §6), was set on a continuation or control frame: only a
+    /// message's first frame may carry it.
+    MisplacedRsv1,
 }
 
 /// Which limit an [`Error::Capacity`] went over.
@@ -275,6 +284,7 @@ impl fmt::Display for ProtocolError {
             Self::ClosePayloadOneByte => f.write_str("close frame with a 1-byte payload"),
             Self::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
             Self::DataAfterClose => f.write_str("frame received after close"),
+            Self::MisplacedRsv1 => f.write_str("rsv1 (compressed) set on a continuation or control frame"),
         }
     }
 }
@@ -290,7 +300,7 @@ impl Error {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(_) => Some(CloseCode::PROTOCOL),
-            Error::Utf8 => Some(CloseCode::INVALID_PAYLOAD),
+            Error::Utf8 | Error::Deflate(_) => Some(CloseCode::INVALID_PAYLOAD),
             Error::Capacity { what: Limit::Fragments, .. } => Some(CloseCode::POLICY),
             Error::Capacity { what: Limit::MemoryBudget, .. } => Some(CloseCode::AGAIN),
             Error::Capacity { .. } => Some(CloseCode::TOO_BIG),
@@ -341,6 +351,7 @@ impl fmt::Display for Error {
             Error::Send(why) => write!(f, "cannot send: {why}"),
             Error::Application(s) => write!(f, "application error: {s}"),
             Error::Config(s) => write!(f, "bad config: {s}"),
+            Error::Deflate(s) => write!(f, "permessage-deflate: {s}"),
         }
     }
 }
@@ -388,6 +399,8 @@ mod tests {
     fn close_codes_follow_rfc_7_4_1() {
         assert_eq!(Error::Protocol(ProtocolError::ReservedBits).close_code(), Some(CloseCode::PROTOCOL));
         assert_eq!(Error::Utf8.close_code(), Some(CloseCode::INVALID_PAYLOAD));
+        assert_eq!(Error::Deflate("x".into()).close_code(), Some(CloseCode::INVALID_PAYLOAD));
+        assert_eq!(Error::Protocol(ProtocolError::MisplacedRsv1).close_code(), Some(CloseCode::PROTOCOL));
         let big = Error::Capacity { what: Limit::Message, size: 10, max: 5 };
         assert_eq!(big.close_code(), Some(CloseCode::TOO_BIG));
         let frags = Error::Capacity { what: Limit::Fragments, size: 10, max: 5 };

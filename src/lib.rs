@@ -151,6 +151,8 @@ mod upgrade;
 pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
 pub use client::{Client, ClientBuilder};
+#[cfg(feature = "deflate")]
+pub use config::DeflateConfig;
 pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use conn::{Sender, WebSocket, WsReader, WsWriter};
 pub use error::{Error, Limit, Phase, ProtocolError, ProxyError, Result, SendError};

@@ -95,6 +95,28 @@ impl Charge {
         Ok(())
     }
 
+    /// Like [`reserve`](Self::reserve), but never makes `buf` able to hold
+    /// more than `most` bytes (`len` is at most `most`): for a buffer whose
+    /// growth is bounded by a limit, such as an inflated message, where
+    /// doubling past the limit would hold memory the limit forbids.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn reserve_at_most(&mut self, buf: &mut Vec<u8>, len: usize, most: usize) -> Result<()> {
+        let len = len.min(most);
+        if len <= buf.capacity() {
+            return Ok(());
+        }
+        let target = len.max(buf.capacity().saturating_mul(2).min(most));
+        try_take(target.saturating_sub(self.bytes), self.limit)?;
+        let more = target.saturating_sub(self.bytes);
+        if buf.try_reserve_exact(target - buf.len()).is_err() {
+            give(more);
+            let max = self.limit as u64;
+            return Err(Error::Capacity { what: Limit::MemoryBudget, size: target as u64, max });
+        }
+        self.bytes += more;
+        Ok(())
+    }
+
     /// Gives everything back (the buffer was freed or handed on).
     pub(crate) fn release(&mut self) {
         give(std::mem::take(&mut self.bytes));

@@ -21,6 +21,7 @@
 
 mod accept;
 pub mod client;
+pub(crate) mod extensions;
 pub mod http;
 pub mod server;
 

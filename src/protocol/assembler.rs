@@ -7,15 +7,18 @@ use crate::config::Config;
 use crate::error::{Error, Limit, ProtocolError, Result};
 use crate::memory::Charge;
 use crate::message::{CloseCode, CloseData, OwnedMessage};
-use crate::protocol::frame::{FrameHeader, OpCode};
+#[cfg(feature = "deflate")]
+use crate::protocol::deflate::Inflater;
+use crate::protocol::frame::{FrameHeader, OpCode, RSV1};
 use crate::protocol::utf8::Utf8Validator;
 
 /// A data message being reassembled.
 #[derive(Debug)]
 struct Partial {
     text: bool,
-    /// RSV1 of the first frame: "compressed" once permessage-deflate exists.
-    #[allow(dead_code)]
+    /// RSV1 of the first frame: the message is compressed
+    /// (permessage-deflate), so its bytes are checked as UTF-8 only once
+    /// inflated.
     rsv1: bool,
     /// The payload so far, `filled` bytes of it, and after them possibly a
     /// zero-filled tail that a direct read is filling in.
@@ -58,6 +61,9 @@ pub(crate) struct Assembler {
     partial: Option<Partial>,
     control: Vec<u8>,
     target: Target,
+    /// permessage-deflate's inflater, once negotiated.
+    #[cfg(feature = "deflate")]
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Assembler {
@@ -69,7 +75,39 @@ impl Assembler {
             partial: None,
             control: Vec::new(),
             target: Target::Control(OpCode::Ping),
+            #[cfg(feature = "deflate")]
+            inflater: None,
         }
+    }
+
+    /// Inflates the messages whose first frame has RSV1 set with
+    /// `inflater` (permessage-deflate was negotiated).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_inflater(&mut self, inflater: Inflater) {
+        self.inflater = Some(Box::new(inflater));
+    }
+
+    /// The message of a compressed payload, inflated.
+    #[cfg(feature = "deflate")]
+    #[inline(never)]
+    fn inflated(&mut self, text: bool, payload: &[u8]) -> Result<OwnedMessage> {
+        let Some(inflater) = self.inflater.as_mut() else {
+            // The decoder refuses RSV1 unless an inflater was set.
+            return Err(ProtocolError::ReservedBits.into());
+        };
+        let bytes = inflater.inflate(payload, text)?;
+        Ok(if text {
+            OwnedMessage::Text(String::from_utf8(bytes).map_err(|_| Error::Utf8)?)
+        } else {
+            OwnedMessage::Binary(bytes)
+        })
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    #[inline(never)]
+    fn inflated(&mut self, _text: bool, _payload: &[u8]) -> Result<OwnedMessage> {
+        // The decoder refuses RSV1 without the feature.
+        Err(ProtocolError::ReservedBits.into())
     }
 
     /// Bytes held for a message in progress.
@@ -93,7 +131,7 @@ impl Assembler {
                 charge.reserve(&mut buf, h.payload_len.min(RESERVE_MAX) as usize)?;
                 self.partial = Some(Partial {
                     text: h.opcode == OpCode::Text,
-                    rsv1: h.rsv & 0b100 != 0,
+                    rsv1: h.rsv & RSV1 != 0,
                     buf,
                     charge,
                     filled: 0,
@@ -136,7 +174,7 @@ impl Assembler {
                     p.charge.reserve(&mut p.buf, p.filled + chunk.len())?;
                     p.buf.extend_from_slice(chunk);
                     p.filled = p.buf.len();
-                    if p.text {
+                    if p.text && !p.rsv1 {
                         p.utf8.feed(&p.buf)?;
                     }
                 }
@@ -217,7 +255,7 @@ impl Assembler {
         let end = (start + n).min(p.buf.len());
         unmask(&mut p.buf[start..end]);
         p.filled = end;
-        if p.text {
+        if p.text && !p.rsv1 {
             p.utf8.feed(&p.buf[..end])?;
         }
         Ok(end - start)
@@ -240,11 +278,14 @@ impl Assembler {
     /// [`start_frame`](Assembler::start_frame), [`payload`](Assembler::payload)
     /// and [`end_frame`](Assembler::end_frame) in turn, without their
     /// bookkeeping. This is the path of almost every small message.
-    pub(crate) fn whole(&mut self, opcode: OpCode, payload: &[u8]) -> Result<OwnedMessage> {
-        match opcode {
+    pub(crate) fn whole(&mut self, h: &FrameHeader, payload: &[u8]) -> Result<OwnedMessage> {
+        match h.opcode {
             OpCode::Text | OpCode::Binary => {
                 self.check_size(0, payload.len() as u64)?;
-                if opcode == OpCode::Text {
+                if h.rsv & RSV1 != 0 {
+                    return self.inflated(h.opcode == OpCode::Text, payload);
+                }
+                if h.opcode == OpCode::Text {
                     let text = std::str::from_utf8(payload).map_err(|_| Error::Utf8)?;
                     Ok(OwnedMessage::Text(text.to_owned()))
                 } else {
@@ -267,6 +308,9 @@ impl Assembler {
                     return Ok(None);
                 };
                 p.buf.truncate(p.filled);
+                if p.rsv1 {
+                    return self.inflated(p.text, &p.buf).map(Some);
+                }
                 if p.text {
                     p.utf8.finish(&p.buf)?;
                     let text = String::from_utf8(p.buf).map_err(|_| Error::Utf8)?;

@@ -6,7 +6,11 @@ use crate::config::Config;
 use crate::error::{Error, Limit, ProtocolError, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::assembler::Assembler;
-use crate::protocol::frame::FrameHeader;
+#[cfg(feature = "deflate")]
+use crate::protocol::deflate::{DeflateParams, Inflater};
+#[cfg(feature = "deflate")]
+use crate::protocol::frame::RSV1;
+use crate::protocol::frame::{FrameHeader, OpCode};
 use crate::protocol::mask::apply_mask;
 use crate::protocol::Role;
 
@@ -41,7 +45,8 @@ enum State {
 pub struct MessageDecoder {
     role: Role,
     max_frame: u64,
-    /// RSV bits an extension negotiated for this connection (none yet).
+    /// RSV bits an extension negotiated for this connection: RSV1 with
+    /// permessage-deflate, else none.
     allowed_rsv: u8,
     state: State,
     assembler: Assembler,
@@ -58,6 +63,28 @@ impl MessageDecoder {
             state: State::Header,
             assembler: Assembler::new(config),
         }
+    }
+
+    /// A decoder for a connection that negotiated permessage-deflate with
+    /// `params`: messages whose first frame has RSV1 set are inflated
+    /// (within [`Config::max_message_size`], close 1009 past it; 1007 for
+    /// data that does not inflate), RSV1 elsewhere is refused (1002).
+    /// Feature `deflate`.
+    ///
+    /// ```
+    /// use syncws::{Config, OwnedMessage};
+    /// use syncws::protocol::{DeflateParams, MessageDecoder, Role};
+    /// let mut dec = MessageDecoder::with_deflate(Role::Client, &Config::default(), &DeflateParams::default());
+    /// // RFC 7692 §7.2.3.1: "Hello", compressed.
+    /// let mut bytes = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    /// assert_eq!(dec.feed(&mut bytes).unwrap(), (9, Some(OwnedMessage::Text("Hello".into()))));
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(role: Role, config: &Config, params: &DeflateParams) -> Self {
+        let mut dec = MessageDecoder::new(role, config);
+        dec.allowed_rsv = RSV1;
+        dec.assembler.set_inflater(Inflater::new(role, params, config));
+        dec
     }
 
     /// Consumes bytes from the front of `input` and returns how many were
@@ -140,12 +167,12 @@ impl MessageDecoder {
         if let Some(key) = h.mask {
             apply_mask(payload, key, 0);
         }
-        Ok(Some((len, self.assembler.whole(h.opcode, payload)?)))
+        Ok(Some((len, self.assembler.whole(h, payload)?)))
     }
 
     fn check(&self, h: &FrameHeader) -> Result<()> {
-        if h.rsv & !self.allowed_rsv != 0 {
-            return Err(ProtocolError::ReservedBits.into());
+        if h.rsv != 0 {
+            self.check_rsv(h)?;
         }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame.into()),
@@ -154,6 +181,19 @@ impl MessageDecoder {
         }
         if h.payload_len > self.max_frame {
             return Err(Error::Capacity { what: Limit::Frame, size: h.payload_len, max: self.max_frame });
+        }
+        Ok(())
+    }
+
+    /// RSV bits are set: only RSV1, only once permessage-deflate was
+    /// negotiated, and only on a message's first frame (RFC 7692 §6).
+    #[cold]
+    fn check_rsv(&self, h: &FrameHeader) -> Result<()> {
+        if h.rsv & !self.allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBits.into());
+        }
+        if h.opcode.is_control() || h.opcode == OpCode::Continue {
+            return Err(ProtocolError::MisplacedRsv1.into());
         }
         Ok(())
     }

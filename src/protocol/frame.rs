@@ -5,6 +5,10 @@ use crate::error::{ProtocolError, Result};
 /// Longest possible header: 2 bytes, 8 bytes of extended length, 4 of mask.
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// RSV1 in [`FrameHeader::rsv`]: with permessage-deflate, "this message is
+/// compressed" (RFC 7692 §6), on a message's first frame only.
+pub const RSV1: u8 = 0b100;
+
 /// Frame opcodes. Reserved opcodes are refused while parsing, so they have no
 /// variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,21 +10,27 @@
 //!   [`Config`](crate::Config);
 //! - [`OutFrame`] turns a message into a header plus its moved payload.
 //!
-//! Extensions (permessage-deflate, RFC 7692) fit here later: the decoder
-//! already checks RSV bits against the set an extension negotiated, and the
-//! assembler records RSV1 of a message's first frame.
+//! - with the `deflate` feature, permessage-deflate (RFC 7692): the
+//!   decoder allows RSV1 on a message's first frame once the extension was
+//!   negotiated ([`MessageDecoder::with_deflate`]) and inflates such
+//!   messages within the size limit; [`DeflateParams`] is what negotiation
+//!   settled.
 
 mod assembler;
 mod decoder;
+#[cfg(feature = "deflate")]
+pub(crate) mod deflate;
 mod encoder;
 mod frame;
 mod mask;
 mod utf8;
 
 pub use decoder::MessageDecoder;
+#[cfg(feature = "deflate")]
+pub use deflate::DeflateParams;
 pub(crate) use encoder::append_data_frame;
 pub use encoder::OutFrame;
-pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
 pub use mask::{apply_mask, MaskGen};
 
 /// Which end of the connection this is.

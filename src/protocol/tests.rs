@@ -71,7 +71,17 @@ fn decode_direct(
     direct_max: usize,
     uninit: bool,
 ) -> (Vec<OwnedMessage>, Option<Error>) {
-    let mut dec = MessageDecoder::new(role, config);
+    decode_with(MessageDecoder::new(role, config), bytes, chunks, direct_max, uninit)
+}
+
+/// [`decode_direct`] with a decoder of the caller's.
+fn decode_with(
+    mut dec: MessageDecoder,
+    bytes: &[u8],
+    chunks: &[usize],
+    direct_max: usize,
+    uninit: bool,
+) -> (Vec<OwnedMessage>, Option<Error>) {
     let mut buf: Vec<u8> = Vec::new();
     let mut msgs = Vec::new();
     let (mut at, mut i) = (0, 0);
@@ -449,4 +459,127 @@ fn encoder_output_decodes_back() {
     let (got, err) = decode_chunked(&Config::default(), Role::Server, &wire, &[777]);
     assert!(err.is_none(), "{err:?}");
     assert_eq!(got, msgs);
+}
+
+/// permessage-deflate in the decoder: RSV1 only where RFC 7692 §6 allows
+/// it, compressed messages whole or in fragments, read any way the
+/// connection reads.
+#[cfg(feature = "deflate")]
+mod deflate {
+    use super::*;
+    use crate::protocol::deflate::Compressor;
+    use crate::DeflateConfig;
+
+    fn deflate_decoder(config: &Config) -> MessageDecoder {
+        MessageDecoder::with_deflate(Role::Server, config, &DeflateParams::default())
+    }
+
+    /// `payload` compressed as a client would send it (context reset).
+    fn compressed(payload: &[u8]) -> Vec<u8> {
+        let params = DeflateParams { client_no_context_takeover: true, ..DeflateParams::default() };
+        let mut c = Compressor::new(Role::Client, &params, &DeflateConfig::default().threshold(0));
+        c.compress(payload).unwrap().unwrap_or_else(|| {
+            // Not smaller: a stored block then, still a valid compressed message.
+            let mut z = flate2::Compress::new_with_window_bits(flate2::Compression::none(), false, 15);
+            let mut out = Vec::with_capacity(payload.len() + 64);
+            z.compress_vec(payload, &mut out, flate2::FlushCompress::Sync).unwrap();
+            out.truncate(out.len() - 4);
+            out
+        })
+    }
+
+    fn expect(dec: MessageDecoder, bytes: &[u8]) -> Error {
+        match decode_with(dec, bytes, &[usize::MAX], 0, false) {
+            (_, Some(e)) => e,
+            (msgs, None) => panic!("no error, got {msgs:?}"),
+        }
+    }
+
+    #[test]
+    fn rsv1_without_the_extension_is_1002() {
+        let z = compressed(b"hello hello hello");
+        let e = expect(MessageDecoder::new(Role::Server, &Config::default()), &raw_frame(true, true, 0b100, 1, &z));
+        assert!(matches!(e, Error::Protocol(ProtocolError::ReservedBits)), "{e}");
+        assert_eq!(e.close_code(), Some(CloseCode::PROTOCOL));
+    }
+
+    #[test]
+    fn rsv1_on_a_continuation_or_control_frame_is_1002() {
+        let config = Config::default();
+        let z = compressed(b"hello hello hello");
+        let (a, b) = z.split_at(4);
+        let mut bytes = raw_frame(true, false, 0b100, 1, a);
+        bytes.extend(raw_frame(true, true, 0b100, 0, b));
+        let e = expect(deflate_decoder(&config), &bytes);
+        assert!(matches!(e, Error::Protocol(ProtocolError::MisplacedRsv1)), "{e}");
+        for opcode in [8, 9, 10] {
+            let e = expect(deflate_decoder(&config), &raw_frame(true, true, 0b100, opcode, b""));
+            assert!(matches!(e, Error::Protocol(ProtocolError::MisplacedRsv1)), "{opcode}: {e}");
+            assert_eq!(e.close_code(), Some(CloseCode::PROTOCOL));
+        }
+        for rsv in [0b010, 0b001, 0b110] {
+            let e = expect(deflate_decoder(&config), &raw_frame(true, true, rsv, 1, &z));
+            assert!(matches!(e, Error::Protocol(ProtocolError::ReservedBits)), "{rsv:b}: {e}");
+        }
+    }
+
+    #[test]
+    fn undecodable_data_is_1007() {
+        let e = expect(deflate_decoder(&Config::default()), &raw_frame(true, true, 0b100, 2, &[0xff, 0xff, 0xff]));
+        assert!(matches!(e, Error::Deflate(_)), "{e}");
+        assert_eq!(e.close_code(), Some(CloseCode::INVALID_PAYLOAD));
+        let mut bad = b"caf".repeat(100);
+        bad.push(0xe9);
+        let e = expect(deflate_decoder(&Config::default()), &raw_frame(true, true, 0b100, 1, &compressed(&bad)));
+        assert!(matches!(e, Error::Utf8), "{e}");
+    }
+
+    #[test]
+    fn an_expanding_message_is_1009_at_the_limit() {
+        let config = Config::default().max_message_size(100_000);
+        let z = compressed(&vec![0; 100_001]);
+        let e = expect(deflate_decoder(&config), &raw_frame(true, true, 0b100, 2, &z));
+        assert!(matches!(e, Error::Capacity { what: Limit::Message, size: 100_001, max: 100_000 }), "{e}");
+        assert_eq!(e.close_code(), Some(CloseCode::TOO_BIG));
+        let z = compressed(&vec![0; 100_000]);
+        let (msgs, err) = decode_with(deflate_decoder(&config), &raw_frame(true, true, 0b100, 2, &z), &[7], 0, false);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(msgs, [OwnedMessage::Binary(vec![0; 100_000])]);
+    }
+
+    /// Compressed and plain messages mixed, fragmented with a ping
+    /// between, read whole, in small pieces and straight into the payload
+    /// space: the same messages every way.
+    #[test]
+    fn compressed_messages_in_every_shape() {
+        let text = "{\"id\":1,\"name\":\"ada\",\"tags\":[\"a\",\"b\"]} ".repeat(60);
+        let z = compressed(text.as_bytes());
+        let mut bytes = raw_frame(true, true, 0b100, 1, &z);
+        bytes.extend(raw_frame(true, true, 0, 2, b"plain"));
+        let (a, rest) = z.split_at(z.len() / 3);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        bytes.extend(raw_frame(true, false, 0b100, 1, a));
+        bytes.extend(raw_frame(true, true, 0, 9, b"ping"));
+        bytes.extend(raw_frame(true, false, 0, 0, b));
+        bytes.extend(raw_frame(true, true, 0, 0, c));
+        bytes.extend(raw_frame(true, true, 0b100, 2, &compressed(&[])));
+        let want = vec![
+            OwnedMessage::Text(text.clone()),
+            OwnedMessage::Binary(b"plain".to_vec()),
+            OwnedMessage::Ping(b"ping".to_vec()),
+            OwnedMessage::Text(text),
+            OwnedMessage::Binary(Vec::new()),
+        ];
+        let config = Config::default();
+        for (chunks, direct, uninit) in [
+            (&[usize::MAX][..], 0, false),
+            (&[1][..], 0, false),
+            (&[3, 100, 7][..], 64, false),
+            (&[50][..], 1000, true),
+        ] {
+            let (msgs, err) = decode_with(deflate_decoder(&config), &bytes, chunks, direct, uninit);
+            assert!(err.is_none(), "{chunks:?}: {err:?}");
+            assert_eq!(msgs, want, "{chunks:?} direct {direct}");
+        }
+    }
 }
