@@ -3,12 +3,14 @@
 //!
 //! The suite's runner sets `AUTOBAHN_URL` (e.g. `ws://127.0.0.1:9001`) and
 //! `AUTOBAHN_AGENT`:
+//! Built with the `deflate` feature, it offers permessage-deflate (the
+//! default `DeflateConfig`), which sections 12 and 13 test.
 //! ```sh
-//! cargo build --release --example autobahn_client
+//! cargo build --release --features deflate --example autobahn_client
 //! AUTOBAHN_AGENT=syncws ../shared/tools/autobahn/run-client-suite.sh -- ./target/release/examples/autobahn_client
 //! ```
 
-use syncws::{Client, Error, OwnedMessage, Result};
+use syncws::{Client, Config, Error, OwnedMessage, Result};
 
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
@@ -42,9 +44,17 @@ fn case_count(url: &str) -> Result<u32> {
     }
 }
 
+/// The client's config: permessage-deflate offered when built with it.
+fn config() -> Config {
+    let config = Config::default();
+    #[cfg(feature = "deflate")]
+    let config = config.deflate(Some(syncws::DeflateConfig::default()));
+    config
+}
+
 /// Echoes every data message until the connection closes.
 fn run_case(url: &str) -> Result<()> {
-    let mut ws = Client::connect(url)?.into_websocket()?;
+    let mut ws = Client::builder().url(url)?.config(config()).connect()?.into_websocket()?;
     loop {
         match ws.read() {
             Ok(msg @ (OwnedMessage::Text(_) | OwnedMessage::Binary(_))) => ws.send(msg)?,

@@ -207,7 +207,8 @@ impl ClientBuilder {
         writer.set_write_timeout(Some(self.config.write_timeout))?;
 
         let key = hs::generate_key();
-        let request = hs::build_request(&url, &key, &self.protocols, &self.headers);
+        let mut request = hs::build_request(&url, &key, &self.protocols, &self.headers);
+        hs::offer_extensions(&mut request, &self.config);
         let mut out = Vec::new();
         request.write_to(&mut out);
         writer.write_all(&out).map_err(|e| Error::from_io(e, Phase::Handshake))?;
@@ -224,9 +225,9 @@ impl ClientBuilder {
                 }
             }
         }
-        let protocol = hs::check_response(&response, &key, &self.protocols)?;
+        let (protocol, negotiated) = hs::check_response_with(&response, &key, &self.protocols, &self.config)?;
         info!("connected to {}{} ({:?})", url.host_header(), url.path, addr);
-        let conn = Connection::open(reader, writer, buf, Role::Client, &self.config)?;
+        let conn = Connection::open(reader, writer, buf, Role::Client, &self.config, &negotiated)?;
         let opened = Opened { request: request.clone(), protocol: protocol.clone(), peer_addr: addr };
         let ws = WebSocket::new(conn, opened);
         Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
@@ -364,6 +365,11 @@ impl Client {
     /// Sends a message; see [`WebSocket::send`].
     pub fn send(&mut self, msg: OwnedMessage) -> Result<()> {
         self.ws()?.send(msg)
+    }
+
+    /// Sends a message uncompressed; see [`WebSocket::send_uncompressed`].
+    pub fn send_uncompressed(&mut self, msg: OwnedMessage) -> Result<()> {
+        self.ws()?.send_uncompressed(msg)
     }
 
     /// Starts the close handshake; see [`WebSocket::close`].

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::conn::runner;
 use crate::conn::{read_exact_into, read_head, Connection, Opened, Sender, WebSocket};
 use crate::error::{Error, Phase, Result};
+use crate::handshake::extensions::{negotiate_server, Negotiated};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
 use crate::transport::{ReadHalf, Transport, WriteHalf};
@@ -152,16 +153,24 @@ impl Server {
             let wants_ws =
                 req.headers.contains_token("upgrade", "websocket") || req.header("sec-websocket-key").is_some();
             if wants_ws && self.ws.is_some() {
-                let resp = match self.upgrade_response(&req) {
+                let mut resp = match self.upgrade_response(&req) {
                     Ok(resp) => resp,
                     Err(e) => return Err(refuse(&mut *writer, e, true)),
                 };
+                let negotiated = negotiate_server(&req, &mut resp, &self.config);
                 write_response(&mut *writer, &resp)?;
                 if resp.status != 101 {
                     writer.shutdown(Shutdown::Both);
                     return Ok(None);
                 }
-                return Ok(Some(Box::new(Upgrade { reader, writer, leftover: buf, request: req, response: resp })));
+                return Ok(Some(Box::new(Upgrade {
+                    reader,
+                    writer,
+                    leftover: buf,
+                    request: req,
+                    response: resp,
+                    negotiated,
+                })));
             }
             let keep_alive = match self.http.as_mut() {
                 Some(http) => {
@@ -238,8 +247,8 @@ impl Server {
     /// stay out of the frames that last as long as the connection.
     #[inline(never)]
     fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
-        let Upgrade { reader, writer, leftover, request, response } = *upgrade;
-        let mut conn = Connection::open(reader, writer, leftover, Role::Server, &self.config)?;
+        let Upgrade { reader, writer, leftover, request, response, negotiated } = *upgrade;
+        let mut conn = Connection::open(reader, writer, leftover, Role::Server, &self.config, &negotiated)?;
         let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
@@ -259,6 +268,8 @@ struct Upgrade {
     leftover: Vec<u8>,
     request: Request,
     response: Response,
+    /// The extensions the 101 agreed to.
+    negotiated: Negotiated,
 }
 
 /// Reads a request body announced by `Content-Length`, within the limit.
@@ -386,16 +397,17 @@ where
         Ok(None) => return Err(Error::ConnectionClosed),
         Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
     };
-    let resp = match plain_upgrade_response(&request, &config, on_request) {
+    let mut resp = match plain_upgrade_response(&request, &config, on_request) {
         Ok(resp) => resp,
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };
     if resp.status != 101 {
         return Err(refused_by_application(&mut *writer, resp));
     }
+    let negotiated = negotiate_server(&request, &mut resp, &config);
     write_response(&mut *writer, &resp)?;
     let protocol = resp.header("sec-websocket-protocol").map(str::to_owned);
-    let conn = Connection::open(reader, writer, buf, Role::Server, &config)?;
+    let conn = Connection::open(reader, writer, buf, Role::Server, &config, &negotiated)?;
     Ok(WebSocket::new(conn, Opened { request, protocol, peer_addr }))
 }
 

@@ -33,6 +33,7 @@
 use crate::config::Config;
 use crate::conn::{Connection, Opened, WebSocket};
 use crate::error::Result;
+use crate::handshake::extensions::{negotiate_server, Negotiated};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
 use crate::server::{refuse, write_response};
@@ -48,6 +49,11 @@ use crate::transport::Unsplit;
 /// `Connection` and `Sec-WebSocket-Accept`, and no subprotocol: to choose
 /// one of [`Request::protocols`], add a `Sec-WebSocket-Protocol` header.
 /// Then hand the stream to [`WebSocket::from_upgraded`].
+///
+/// It negotiates no extension, whatever `Config::deflate` says (feature
+/// `deflate`): [`WebSocket::from_upgraded`] could not know what was
+/// agreed. [`upgrade()`], which writes the 101 itself, negotiates
+/// permessage-deflate.
 ///
 /// # Errors
 ///
@@ -140,13 +146,14 @@ pub fn upgrade<T: Transport>(request: &Request, leftover: Vec<u8>, stream: T, co
     let peer_addr = stream.peer_addr();
     let (reader, mut writer) = stream.split()?;
     writer.set_write_timeout(Some(config.write_timeout))?;
-    let resp = match upgrade_response(request, &config) {
+    let mut resp = match upgrade_response(request, &config) {
         Ok(resp) => resp,
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };
+    let negotiated = negotiate_server(request, &mut resp, &config);
     write_response(&mut *writer, &resp)?;
     let protocol = resp.header("sec-websocket-protocol").map(str::to_owned);
-    let conn = Connection::open(reader, writer, leftover, Role::Server, &config)?;
+    let conn = Connection::open(reader, writer, leftover, Role::Server, &config, &negotiated)?;
     Ok(WebSocket::new(conn, Opened { request: request.clone(), protocol, peer_addr }))
 }
 
@@ -166,6 +173,8 @@ impl WebSocket {
     /// the caller's word. Since it happened elsewhere, the connection does
     /// not know it: [`request`](WebSocket::request) is an empty `GET` (no
     /// path, no headers) and [`protocol`](WebSocket::protocol) is `None`;
+    /// no extension is in use (no permessage-deflate, whatever the
+    /// config says);
     /// [`peer_addr`](WebSocket::peer_addr) is the stream's, if it has one.
     ///
     /// # Errors
@@ -176,7 +185,7 @@ impl WebSocket {
         config.validate()?;
         let peer_addr = stream.peer_addr();
         let (reader, writer) = stream.split()?;
-        let conn = Connection::open(reader, writer, leftover, role, &config)?;
+        let conn = Connection::open(reader, writer, leftover, role, &config, &Negotiated::default())?;
         let opened = Opened { request: Request::new("GET", ""), protocol: None, peer_addr };
         Ok(WebSocket::new(conn, opened))
     }

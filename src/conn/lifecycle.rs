@@ -16,6 +16,7 @@ use crate::conn::sender::Sender;
 use crate::conn::state::{Event, Life, State};
 use crate::conn::write::WriteSide;
 use crate::error::{Error, Phase, Result};
+use crate::handshake::extensions::Negotiated;
 use crate::message::{CloseData, OwnedMessage};
 use crate::protocol::Role;
 use crate::transport::{ReadHalf, WriteHalf};
@@ -36,7 +37,7 @@ pub(crate) struct Connection {
 impl Connection {
     /// The one way a connection opens after a handshake, on either side:
     /// `leftover` holds bytes that arrived with the handshake (the first
-    /// frames).
+    /// frames); `negotiated`, the extensions the handshake settled.
     ///
     /// Boxed, and out of line: the connection's state is large, and a
     /// connection thread keeps every stack page it once touched, so it is
@@ -48,9 +49,10 @@ impl Connection {
         leftover: Vec<u8>,
         role: Role,
         config: &Config,
+        negotiated: &Negotiated,
     ) -> Result<Box<Connection>> {
-        let write = WriteSide::new(writer, role, config.write_timeout)?;
-        let read = ReadSide::new(reader, role, config, leftover);
+        let write = WriteSide::new(writer, role, config.write_timeout, negotiated)?;
+        let read = ReadSide::new(reader, role, config, leftover, negotiated);
         let keepalive = Keepalive::new(config);
         Ok(Box::new(Connection { role, read, write, config: config.clone(), keepalive, sender: None }))
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
 use crate::protocol::{MessageDecoder, Role};
 use crate::transport::{self, is_timeout, ReadHalf, Released};
@@ -69,8 +70,15 @@ pub(crate) struct ReadSide {
 }
 
 impl ReadSide {
-    /// `leftover` holds bytes that arrived with the handshake.
-    pub(crate) fn new(io: Box<dyn ReadHalf>, role: Role, config: &Config, leftover: Vec<u8>) -> Self {
+    /// `leftover` holds bytes that arrived with the handshake;
+    /// `negotiated` says whether messages may arrive compressed.
+    pub(crate) fn new(
+        io: Box<dyn ReadHalf>,
+        role: Role,
+        config: &Config,
+        leftover: Vec<u8>,
+        negotiated: &Negotiated,
+    ) -> Self {
         let base_size = config.read_buffer_size;
         let end = leftover.len();
         let mut buf = leftover;
@@ -95,7 +103,7 @@ impl ReadSide {
             small_messages_size: base_size.max(SMALL_MESSAGES_READ_SIZE),
             read_msgs: 0,
             last_read: 0,
-            decoder: MessageDecoder::new(role, config),
+            decoder: decoder(role, config, negotiated),
             armed: Some(Duration::MAX),
             last_activity: Instant::now(),
             active: false,
@@ -293,6 +301,16 @@ impl ReadSide {
     }
 }
 
+/// The decoder for what the handshake negotiated.
+fn decoder(role: Role, config: &Config, negotiated: &Negotiated) -> MessageDecoder {
+    #[cfg(feature = "deflate")]
+    if let Some((params, _)) = &negotiated.deflate {
+        return MessageDecoder::with_deflate(role, config, params);
+    }
+    let _ = negotiated;
+    MessageDecoder::new(role, config)
+}
+
 /// How late a deadline may fire to save re-arming the timeout on every read:
 /// 1/8 of the wait, at most 50 ms.
 fn slack(wait: Duration) -> Duration {
@@ -370,7 +388,7 @@ mod tests {
         wire.extend(client_frames(6, 64 << 10));
         let wire = Arc::new(Mutex::new(wire));
         let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
-        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
+        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default());
         assert_eq!(side.buf.len(), 512);
 
         // A burst of small messages: few reads, each bringing dozens.
@@ -396,7 +414,7 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let (io, _writer) = crate::Transport::split(socket).unwrap();
-        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
+        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default());
         let wire = client_frames(3, 100 << 10);
         let writer = std::thread::spawn(move || io::Write::write_all(&mut peer, &wire).map(|()| peer));
         read_messages(&mut side, 3, 100 << 10);

@@ -34,7 +34,7 @@ use log::{debug, warn};
 use crate::config::{Config, QueuePolicy};
 use crate::conn::budget::{Budget, Taken};
 use crate::conn::state::State;
-use crate::conn::write::{Now, WriteSide};
+use crate::conn::write::{Now, Outgoing, WriteSide};
 use crate::error::{Error, Limit, Result, SendError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
@@ -78,7 +78,7 @@ pub(crate) struct Outbound {
     /// a crossbeam array channel allocates and writes all its slots up front,
     /// which an idle connection, or one that only replies from its own
     /// thread, never needs (the memory saved: `bench-results/notes.md`).
-    queue: OnceLock<(cb::Sender<OwnedMessage>, cb::Receiver<OwnedMessage>)>,
+    queue: OnceLock<(cb::Sender<Outgoing>, cb::Receiver<Outgoing>)>,
     queue_capacity: usize,
     /// Messages pushed on `queue` and not yet written (counted before the
     /// push, uncounted after the write): the fast path waits for 0.
@@ -104,7 +104,7 @@ pub(crate) struct Outbound {
 /// The owner thread's batch.
 #[derive(Default)]
 struct Local {
-    msgs: Vec<OwnedMessage>,
+    msgs: Vec<Outgoing>,
     /// A Close is in `msgs`: nothing may follow it.
     closing: bool,
 }
@@ -163,7 +163,33 @@ impl Sender {
     }
 
     /// Sends `msg` on the connection.
+    ///
+    /// With permessage-deflate negotiated (feature `deflate`), a Text or
+    /// Binary message of at least
+    /// [`DeflateConfig::threshold`](crate::DeflateConfig::threshold) bytes
+    /// is compressed; [`send_uncompressed`](Self::send_uncompressed) sends
+    /// one as it is.
+    #[inline]
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
+        self.send_outgoing(Outgoing::new(msg))
+    }
+
+    /// Sends `msg` uncompressed, whatever the connection negotiated: for a
+    /// message known not to compress (already compressed data, an image,
+    /// random bytes), or one whose latency matters more than its size.
+    /// Otherwise as [`send`](Self::send); without permessage-deflate the
+    /// two are the same.
+    ///
+    /// ```no_run
+    /// # fn demo(sender: syncws::Sender, jpeg: Vec<u8>) -> syncws::Result<()> {
+    /// sender.send_uncompressed(syncws::OwnedMessage::Binary(jpeg))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_uncompressed(&self, msg: OwnedMessage) -> Result<()> {
+        self.send_outgoing(Outgoing::uncompressed(msg))
+    }
+
+    fn send_outgoing(&self, msg: Outgoing) -> Result<()> {
         let out = &*self.out;
         if !out.write.life().may_send() {
             return Err(refused(out.write.life().get()));
@@ -174,7 +200,7 @@ impl Sender {
                 if local.closing {
                     return Err(Error::Send(SendError::CloseSent));
                 }
-                local.closing = matches!(msg, OwnedMessage::Close(_));
+                local.closing = matches!(msg.msg, OwnedMessage::Close(_));
                 local.msgs.push(msg);
                 local.msgs.len() >= out.local_limit
             };
@@ -215,21 +241,21 @@ impl Sender {
     /// either way.
     fn close_now(&self, code: CloseCode, reason: &str) {
         let close = CloseData::new(code, reason);
-        let _ = self.enqueue(OwnedMessage::Close(Some(close)), QueuePolicy::Drop);
+        let _ = self.enqueue(Outgoing::new(OwnedMessage::Close(Some(close))), QueuePolicy::Drop);
         self.out.write.shutdown(Shutdown::Both);
     }
 
     /// Pushes `msg` on the writer thread's queue, counted in `queued` and
     /// in the byte budgets, waiting for room (in the connection's) as
     /// `policy` says.
-    fn enqueue(&self, msg: OwnedMessage, policy: QueuePolicy) -> std::result::Result<(), Refused> {
+    fn enqueue(&self, msg: Outgoing, policy: QueuePolicy) -> std::result::Result<(), Refused> {
         let out = &*self.out;
         let tx = &out.queue().0;
         let deadline = match policy {
             QueuePolicy::Block(wait) => Some(Instant::now() + wait),
             QueuePolicy::Drop | QueuePolicy::Close => None,
         };
-        let len = msg.len();
+        let len = msg.msg.len();
         match out.bytes.take(len, deadline) {
             Taken::Yes => {}
             Taken::Full => return Err(Refused::Full),
@@ -348,9 +374,9 @@ impl Sender {
         // What was queued and never written is freed now, not when the
         // application drops its last Sender.
         if let Some((_, rx)) = self.out.queue.get() {
-            for msg in rx.try_iter() {
+            for out in rx.try_iter() {
                 self.out.queued.fetch_sub(1, Ordering::AcqRel);
-                self.out.bytes.release(msg.len());
+                self.out.bytes.release(out.msg.len());
             }
         }
     }
@@ -388,7 +414,7 @@ fn refused(state: State) -> Error {
 
 impl Outbound {
     /// The queue to the writer thread, made on first use.
-    fn queue(&self) -> &(cb::Sender<OwnedMessage>, cb::Receiver<OwnedMessage>) {
+    fn queue(&self) -> &(cb::Sender<Outgoing>, cb::Receiver<Outgoing>) {
         self.queue.get_or_init(|| cb::bounded(self.queue_capacity))
     }
 }
@@ -428,27 +454,28 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
             }
             continue;
         }
-        let source = if index == main_index { rx } else { &extra[index - 2] };
-        let first = match op.recv(source) {
-            Ok(msg) => msg,
-            Err(_) => {
-                // The application dropped every sender of its receiver;
-                // the connection goes on.
-                debug!("an application receiver was disconnected");
-                extra.remove(index - 2);
-                continue;
+        let batch = if index == main_index {
+            match op.recv(rx) {
+                Ok(first) => drain_into(first, rx),
+                // The queue lives as long as `out`: never disconnected.
+                Err(_) => return,
+            }
+        } else {
+            let source = &extra[index - 2];
+            match op.recv(source) {
+                Ok(first) => drain_into(Outgoing::new(first), source),
+                Err(_) => {
+                    // The application dropped every sender of its receiver;
+                    // the connection goes on.
+                    debug!("an application receiver was disconnected");
+                    extra.remove(index - 2);
+                    continue;
+                }
             }
         };
-        let mut batch = vec![first];
-        while batch.len() < WRITE_BATCH {
-            match source.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let has_close = batch.iter().any(|m| matches!(m, OwnedMessage::Close(_)));
+        let has_close = batch.iter().any(|m| matches!(m.msg, OwnedMessage::Close(_)));
         let count = batch.len();
-        let bytes: usize = batch.iter().map(OwnedMessage::len).sum();
+        let bytes: usize = batch.iter().map(|m| m.msg.len()).sum();
         if let Err(e) = out.write.send_all(&mut batch.into_iter()) {
             if !e.is_closed() {
                 debug!("writer: {e}");
@@ -471,6 +498,18 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
     }
 }
 
+/// `first` and what else `source` holds at once, up to a batch.
+fn drain_into<T: Into<Outgoing>>(first: Outgoing, source: &cb::Receiver<T>) -> Vec<Outgoing> {
+    let mut batch = vec![first];
+    while batch.len() < WRITE_BATCH {
+        match source.try_recv() {
+            Ok(m) => batch.push(m.into()),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::Result<(), cb::RecvTimeoutError> {
     let deadline = std::time::Instant::now() + wait;
     loop {
@@ -486,6 +525,7 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
 mod tests {
     use super::*;
     use crate::conn::write::mock::{decode, Mock};
+    use crate::handshake::extensions::Negotiated;
     use crate::protocol::Role;
 
     /// Source and number from a test message such as `"t1:42"`.
@@ -499,7 +539,8 @@ mod tests {
     fn partial_and_refused_fast_writes_keep_each_threads_order() {
         // The socket takes everything, nothing, a few bytes, ... in turn.
         let (mock, out) = Mock::new(vec![None, Some(0), Some(3), None, Some(1), Some(7), None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let write =
+            WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
         let sender = Sender::new(write.clone(), &Config::default());
         const EACH: usize = 300;
         thread::scope(|s| {
@@ -547,7 +588,8 @@ mod tests {
     #[test]
     fn nothing_is_sent_after_a_close_and_the_sender_says_why() {
         let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let write =
+            WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
         let sender = Sender::new(write.clone(), &Config::default());
         // On the connection's own thread, a send after a batched Close is
         // refused at once, not dropped later.
@@ -573,7 +615,8 @@ mod tests {
     #[test]
     fn a_batch_overtaken_by_another_threads_close_is_dropped_not_an_error() {
         let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let write =
+            WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
         let sender = Sender::new(write.clone(), &Config::default());
         sender.send("batched".into()).unwrap();
         thread::scope(|s| {

@@ -139,6 +139,11 @@ impl WebSocket {
         self.writer.send(msg)
     }
 
+    /// Sends a message uncompressed. See [`WsWriter::send_uncompressed`].
+    pub fn send_uncompressed(&mut self, msg: OwnedMessage) -> Result<()> {
+        self.writer.send_uncompressed(msg)
+    }
+
     /// Starts the close handshake. See [`WsWriter::close`].
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         self.writer.close(code, reason)
@@ -306,8 +311,18 @@ impl WsReader {
 impl WsWriter {
     /// Writes `msg` now, blocking at most [`Config::write_timeout`].
     /// Fails with [`Error::AlreadyClosed`] once a Close has been sent.
+    ///
+    /// With permessage-deflate negotiated (feature `deflate`), a Text or
+    /// Binary message of at least the configured threshold is compressed.
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
         self.write.send(msg)
+    }
+
+    /// Like [`send`](Self::send), but never compressed, whatever the
+    /// connection negotiated (see
+    /// [`Sender::send_uncompressed`](crate::Sender::send_uncompressed)).
+    pub fn send_uncompressed(&self, msg: OwnedMessage) -> Result<()> {
+        self.write.send_uncompressed(msg)
     }
 
     /// Sends a Close frame; keep reading until the reader reports

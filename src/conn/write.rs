@@ -18,8 +18,13 @@ use std::time::Duration;
 
 use crate::conn::state::{Event, Life, State};
 use crate::error::{Error, Phase, Result};
+use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
+#[cfg(feature = "deflate")]
+use crate::protocol::deflate::Compressor;
 use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
+#[cfg(feature = "deflate")]
+use crate::protocol::{OpCode, RSV1};
 use crate::transport::{Closer, Released, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
@@ -27,6 +32,45 @@ use crate::transport::{Closer, Released, WriteHalf};
 const COPY_LIMIT: usize = 16 << 10;
 /// The batch buffer is freed back to this after a burst.
 const BATCH_KEEP: usize = 64 << 10;
+
+/// A message on its way out, and whether it may be compressed
+/// (permessage-deflate): every message may, unless the application sent it
+/// with `send_uncompressed`.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) msg: OwnedMessage,
+    #[cfg(feature = "deflate")]
+    compress: bool,
+}
+
+impl Outgoing {
+    /// A message that is compressed if the connection negotiated
+    /// compression and it is over the threshold.
+    #[inline]
+    pub(crate) fn new(msg: OwnedMessage) -> Outgoing {
+        Outgoing {
+            msg,
+            #[cfg(feature = "deflate")]
+            compress: true,
+        }
+    }
+
+    /// A message that goes uncompressed whatever was negotiated.
+    pub(crate) fn uncompressed(msg: OwnedMessage) -> Outgoing {
+        Outgoing {
+            msg,
+            #[cfg(feature = "deflate")]
+            compress: false,
+        }
+    }
+}
+
+impl From<OwnedMessage> for Outgoing {
+    #[inline]
+    fn from(msg: OwnedMessage) -> Outgoing {
+        Outgoing::new(msg)
+    }
+}
 
 struct WriteState {
     io: Box<dyn WriteHalf>,
@@ -39,6 +83,11 @@ struct WriteState {
     /// The transport has no non-blocking write (`try_write` answered
     /// `Unsupported`): cross-thread sends always go to the writer thread.
     no_try_write: bool,
+    /// permessage-deflate's sending side, once negotiated. Under the write
+    /// lock, as the frames it makes must be written in the order it made
+    /// them (with context takeover, each refers to those before).
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Compressor>>,
     shared: Arc<Shared>,
 }
 
@@ -62,7 +111,7 @@ pub(crate) enum Now {
     /// ([`WriteSide::flush_pending`]).
     Pending,
     /// Nothing was written; the message is handed back to be queued.
-    Queue(OwnedMessage),
+    Queue(Outgoing),
 }
 
 /// A cloneable handle on the write half of one connection.
@@ -73,11 +122,31 @@ pub(crate) struct WriteSide {
 }
 
 impl WriteSide {
-    pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
+    /// The write side of `role`'s connection over `io`, compressing as
+    /// `negotiated` says.
+    pub(crate) fn new(
+        mut io: Box<dyn WriteHalf>,
+        role: Role,
+        timeout: Duration,
+        negotiated: &Negotiated,
+    ) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
         let shared = Arc::new(Shared { closer: Mutex::new(Some(io.closer())), life: Life::new() });
-        let state = WriteState { io, masks, batch: Vec::new(), no_try_write: false, shared: Arc::clone(&shared) };
+        #[cfg(feature = "deflate")]
+        let deflate =
+            negotiated.deflate.as_ref().map(|(params, config)| Box::new(Compressor::new(role, params, config)));
+        #[cfg(not(feature = "deflate"))]
+        let _ = negotiated;
+        let state = WriteState {
+            io,
+            masks,
+            batch: Vec::new(),
+            no_try_write: false,
+            #[cfg(feature = "deflate")]
+            deflate,
+            shared: Arc::clone(&shared),
+        };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
 
@@ -93,7 +162,7 @@ impl WriteSide {
     /// Encodes and writes `msgs` in order, in as few system calls as the
     /// sizes allow. Messages after a Close, or after a failure, are refused
     /// with [`Error::AlreadyClosed`].
-    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
+    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = Outgoing>) -> Result<()> {
         let mut st = self.lock();
         let result = st.send_all(msgs);
         self.check(&mut st, result)
@@ -131,7 +200,7 @@ impl WriteSide {
     pub(crate) fn fail_with(&self, close: Option<OwnedMessage>) {
         let mut st = self.lock();
         if let Some(close) = close.filter(|_| self.shared.life.may_send()) {
-            let _ = st.send_all(&mut std::iter::once(close));
+            let _ = st.send_all(&mut std::iter::once(Outgoing::new(close)));
         }
         self.shared.life.apply(Event::Fail);
     }
@@ -162,22 +231,39 @@ impl WriteSide {
     /// anything sent before it. Otherwise, or when the socket takes no
     /// byte, the message comes back as [`Now::Queue`]. A Close always
     /// does: its writer thread also keeps the close timeout.
-    pub(crate) fn try_send_now(&self, msg: OwnedMessage, queued: &AtomicUsize) -> Result<Now> {
+    ///
+    /// A message compressed here is never handed back: the compressor
+    /// has taken it into its context, so its frame stays in the batch
+    /// buffer, and the writer thread writes it ([`Now::Pending`]).
+    pub(crate) fn try_send_now(&self, out: Outgoing, queued: &AtomicUsize) -> Result<Now> {
         let mut st = match self.state.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
+            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(out)),
         };
-        if !is_small_data(&msg)
+        if !is_small_data(&out.msg)
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
             || !self.shared.life.may_send()
         {
-            return Ok(Now::Queue(msg));
+            return Ok(Now::Queue(out));
         }
         let key = st.masks.as_mut().map(|m| m.next_key());
-        append_data_frame(&msg, key, &mut st.batch);
+        #[cfg(feature = "deflate")]
+        let compressed = match st.compressed_frame(&out, key) {
+            Ok(Some(frame)) => {
+                frame.write_to(&mut st.batch);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => return Err(self.fail(&mut st, e)),
+        };
+        #[cfg(not(feature = "deflate"))]
+        let compressed = false;
+        if !compressed {
+            append_data_frame(&out.msg, key, &mut st.batch);
+        }
         let WriteState { io, batch, .. } = &mut *st;
         let written = loop {
             match io.try_write(batch) {
@@ -192,9 +278,10 @@ impl WriteSide {
             }
         };
         match written {
+            Ok(0) if compressed => Ok(Now::Pending),
             Ok(0) => {
                 st.batch.clear();
-                Ok(Now::Queue(msg))
+                Ok(Now::Queue(out))
             }
             Ok(n) => {
                 st.batch.drain(..n);
@@ -209,7 +296,12 @@ impl WriteSide {
 
     /// Encodes and writes one message.
     pub(crate) fn send(&self, msg: OwnedMessage) -> Result<()> {
-        self.send_all(&mut std::iter::once(msg))
+        self.send_all(&mut std::iter::once(Outgoing::new(msg)))
+    }
+
+    /// Encodes and writes one message, never compressed.
+    pub(crate) fn send_uncompressed(&self, msg: OwnedMessage) -> Result<()> {
+        self.send_all(&mut std::iter::once(Outgoing::uncompressed(msg)))
     }
 
     /// Shuts down the connection in the given direction(s), at once, even
@@ -231,16 +323,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl WriteState {
-    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
+    /// The frame of `out` compressed, if the connection compresses and
+    /// this message is to be (a data message over the threshold, not sent
+    /// uncompressed, that compresses to something smaller); `None` to send
+    /// it as it is.
+    #[cfg(feature = "deflate")]
+    #[inline]
+    fn compressed_frame(&mut self, out: &Outgoing, key: Option<[u8; 4]>) -> Result<Option<OutFrame>> {
+        match self.deflate.as_deref_mut() {
+            Some(c) if out.compress && out.msg.is_data() && c.wants(out.msg.len()) => compress_frame(c, &out.msg, key),
+            _ => Ok(None),
+        }
+    }
+
+    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = Outgoing>) -> Result<()> {
         if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
-        for msg in msgs {
+        for out in msgs {
             if !self.shared.life.may_send() {
                 self.flush()?;
                 return Err(Error::AlreadyClosed);
             }
             let key = self.masks.as_mut().map(|m| m.next_key());
+            #[cfg(feature = "deflate")]
+            if let Some(frame) = self.compressed_frame(&out, key)? {
+                self.write_frame(&frame)?;
+                continue;
+            }
+            let msg = out.msg;
             if is_small_data(&msg) {
                 // Most messages: header and payload copied into the batch
                 // at once, the message then freed.
@@ -254,14 +365,21 @@ impl WriteState {
                 // sending is: no frame can follow it.
                 self.shared.life.apply(Event::CloseWritten);
             }
-            if frame.wire_len() <= COPY_LIMIT {
-                frame.write_to(&mut self.batch);
-                self.flush_if_full()?;
-            } else {
-                self.write_large(&frame)?;
-            }
+            self.write_frame(&frame)?;
         }
         self.flush()
+    }
+
+    /// Copies `frame` into the batch, or writes it (after the batch) from
+    /// its own memory if it is large.
+    #[inline]
+    fn write_frame(&mut self, frame: &OutFrame) -> Result<()> {
+        if frame.wire_len() <= COPY_LIMIT {
+            frame.write_to(&mut self.batch);
+            self.flush_if_full()
+        } else {
+            self.write_large(frame)
+        }
     }
 
     /// Writes the batch once it has grown to [`BATCH_KEEP`].
@@ -295,6 +413,20 @@ impl WriteState {
         }
         result
     }
+}
+
+/// The frame of data message `msg` compressed by `c`, masked with `key`;
+/// `None` if it is better sent as it is. Out of line: the uncompressed
+/// path does not carry it.
+#[cfg(feature = "deflate")]
+#[inline(never)]
+fn compress_frame(c: &mut Compressor, msg: &OwnedMessage, key: Option<[u8; 4]>) -> Result<Option<OutFrame>> {
+    let (opcode, payload) = match msg {
+        OwnedMessage::Text(s) => (OpCode::Text, s.as_bytes()),
+        OwnedMessage::Binary(b) => (OpCode::Binary, b.as_slice()),
+        _ => return Ok(None),
+    };
+    Ok(c.compress(payload)?.map(|z| OutFrame::from_payload(opcode, RSV1, z, key)))
 }
 
 /// A Text or Binary message whose frame is copied into the batch buffer
@@ -432,36 +564,36 @@ mod tests {
 
     fn side(plan: Vec<Option<usize>>) -> (WriteSide, Arc<Mutex<Vec<u8>>>) {
         let (mock, out) = Mock::new(plan);
-        (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap(), out)
+        (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap(), out)
     }
 
     #[test]
     fn fast_path_writes_a_whole_frame_or_hands_the_message_back() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![None, Some(0)]);
-        assert!(matches!(ws.try_send_now(text("a"), &none), Ok(Now::Sent)));
+        assert!(matches!(ws.try_send_now(text("a").into(), &none), Ok(Now::Sent)));
         // The socket takes nothing: the message comes back untouched.
-        match ws.try_send_now(OwnedMessage::Binary(vec![1, 2, 3]), &none) {
-            Ok(Now::Queue(m)) => assert_eq!(m, OwnedMessage::Binary(vec![1, 2, 3])),
+        match ws.try_send_now(OwnedMessage::Binary(vec![1, 2, 3]).into(), &none) {
+            Ok(Now::Queue(m)) => assert_eq!(m.msg, OwnedMessage::Binary(vec![1, 2, 3])),
             _ => panic!("expected Queue"),
         }
         // Not tried: something is queued, a control frame, a large message.
-        assert!(matches!(ws.try_send_now(text("b"), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
-        assert!(matches!(ws.try_send_now(OwnedMessage::Ping(vec![]), &none), Ok(Now::Queue(_))));
-        assert!(matches!(ws.try_send_now(OwnedMessage::Close(None), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(text("b").into(), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(OwnedMessage::Ping(vec![]).into(), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(OwnedMessage::Close(None).into(), &none), Ok(Now::Queue(_))));
         let big = OwnedMessage::Binary(vec![0; COPY_LIMIT]);
-        assert!(matches!(ws.try_send_now(big, &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(big.into(), &none), Ok(Now::Queue(_))));
         assert_eq!(decode(&out.lock().unwrap()), [text("a")]);
     }
 
     #[test]
     fn a_transport_without_try_write_keeps_the_queue_and_is_not_asked_again() {
         let (mock, out) = Mock::without_try_write();
-        let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
         let none = AtomicUsize::new(0);
         for i in 0..3 {
-            match ws.try_send_now(text(&format!("m{i}")), &none) {
-                Ok(Now::Queue(m)) => assert_eq!(m, text(&format!("m{i}"))),
+            match ws.try_send_now(text(&format!("m{i}")).into(), &none) {
+                Ok(Now::Queue(m)) => assert_eq!(m.msg, text(&format!("m{i}"))),
                 _ => panic!("expected the message back for the queue"),
             }
             assert!(lock(&ws.state).no_try_write, "Unsupported is remembered");
@@ -475,13 +607,13 @@ mod tests {
     fn a_partly_written_frame_is_finished_before_anything_else() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![Some(3), None]);
-        assert!(matches!(ws.try_send_now(text("hello world"), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(text("hello world").into(), &none), Ok(Now::Pending)));
         assert_eq!(out.lock().unwrap().len(), 3);
         // Nothing may be written by the fast path while the rest waits.
-        assert!(matches!(ws.try_send_now(text("next"), &none), Ok(Now::Queue(_))));
-        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter()).unwrap();
+        assert!(matches!(ws.try_send_now(text("next").into(), &none), Ok(Now::Queue(_))));
+        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter().map(Outgoing::new)).unwrap();
         // Nothing after the Close, by either path.
-        assert!(matches!(ws.try_send_now(text("late"), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(text("late").into(), &none), Ok(Now::Queue(_))));
         assert!(matches!(ws.send(text("late")), Err(Error::AlreadyClosed)));
         let msgs = decode(&out.lock().unwrap());
         assert_eq!(msgs, [text("hello world"), text("next"), OwnedMessage::Close(None)]);
@@ -491,12 +623,100 @@ mod tests {
     fn flush_pending_writes_the_rest_of_a_frame() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![Some(1), Some(4)]);
-        assert!(matches!(ws.try_send_now(text("abcdef"), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(text("abcdef").into(), &none), Ok(Now::Pending)));
         ws.flush_pending().unwrap();
         ws.flush_pending().unwrap();
         // Partial again, and finished by the owner's next batch.
-        assert!(matches!(ws.try_send_now(text("ghijkl"), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(text("ghijkl").into(), &none), Ok(Now::Pending)));
         ws.send(text("own")).unwrap();
         assert_eq!(decode(&out.lock().unwrap()), [text("abcdef"), text("ghijkl"), text("own")]);
+    }
+
+    /// permessage-deflate on the write side: what is compressed, what is
+    /// not, in order, by both paths.
+    #[cfg(feature = "deflate")]
+    mod deflate {
+        use super::*;
+        use crate::config::{Config, DeflateConfig};
+        use crate::protocol::{DeflateParams, FrameHeader, MessageDecoder};
+
+        fn deflate_side(plan: Vec<Option<usize>>, params: DeflateParams) -> (WriteSide, Arc<Mutex<Vec<u8>>>) {
+            let (mock, out) = Mock::new(plan);
+            let negotiated = Negotiated { deflate: Some((params, DeflateConfig::default())) };
+            (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &negotiated).unwrap(), out)
+        }
+
+        /// Each frame's RSV1 bit, and the messages a client decodes.
+        fn frames(wire: &[u8], params: &DeflateParams) -> (Vec<bool>, Vec<OwnedMessage>) {
+            let mut rsv1 = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let (h, n) = FrameHeader::parse(&wire[at..]).unwrap().unwrap();
+                rsv1.push(h.rsv == RSV1);
+                at += n + h.payload_len as usize;
+            }
+            let mut dec = MessageDecoder::with_deflate(Role::Client, &Config::default(), params);
+            let mut rest = wire.to_vec();
+            let mut at = 0;
+            let mut msgs = Vec::new();
+            while at < rest.len() {
+                let (used, msg) = dec.feed(&mut rest[at..]).unwrap();
+                at += used;
+                msgs.extend(msg);
+            }
+            (rsv1, msgs)
+        }
+
+        #[test]
+        fn over_the_threshold_is_compressed_unless_sent_uncompressed() {
+            for params in
+                [DeflateParams::default(), DeflateParams { server_no_context_takeover: true, ..Default::default() }]
+            {
+                let (ws, out) = deflate_side(vec![None], params);
+                let big = text(&"compress me, ".repeat(200));
+                let huge = OwnedMessage::Binary(b"0123456789".repeat(10_000));
+                ws.send(big.clone()).unwrap();
+                ws.send(text("small")).unwrap();
+                ws.send_uncompressed(big.clone()).unwrap();
+                ws.send(huge.clone()).unwrap();
+                ws.send(OwnedMessage::Ping(vec![7; 125])).unwrap();
+                ws.send(big.clone()).unwrap();
+                let (rsv1, msgs) = frames(&out.lock().unwrap(), &params);
+                assert_eq!(rsv1, [true, false, false, true, false, true], "{params:?}");
+                assert_eq!(
+                    msgs,
+                    [big.clone(), text("small"), big.clone(), huge, OwnedMessage::Ping(vec![7; 125]), big]
+                );
+                assert!(out.lock().unwrap().len() < 4000, "compressed: {} bytes", out.lock().unwrap().len());
+            }
+        }
+
+        #[test]
+        fn window_bits_8_sends_everything_uncompressed() {
+            let params = DeflateParams { server_max_window_bits: 8, ..Default::default() };
+            let (ws, out) = deflate_side(vec![None], params);
+            let big = text(&"compress me, ".repeat(200));
+            ws.send(big.clone()).unwrap();
+            let (rsv1, msgs) = frames(&out.lock().unwrap(), &params);
+            assert_eq!((rsv1, msgs), (vec![false], vec![big]));
+        }
+
+        /// A message the fast path compressed is never handed back to be
+        /// queued: the compressor's context has it. Its frame waits in the
+        /// batch for the next write, ahead of everything else.
+        #[test]
+        fn the_fast_path_keeps_what_it_compressed() {
+            let none = AtomicUsize::new(0);
+            let params = DeflateParams::default();
+            let (ws, out) = deflate_side(vec![Some(0), None], params);
+            let big = text(&"compress me, ".repeat(200));
+            assert!(matches!(ws.try_send_now(big.clone().into(), &none), Ok(Now::Pending)));
+            assert!(out.lock().unwrap().is_empty());
+            // Small messages are handed back as before.
+            assert!(matches!(ws.try_send_now(text("tiny").into(), &none), Ok(Now::Queue(_))));
+            ws.send(big.clone()).unwrap();
+            let (rsv1, msgs) = frames(&out.lock().unwrap(), &params);
+            assert_eq!((rsv1, msgs), (vec![true, true], vec![big.clone(), big]));
+        }
     }
 }

@@ -34,6 +34,18 @@ pub fn accept_key(key: &str) -> String {
 /// Returns the chosen subprotocol, or a sentence saying what is wrong (the
 /// caller says whose answer it was).
 pub(crate) fn check_101(resp: &Response, key: &str, offered: &[&str]) -> Result<Option<String>, String> {
+    check_101_with(resp, key, offered, false)
+}
+
+/// [`check_101`], leaving `Sec-WebSocket-Extensions` to the caller when
+/// `extensions` is true (a client that offered one checks the answer to
+/// its offer).
+pub(crate) fn check_101_with(
+    resp: &Response,
+    key: &str,
+    offered: &[&str],
+    extensions: bool,
+) -> Result<Option<String>, String> {
     if resp.status != 101 {
         return Err(format!("status {} is not 101", resp.status));
     }
@@ -49,8 +61,10 @@ pub(crate) fn check_101(resp: &Response, key: &str, offered: &[&str]) -> Result<
         (Some(a), None) if a.trim() == expected => {}
         _ => return Err("its Sec-WebSocket-Accept does not match the key".into()),
     }
-    if let Some(ext) = resp.headers.get_all("sec-websocket-extensions").find(|e| !e.trim().is_empty()) {
-        return Err(format!("it negotiates extension {ext:?}, which was not offered"));
+    if !extensions {
+        if let Some(ext) = resp.headers.get_all("sec-websocket-extensions").find(|e| !e.trim().is_empty()) {
+            return Err(format!("it negotiates extension {ext:?}, which was not offered"));
+        }
     }
     let chosen: Vec<&str> = resp.headers.get_all("sec-websocket-protocol").collect();
     match chosen.as_slice() {

@@ -10,6 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::accept::check_101;
+#[cfg(feature = "deflate")]
+use super::accept::check_101_with;
+use super::extensions::Negotiated;
 use super::http::{Headers, Request, Response};
 use crate::error::{Error, Result};
 
@@ -305,6 +308,40 @@ pub fn check_response(resp: &Response, key: &str, protocols: &[String]) -> Resul
     let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
     check_101(resp, key, &offered)
         .map_err(|why| Error::handshake(resp.status, format!("the server's 101 answer is invalid: {why}")))
+}
+
+/// Adds the extensions `config` enables to an upgrade request built by
+/// [`build_request`]: permessage-deflate's offer (feature `deflate`).
+pub(crate) fn offer_extensions(request: &mut Request, config: &crate::Config) {
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        request.headers.append("Sec-WebSocket-Extensions", super::extensions::offer(deflate));
+    }
+    let _ = (request, config);
+}
+
+/// [`check_response`] for a request that offered the extensions of
+/// `config` ([`offer_extensions`]): also returns what the answer
+/// negotiated.
+pub(crate) fn check_response_with(
+    resp: &Response,
+    key: &str,
+    protocols: &[String],
+    config: &crate::Config,
+) -> Result<(Option<String>, Negotiated)> {
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        if resp.status != 101 {
+            return check_response(resp, key, protocols).map(|p| (p, Negotiated::default()));
+        }
+        let invalid = |why: String| Error::handshake(resp.status, format!("the server's 101 answer is invalid: {why}"));
+        let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
+        let protocol = check_101_with(resp, key, &offered, true).map_err(invalid)?;
+        let params = super::extensions::check_answer(resp, deflate).map_err(invalid)?;
+        return Ok((protocol, Negotiated { deflate: params.map(|p| (p, deflate.clone())) }));
+    }
+    let _ = config;
+    check_response(resp, key, protocols).map(|p| (p, Negotiated::default()))
 }
 
 #[cfg(test)]

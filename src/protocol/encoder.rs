@@ -34,7 +34,7 @@ impl OutFrame {
     /// not be sent ([`CloseCode::is_allowed`](crate::CloseCode::is_allowed)).
     /// A close reason too long for the frame is cut at a character boundary.
     pub fn new(msg: OwnedMessage, mask: Option<[u8; 4]>) -> Result<OutFrame> {
-        let (opcode, mut payload) = match msg {
+        let (opcode, payload) = match msg {
             OwnedMessage::Text(s) => (OpCode::Text, s.into_bytes()),
             OwnedMessage::Binary(b) => (OpCode::Binary, b),
             OwnedMessage::Ping(b) => (OpCode::Ping, control_payload(b)?),
@@ -58,13 +58,20 @@ impl OutFrame {
                 (OpCode::Close, p)
             }
         };
-        let h = FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        Ok(OutFrame::from_payload(opcode, 0, payload, mask))
+    }
+
+    /// One final frame of `opcode` carrying `payload` as it is, with the
+    /// RSV bits `rsv` (RSV1 on a data frame: compressed), masked with
+    /// `mask` if given.
+    pub(crate) fn from_payload(opcode: OpCode, rsv: u8, mut payload: Vec<u8>, mask: Option<[u8; 4]>) -> OutFrame {
+        let h = FrameHeader { fin: true, rsv, opcode, mask, payload_len: payload.len() as u64 };
         let mut header = [0u8; MAX_HEADER_LEN];
         let header_len = h.encode(&mut header) as u8;
         if let Some(key) = mask {
             apply_mask(&mut payload, key, 0);
         }
-        Ok(OutFrame { header, header_len, payload, opcode })
+        OutFrame { header, header_len, payload, opcode }
     }
 
     /// The header bytes.
