@@ -319,7 +319,9 @@ impl Inflater {
     /// if it is `text` (as it grows, so bad text fails early).
     ///
     /// Fails with [`Error::Deflate`] (close 1007) for data that is not
-    /// DEFLATE, [`Error::Capacity`] with [`Limit::Message`] (1009) past
+    /// DEFLATE (data merely cut short inside a block cannot be told from a
+    /// shorter message: it inflates to a prefix, as with zlib in Python
+    /// websockets and Node's ws; RFC 7692 asks for no more), [`Error::Capacity`] with [`Limit::Message`] (1009) past
     /// `max_message_size`, [`Error::Utf8`] for bad text.
     pub(crate) fn inflate(&mut self, input: &[u8], text: bool) -> Result<Vec<u8>> {
         if self.peer_resets {
