@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Limits, MaybeDuration};
+use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Deflate, Limits, MaybeDuration};
 use syncws_cli::{bridge, chat, client, echo, proxy};
 
 /// WebSocket tools built on the syncws library.
@@ -84,6 +84,8 @@ enum Command {
         /// Close when nothing arrives for this long (default 120s), or `off`.
         #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
         idle_timeout: Option<MaybeDuration>,
+        #[command(flatten)]
+        deflate: Deflate,
     },
     /// WebSocket <-> TCP bridge.
     Bridge {
@@ -209,8 +211,9 @@ fn run(command: Command) -> Result<u8, String> {
             max_message_size,
             connect_timeout,
             idle_timeout,
+            deflate,
         } => {
-            let mut config = Config::default();
+            let mut config = deflate.apply(Config::default());
             if let Some(m) = max_message_size {
                 let frame = config.max_frame_size.min(m);
                 config = config.max_message_size(m).max_frame_size(frame);

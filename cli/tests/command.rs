@@ -442,3 +442,139 @@ fn servers_out_of_descriptors_turn_the_burst_away_and_serve_again() {
         assert!(lines.iter().any(|l| l.contains("out of descriptors")), "{name}: no summary line: {lines:#?}");
     }
 }
+
+/// The `Sec-WebSocket-Extensions` answer to a client offering
+/// permessage-deflate at `url`.
+fn deflate_answer(url: &str) -> Option<String> {
+    let config = Config::default().deflate(Some(syncws::DeflateConfig::default())).handshake_timeout(WAIT);
+    let c = Client::builder().url(url).unwrap().config(config).connect().expect("connects");
+    c.response().header("sec-websocket-extensions").map(str::to_owned)
+}
+
+/// Every server of the command accepts permessage-deflate when offered;
+/// `--no-deflate` turns it off. (The proxy: below, per hop.)
+#[test]
+fn servers_accept_deflate_unless_told_not_to() {
+    let tcp = tcp_echo().to_string();
+    for (args, prefix, path) in [
+        (vec!["echo", "127.0.0.1:0"], "listening on ", "/"),
+        (vec!["chat", "127.0.0.1:0"], "chat on ", "/ws"),
+        (vec!["bridge", "ws2tcp", "--listen", "127.0.0.1:0", "--to", &tcp], "listening on ", "/"),
+    ] {
+        for no_deflate in [false, true] {
+            let mut args = args.clone();
+            if no_deflate {
+                args.push("--no-deflate");
+            }
+            let server = start(&args, prefix);
+            let host = server.addr.trim_start_matches("http://").trim_start_matches("ws://").trim_end_matches('/');
+            let answer = deflate_answer(&format!("ws://{host}{path}"));
+            if no_deflate {
+                assert_eq!(answer, None, "{args:?}");
+            } else {
+                assert!(answer.as_deref().is_some_and(|a| a.starts_with("permessage-deflate")), "{args:?}: {answer:?}");
+            }
+        }
+    }
+}
+
+/// A server made by hand that reports the upgrade's offer and the first
+/// byte of the first frame (FIN, RSV, opcode) after answering with
+/// permessage-deflate if it was offered.
+fn offer_recorder() -> (String, crossbeam_channel::Receiver<(Option<String>, u8)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut b).unwrap_or(0) != 1 {
+                    break;
+                }
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let offer = head.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: ").map(str::to_owned));
+            let key = head.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap_or("").trim().to_owned();
+            let mut resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n",
+                syncws::handshake::accept_key(&key)
+            );
+            if offer.is_some() {
+                resp.push_str("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+            }
+            resp.push_str("\r\n");
+            let _ = s.write_all(resp.as_bytes());
+            let mut first = [0u8; 1];
+            let _ = s.read_exact(&mut first);
+            let _ = tx.send((offer, first[0]));
+        }
+    });
+    (addr, rx)
+}
+
+/// Every client side of the command offers permessage-deflate and
+/// compresses a long line; `--no-deflate` turns it off.
+#[test]
+fn clients_offer_deflate_unless_told_not_to() {
+    let (addr, rx) = offer_recorder();
+    let line = format!("{}\n", "a long and compressible line, ".repeat(100));
+    for no_deflate in [false, true] {
+        let mut args = vec![format!("ws://{addr}/")];
+        if no_deflate {
+            args.push("--no-deflate".into());
+        }
+        let _ = client(args, line.clone().into_bytes());
+        let (offer, first) = recv(&rx, "the client's upgrade and first frame");
+        if no_deflate {
+            assert_eq!((offer, first), (None, 0x81));
+        } else {
+            assert!(offer.is_some_and(|o| o.contains("permessage-deflate")));
+            assert_eq!(first, 0xc1, "FIN, RSV1, text");
+        }
+    }
+    // tcp2ws: the bridge's WebSocket side.
+    for no_deflate in [false, true] {
+        let mut args = vec!["bridge", "tcp2ws", "--listen", "127.0.0.1:0", "--to"];
+        let url = format!("ws://{addr}/");
+        args.push(&url);
+        if no_deflate {
+            args.push("--no-deflate");
+        }
+        let bridge = start(&args, "listening on tcp ");
+        let mut tcp = TcpStream::connect(&bridge.addr).unwrap();
+        tcp.write_all(line.as_bytes()).unwrap();
+        let (offer, first) = recv(&rx, "the bridge's upgrade and first frame");
+        assert_eq!(offer.is_some(), !no_deflate, "tcp2ws --no-deflate={no_deflate}");
+        assert_eq!(first, if no_deflate { 0x82 } else { 0xc2 }, "FIN, RSV1 as negotiated, binary");
+    }
+}
+
+/// The proxy negotiates permessage-deflate on each hop by itself: with
+/// the client, and with the upstream.
+#[test]
+fn proxy_negotiates_deflate_per_hop() {
+    let (upstream, rx) = offer_recorder();
+    let proxy =
+        start(&["proxy", "--listen", "127.0.0.1:0", "--upstream", &format!("ws://{upstream}")], "listening on ");
+    // A client without deflate: the upstream hop still compresses.
+    let mut c = Client::connect(&proxy.addr).unwrap();
+    assert_eq!(c.response().header("sec-websocket-extensions"), None);
+    c.send(OwnedMessage::Text("compressible ".repeat(200))).unwrap();
+    let (offer, first) = recv(&rx, "the proxy's upgrade upstream");
+    assert!(offer.is_some_and(|o| o.contains("permessage-deflate")));
+    assert_eq!(first, 0xc1, "the proxy compressed on its upstream hop");
+    // A client with deflate, an upstream without (--no-deflate echo).
+    let echo = start(&["echo", "127.0.0.1:0", "--no-deflate"], "listening on ");
+    let proxy = start(&["proxy", "--listen", "127.0.0.1:0", "--upstream", &echo.addr], "listening on ");
+    let config = Config::default().deflate(Some(syncws::DeflateConfig::default()));
+    let mut c = Client::builder().url(&proxy.addr).unwrap().config(config).connect().unwrap();
+    assert!(c.response().header("sec-websocket-extensions").is_some_and(|a| a.starts_with("permessage-deflate")));
+    let big = OwnedMessage::Text("compressible ".repeat(200));
+    c.send(big.clone()).unwrap();
+    assert_eq!(c.read().unwrap(), big);
+}
