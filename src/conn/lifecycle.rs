@@ -21,12 +21,34 @@ use crate::message::{CloseData, OwnedMessage};
 use crate::protocol::Role;
 use crate::transport::{ReadHalf, WriteHalf};
 
+/// The connection's copy of its [`Config`]. Boxed with the `deflate`
+/// feature: there `Config` is larger, and by value in the connection,
+/// which `open` builds on the stack under the handshake's frames (the
+/// deepest a connection thread goes), it took an idle connection's stack
+/// into a third page, 4 KiB more (`tests/idle_memory.rs`). Without the
+/// feature it fits, and a box would cost each connection about 0.6 KiB of
+/// heap.
+#[cfg(feature = "deflate")]
+type ConnConfig = Box<Config>;
+#[cfg(not(feature = "deflate"))]
+type ConnConfig = Config;
+
+#[cfg(feature = "deflate")]
+fn conn_config(config: &Config) -> ConnConfig {
+    Box::new(config.clone())
+}
+
+#[cfg(not(feature = "deflate"))]
+fn conn_config(config: &Config) -> ConnConfig {
+    config.clone()
+}
+
 /// A connection after its handshake.
 pub(crate) struct Connection {
     pub(crate) role: Role,
     pub(crate) read: ReadSide,
     pub(crate) write: WriteSide,
-    pub(crate) config: Config,
+    pub(crate) config: ConnConfig,
     keepalive: Keepalive,
     /// The callback runner's [`Sender`]: the connection's own replies are
     /// batched with the application's sends on its thread. `None` for the
@@ -52,9 +74,9 @@ impl Connection {
         negotiated: &Negotiated,
     ) -> Result<Box<Connection>> {
         let write = WriteSide::new(writer, role, config.write_timeout, negotiated)?;
-        let read = ReadSide::new(reader, role, config, leftover, negotiated);
+        let read = ReadSide::new(reader, role, config, leftover, negotiated, Instant::now());
         let keepalive = Keepalive::new(config);
-        Ok(Box::new(Connection { role, read, write, config: config.clone(), keepalive, sender: None }))
+        Ok(Box::new(Connection { role, read, write, config: conn_config(config), keepalive, sender: None }))
     }
 
     /// Gives the connection a [`Sender`] for callbacks, and returns it.

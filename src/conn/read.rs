@@ -71,13 +71,17 @@ pub(crate) struct ReadSide {
 
 impl ReadSide {
     /// `leftover` holds bytes that arrived with the handshake;
-    /// `negotiated` says whether messages may arrive compressed.
+    /// `negotiated` says whether messages may arrive compressed; `now` is
+    /// when the connection opened, the caller's clock read (here, a level
+    /// deeper, the clock's call was the deepest a connection thread went:
+    /// `tests/idle_memory.rs`).
     pub(crate) fn new(
         io: Box<dyn ReadHalf>,
         role: Role,
         config: &Config,
         leftover: Vec<u8>,
         negotiated: &Negotiated,
+        now: Instant,
     ) -> Self {
         let base_size = config.read_buffer_size;
         let end = leftover.len();
@@ -105,7 +109,7 @@ impl ReadSide {
             last_read: 0,
             decoder: decoder(role, config, negotiated),
             armed: Some(Duration::MAX),
-            last_activity: Instant::now(),
+            last_activity: now,
             active: false,
         }
     }
@@ -302,13 +306,25 @@ impl ReadSide {
 }
 
 /// The decoder for what the handshake negotiated.
+///
+/// Inlined into [`ReadSide::new`], the decoder with deflate out of line:
+/// built there, its temporaries took the frame of every connection's
+/// deepest call (opening, under the handshake's frames) into a third stack
+/// page (`tests/idle_memory.rs`).
+#[inline(always)]
 fn decoder(role: Role, config: &Config, negotiated: &Negotiated) -> MessageDecoder {
     #[cfg(feature = "deflate")]
     if let Some((params, _)) = &negotiated.deflate {
-        return MessageDecoder::with_deflate(role, config, params);
+        return deflate_decoder(role, config, params);
     }
     let _ = negotiated;
     MessageDecoder::new(role, config)
+}
+
+#[cfg(feature = "deflate")]
+#[inline(never)]
+fn deflate_decoder(role: Role, config: &Config, params: &crate::protocol::DeflateParams) -> MessageDecoder {
+    MessageDecoder::with_deflate(role, config, params)
 }
 
 /// How late a deadline may fire to save re-arming the timeout on every read:
@@ -388,7 +404,8 @@ mod tests {
         wire.extend(client_frames(6, 64 << 10));
         let wire = Arc::new(Mutex::new(wire));
         let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
-        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default());
+        let mut side =
+            ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default(), Instant::now());
         assert_eq!(side.buf.len(), 512);
 
         // A burst of small messages: few reads, each bringing dozens.
@@ -414,7 +431,8 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let (io, _writer) = crate::Transport::split(socket).unwrap();
-        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default());
+        let mut side =
+            ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default(), Instant::now());
         let wire = client_frames(3, 100 << 10);
         let writer = std::thread::spawn(move || io::Write::write_all(&mut peer, &wire).map(|()| peer));
         read_messages(&mut side, 3, 100 << 10);

@@ -11,7 +11,7 @@ use base64::Engine as _;
 
 use super::accept::check_101;
 #[cfg(feature = "deflate")]
-use super::accept::check_101_with;
+use super::accept::check_101_with_extensions;
 use super::extensions::Negotiated;
 use super::http::{Headers, Request, Response};
 use crate::error::{Error, Result};
@@ -336,7 +336,7 @@ pub(crate) fn check_response_with(
         }
         let invalid = |why: String| Error::handshake(resp.status, format!("the server's 101 answer is invalid: {why}"));
         let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
-        let protocol = check_101_with(resp, key, &offered, true).map_err(invalid)?;
+        let protocol = check_101_with_extensions(resp, key, &offered).map_err(invalid)?;
         let params = super::extensions::check_answer(resp, deflate).map_err(invalid)?;
         return Ok((protocol, Negotiated { deflate: params.map(|p| (p, deflate.clone())) }));
     }

@@ -46,39 +46,59 @@ pub(super) struct Pool {
 /// sits under every connection's, and one frame more there (about 150
 /// bytes, when unrelated changes moved the compiler's inlining choices)
 /// took an idle connection's stack into a third page, 4 KiB more per
-/// connection (`tests/idle_memory.rs`).
+/// connection (`tests/idle_memory.rs`). For the same reason the waiting
+/// is out of line ([`first_job`], [`next_job`]): inlined, the channel
+/// code's locals sat in this frame under every connection, and its size
+/// moved with inlining choices made elsewhere (adding permessage-deflate's
+/// channels of another message type grew it by 112 bytes, a third page
+/// again).
 #[inline(always)]
 pub(super) fn worker(first: cb::Receiver<Job>, shared: &Shared) {
     let _exit = Exit(shared);
-    // The accept loop sends the connection, or drops the sender, right
-    // after starting the thread.
-    let Ok(mut job) = first.recv() else { return };
-    drop(first);
+    let Some(mut job) = first_job(first, shared) else { return };
     let rx = shared.pool().rx.clone();
     loop {
         job.run();
-        {
-            let mut pool = shared.pool();
-            if pool.jobs.is_none() || pool.idle >= IDLE_THREADS_MAX {
-                return;
-            }
-            pool.idle += 1;
+        match next_job(&rx, shared) {
+            Some(next) => job = next,
+            None => return,
         }
-        job = match rx.recv_timeout(IDLE_THREAD_WAIT) {
-            Ok(next) => next,
-            Err(_) => {
-                // A connection may have been handed over just before the
-                // lock was taken: take it rather than leave it unserved.
-                let mut pool = shared.pool();
-                match rx.try_recv() {
-                    Ok(next) => next,
-                    Err(_) => {
-                        pool.idle -= 1;
-                        return;
-                    }
+    }
+}
+
+/// The thread's first connection: the accept loop sends it, or drops the
+/// sender, right after starting the thread.
+#[inline(never)]
+fn first_job(first: cb::Receiver<Job>, _shared: &Shared) -> Option<Job> {
+    first.recv().ok()
+}
+
+/// After a connection ended: waits (bounded) to be handed another, or
+/// says the thread should exit (shutting down, enough idle threads, or
+/// nothing came in time).
+#[inline(never)]
+fn next_job(rx: &cb::Receiver<Job>, shared: &Shared) -> Option<Job> {
+    {
+        let mut pool = shared.pool();
+        if pool.jobs.is_none() || pool.idle >= IDLE_THREADS_MAX {
+            return None;
+        }
+        pool.idle += 1;
+    }
+    match rx.recv_timeout(IDLE_THREAD_WAIT) {
+        Ok(next) => Some(next),
+        Err(_) => {
+            // A connection may have been handed over just before the lock
+            // was taken: take it rather than leave it unserved.
+            let mut pool = shared.pool();
+            match rx.try_recv() {
+                Ok(next) => Some(next),
+                Err(_) => {
+                    pool.idle -= 1;
+                    None
                 }
             }
-        };
+        }
     }
 }
 
