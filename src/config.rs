@@ -343,14 +343,22 @@ impl Config {
 #[non_exhaustive]
 pub struct DeflateConfig {
     /// Text and Binary messages shorter than this many bytes are sent
-    /// uncompressed. Default 1024 (as Node's `ws`): below that, the
-    /// measured saving is a few dozen bytes per message for a CPU cost
-    /// several times that of sending them. 0 compresses every message.
+    /// uncompressed. Default 1024 (as Node's `ws`). Measured on JSON-like
+    /// text at level 1, compressed from scratch: 128 bytes come out at
+    /// 96 %, 256 at 71 %, 512 at 55 %, 1 KiB at 45 %, while every
+    /// compressed message costs at least about 3 µs (resetting zlib-rs's
+    /// 128 KiB hash table) plus the peer's inflating, which doubles the
+    /// CPU of sending a small message; from 1 KiB on, each message saves
+    /// over 500 bytes. 0 compresses every message.
     /// A single message can also skip compression with
     /// [`Sender::send_uncompressed`](crate::Sender::send_uncompressed).
     pub threshold: usize,
-    /// zlib compression level, 0 (stored) to 9 (smallest). Default 6,
-    /// zlib's own default.
+    /// zlib compression level, 0 (stored) to 9 (smallest). Default 1,
+    /// the fastest that compresses: on 16 KiB JSON-like texts it leaves
+    /// 28 % of the bytes for 47 µs per message, where zlib's own default
+    /// of 6 (what Node's ws, Python websockets and browsers use) leaves 19 %
+    /// for 190 µs (zlib-rs on this project's 2-core machine). A server
+    /// whose bandwidth costs more than its CPU sets 6 or more.
     pub level: u32,
     /// The server resets its compression context after every message.
     /// Default true. A server with it answers `server_no_context_takeover`
@@ -387,7 +395,7 @@ impl Default for DeflateConfig {
     fn default() -> Self {
         DeflateConfig {
             threshold: 1024,
-            level: 6,
+            level: 1,
             server_no_context_takeover: true,
             client_no_context_takeover: true,
             server_max_window_bits: None,

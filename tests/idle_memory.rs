@@ -77,6 +77,124 @@ fn an_idle_connection_costs_at_most_16_kib() {
     server.shutdown();
 }
 
+/// permessage-deflate: a connection that negotiated it but has not yet
+/// compressed or inflated a message holds no zlib state, so it stays in
+/// the same budget; after one compressed message each way, what it keeps
+/// depends on context takeover, measured here (and in the README's limits
+/// table).
+#[cfg(feature = "deflate")]
+mod deflate {
+    use super::*;
+    use flate2::{Compress, Compression, FlushCompress};
+    use syncws::DeflateConfig;
+
+    /// A JSON-like text of 4 KiB: compressed by both sides (over the
+    /// 1 KiB threshold).
+    fn json() -> String {
+        (0..120).map(|i| format!("{{\"id\":{i},\"user\":\"user{i}\",\"text\":\"hello\"}},")).collect::<String>()[..4096]
+            .to_owned()
+    }
+
+    /// `data` compressed as one message from scratch.
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let mut z = Compress::new(Compression::default(), false);
+        let mut out = Vec::with_capacity(data.len() + 64);
+        z.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    /// Opens a connection offering permessage-deflate, checks it was
+    /// accepted, then sends `frame` and reads the reply's first byte.
+    fn open_one(addr: std::net::SocketAddr, frame: &[u8]) -> (TcpStream, u8) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(upgrade_request("/", &["Sec-WebSocket-Extensions: permessage-deflate"]).as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(head.contains("permessage-deflate"), "{head}");
+        s.write_all(frame).unwrap();
+        let (first, _) = read_server_frame(&mut s);
+        (s, first)
+    }
+
+    /// KiB per connection for `conns` connections to a server with
+    /// `deflate`, each having sent `frame` and had its echo.
+    fn per_connection(deflate: DeflateConfig, frame: &[u8], want_first: u8, conns: usize) -> f64 {
+        let server = echo_server(Config::default().deflate(Some(deflate)));
+        let addr = server.local_addr();
+        let warm: Vec<_> = (0..50).map(|_| open_one(addr, frame).0).collect();
+        let before = rss_kib();
+        let held: Vec<_> = (0..conns)
+            .map(|_| {
+                let (s, first) = open_one(addr, frame);
+                assert_eq!(first, want_first);
+                s
+            })
+            .collect();
+        let after = rss_kib();
+        drop(held);
+        drop(warm);
+        server.shutdown();
+        (after.saturating_sub(before)) as f64 / conns as f64
+    }
+
+    /// One measurement, named by `SYNCWS_DEFLATE_MEASURE`, in a process of
+    /// its own (started by the test below): a second server in the same
+    /// process reuses the first one's thread stacks and heap, and comes
+    /// out lower than it is.
+    #[test]
+    #[ignore = "run by deflate_negotiated_idle_and_after_traffic, in a process of its own"]
+    fn measure() {
+        let Ok(what) = std::env::var("SYNCWS_DEFLATE_MEASURE") else { return };
+        let small = client_frame(true, 0, 1, b"hello", true);
+        let json = json();
+        let compressed = client_frame(true, 0b100, 1, &deflated(json.as_bytes()), true);
+        let takeover = DeflateConfig::default().server_no_context_takeover(false).client_no_context_takeover(false);
+        let kib = match what.as_str() {
+            "idle" => per_connection(DeflateConfig::default(), &small, 0x81, 1000),
+            "idle-takeover" => per_connection(takeover, &small, 0x81, 1000),
+            "traffic" => per_connection(DeflateConfig::default(), &compressed, 0xc1, 1000),
+            "traffic-takeover" => per_connection(takeover, &compressed, 0xc1, 200),
+            other => panic!("unknown measurement {other}"),
+        };
+        println!("MEASURED {kib:.2}");
+    }
+
+    /// KiB per connection for `what`, measured by [`measure`] in a child
+    /// process.
+    fn measured(what: &str) -> f64 {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["deflate::measure", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("SYNCWS_DEFLATE_MEASURE", what)
+            .output()
+            .expect("run the measurement");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.split("MEASURED ").nth(1))
+            .unwrap_or_else(|| panic!("{what}: no measurement: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        line.trim().parse().unwrap()
+    }
+
+    #[test]
+    #[cfg_attr(debug_assertions, ignore = "unoptimised stack frames are larger: run with --release")]
+    fn deflate_negotiated_idle_and_after_traffic() {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = measured("idle");
+        eprintln!("deflate negotiated, idle (one uncompressed echo): {idle:.2} KiB per connection");
+        let idle_takeover = measured("idle-takeover");
+        eprintln!("deflate negotiated with context takeover, idle: {idle_takeover:.2} KiB per connection");
+        let reset = measured("traffic");
+        eprintln!("after a compressed 4 KiB message each way, no context takeover: {reset:.2} KiB per connection");
+        let kept = measured("traffic-takeover");
+        eprintln!("after a compressed 4 KiB message each way, context takeover: {kept:.2} KiB per connection");
+        assert!(idle <= 16.0, "{idle:.2} KiB per idle connection with deflate, over the 16 KiB budget");
+        assert!(idle_takeover <= 16.0, "{idle_takeover:.2} KiB per idle connection (takeover), over 16 KiB");
+        // No context takeover keeps no zlib state: what stays is buffers.
+        assert!(reset <= 24.0, "{reset:.2} KiB per connection after traffic without takeover");
+    }
+}
+
 /// Opens `wss://` connections from a Python process (its `ssl` module), so
 /// that only the server's memory is in this one: each connection upgrades
 /// and echoes one message. Prints `warm` after the first `warm`

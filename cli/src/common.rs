@@ -88,7 +88,8 @@ pub struct Deflate {
     /// received one (default: reset after every message, nothing kept).
     #[arg(long, conflicts_with = "no_deflate")]
     pub deflate_context_takeover: bool,
-    /// zlib compression level, 0 (stored) to 9 (default 6).
+    /// zlib compression level, 0 (stored) to 9 (default 1: the fastest;
+    /// 6 compresses JSON about a third smaller for four times the CPU).
     #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9), conflicts_with = "no_deflate")]
     pub deflate_level: Option<u32>,
 }

@@ -211,7 +211,8 @@ fn main() {
     let idle_conns = if opts.quick { 1000 } else { 2000 };
     let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let loadgen = dir.join("syncws");
-    let mut missing: Vec<PathBuf> = SERVERS.iter().map(|s| dir.join(s.bin)).chain([loadgen.clone()]).collect();
+    let mut missing: Vec<PathBuf> =
+        SERVERS.iter().map(|s| dir.join(s.bin)).chain([loadgen.clone(), dir.join("bench-deflate")]).collect();
     missing.retain(|p| !p.exists());
     if !missing.is_empty() {
         eprintln!("missing {missing:?}: run `cargo build --release -p syncws-cli -p syncws-bench` first");
@@ -226,7 +227,9 @@ fn main() {
         .servers
         .iter()
         .filter(|n| !SERVERS.iter().any(|s| server_matches(s, n)))
-        .chain(opts.scenarios.iter().filter(|n| !all_scens.iter().any(|s| s.id == n.as_str())))
+        .chain(
+            opts.scenarios.iter().filter(|n| n.as_str() != DEFLATE_ID && !all_scens.iter().any(|s| s.id == n.as_str())),
+        )
         .collect();
     if !unknown.is_empty() {
         let names: Vec<String> = SERVERS
@@ -236,7 +239,7 @@ fn main() {
                 short => format!("{short} ({})", s.name),
             })
             .collect();
-        let ids: Vec<&str> = all_scens.iter().map(|s| s.id).collect();
+        let ids: Vec<&str> = all_scens.iter().map(|s| s.id).chain([DEFLATE_ID]).collect();
         eprintln!(
             "unknown server or scenario {unknown:?}; servers: {}; scenarios: {}",
             names.join(", "),
@@ -284,6 +287,9 @@ fn main() {
             }
         }
     }
+    let run_deflate = (opts.scenarios.is_empty() || opts.scenarios.iter().any(|n| n == DEFLATE_ID))
+        && servers.iter().any(|s| s.name == "syncws");
+    let deflate_runs = if run_deflate { deflate_scenario(&dir, rounds, secs, warmup) } else { BTreeMap::new() };
     let machine_after = machine();
     let elapsed = started.elapsed();
     if let Err(e) = std::fs::create_dir_all(&opts.out) {
@@ -291,7 +297,7 @@ fn main() {
         std::process::exit(2);
     }
     let medians = medians(&scens, &servers, &runs);
-    let md = markdown(
+    let mut md = markdown(
         &opts,
         &command,
         rounds,
@@ -304,6 +310,9 @@ fn main() {
         &runs,
         &medians,
     );
+    if run_deflate {
+        md.push_str(&deflate_markdown(&deflate_runs, secs));
+    }
     let results = json!({
         "command": command,
         "rounds": rounds,
@@ -313,6 +322,7 @@ fn main() {
         "machine_after": machine_after,
         "medians": medians.iter().map(|((sc, m, sv), v)| json!({"scenario": sc, "metric": m, "server": sv, "median": v})).collect::<Vec<_>>(),
         "runs": runs,
+        "deflate": deflate_runs,
     });
     let svg = chart(&scens, &servers, &medians);
     for (name, text) in [("results.md", md), ("results.json", format!("{results:#}\n")), ("chart.svg", svg)] {
@@ -323,6 +333,118 @@ fn main() {
     }
     println!("{}", std::fs::read_to_string(opts.out.join("results.md")).unwrap_or_default());
     eprintln!("bench-all: done in {:.0} s; results in {}", elapsed.as_secs_f64(), opts.out.display());
+}
+
+/// The id of the permessage-deflate scenario in `--scenarios`.
+const DEFLATE_ID: &str = "deflate16k";
+
+/// The permessage-deflate variants: name, `srv-syncws` argument,
+/// `bench-deflate --deflate` value.
+const DEFLATE_VARIANTS: &[(&str, Option<&str>, &str)] = &[
+    ("uncompressed", None, "off"),
+    ("deflate (default: contexts reset, level 1)", Some("--deflate"), "reset"),
+    ("deflate, level 6", Some("--deflate-level6"), "level6"),
+    ("deflate, context takeover", Some("--deflate-takeover"), "takeover"),
+];
+
+/// The compression scenario: 4 connections echo 16 KiB JSON-like texts
+/// through `srv-syncws` for each variant, rounds interleaved; then 500
+/// connections that each echoed one message are held for the memory
+/// figure. Returns the reports by variant.
+fn deflate_scenario(dir: &Path, rounds: usize, secs: f64, warmup: f64) -> BTreeMap<String, Vec<Value>> {
+    let mut runs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for round in 0..rounds {
+        let mut order: Vec<_> = DEFLATE_VARIANTS.iter().collect();
+        let k = round % order.len();
+        order.rotate_left(k);
+        for (name, server_arg, client_arg) in order {
+            let report = deflate_one(dir, *server_arg, client_arg, secs, warmup)
+                .unwrap_or_else(|e| json!({"errors": 1, "first_error": e}));
+            eprintln!(
+                "round {} {DEFLATE_ID} {name:42} msgs/s={} cpu_us={} up={} down={} rss_kib={} errors={}",
+                round + 1,
+                fmt_num(report["msgs_per_s"].as_f64()),
+                fmt_num(report["server_cpu_us_per_msg"].as_f64()),
+                fmt_num(report["wire_up_per_msg"].as_f64()),
+                fmt_num(report["wire_down_per_msg"].as_f64()),
+                fmt_num(report["rss_per_conn_kib"].as_f64()),
+                report["errors"]
+            );
+            runs.entry((*name).to_owned()).or_default().push(report);
+        }
+    }
+    runs
+}
+
+fn deflate_one(
+    dir: &Path,
+    server_arg: Option<&str>,
+    client_arg: &str,
+    secs: f64,
+    warmup: f64,
+) -> Result<Value, String> {
+    let port = free_port().map_err(|e| e.to_string())?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(dir.join("srv-syncws"));
+    cmd.arg(&addr).args(server_arg);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start srv-syncws: {e}"))?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let server_proc = Killed(child);
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
+    }
+    if !line.starts_with("listening") {
+        return Err("srv-syncws did not start".into());
+    }
+    let out = Command::new(dir.join("bench-deflate"))
+        .args(["--url", &format!("ws://{addr}/"), "--server-pid", &pid.to_string(), "--deflate", client_arg])
+        .args(["--duration", &secs.to_string(), "--warmup", &warmup.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    drop(server_proc);
+    std::thread::sleep(Duration::from_millis(200));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json_line = text.lines().find(|l| l.starts_with('{')).ok_or_else(|| format!("no report: {text}"))?;
+    serde_json::from_str(json_line).map_err(|e| e.to_string())
+}
+
+/// The compression scenario's table: medians over the rounds.
+fn deflate_markdown(runs: &BTreeMap<String, Vec<Value>>, secs: f64) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n## permessage-deflate: 16 KiB JSON-like text messages (syncws only)\n\n\
+         4 connections echo JSON-like texts (64 different ones, 16 KiB each) for {secs} s per round; bytes \
+         on the wire are counted by a TCP relay (frame headers included), server CPU from /proc; RSS per \
+         connection is the server's growth for 500 connections that each echoed one message.\n\n\
+         | variant | msgs/s | server CPU µs/msg | wire bytes/msg up | wire bytes/msg down | of the payload | RSS per conn KiB |\n\
+         | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for (name, _, _) in DEFLATE_VARIANTS {
+        let get = |key: &str| -> Option<f64> {
+            median(runs.get(*name).map(|r| r.iter().filter_map(|v| v[key].as_f64()).collect()).unwrap_or_default())
+        };
+        let ratio = get("ratio").map_or("–".to_owned(), |r| format!("{:.1} %", r * 100.0));
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {ratio} | {} |",
+            fmt_num(get("msgs_per_s")),
+            fmt_num(get("server_cpu_us_per_msg")),
+            fmt_num(get("wire_up_per_msg")),
+            fmt_num(get("wire_down_per_msg")),
+            fmt_num(get("rss_per_conn_kib")),
+        );
+    }
+    md
 }
 
 /// A free loopback port (the small race with other programs is accepted).

@@ -1,11 +1,17 @@
 //! syncws: the library's Listener with the default `Config`, echoing like
 //! `examples/echo_server.rs`; `/broadcast` sends each message to every other
 //! member from the sender's connection thread (through their `Sender`s).
+//!
+//! A second argument turns permessage-deflate on for bench-all's
+//! compression scenarios: `--deflate` (the default `DeflateConfig`:
+//! contexts reset after every message, level 1), `--deflate-level6`
+//! (zlib's default level) or `--deflate-takeover` (context takeover both
+//! ways). Without it, nothing is negotiated.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use syncws::{Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
+use syncws::{Config, DeflateConfig, Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
 
 type Members = Arc<Mutex<Vec<(u64, Sender)>>>;
 
@@ -49,7 +55,16 @@ impl WsTrait for Handler {
 }
 
 fn main() -> Result<()> {
-    let listener = Listener::bind(syncws_bench::addr_arg())?;
+    let deflate = match std::env::args().nth(2).as_deref() {
+        None => None,
+        Some("--deflate") => Some(DeflateConfig::default()),
+        Some("--deflate-level6") => Some(DeflateConfig::default().level(6)),
+        Some("--deflate-takeover") => {
+            Some(DeflateConfig::default().server_no_context_takeover(false).client_no_context_takeover(false))
+        }
+        Some(other) => return Err(syncws::Error::Config(format!("unknown argument {other}"))),
+    };
+    let listener = Listener::bind_with_config(syncws_bench::addr_arg(), Config::default().deflate(deflate))?;
     syncws_bench::ready(listener.local_addr());
     let all: Members = Arc::default();
     let next = AtomicU64::new(0);
