@@ -58,3 +58,11 @@ Sec-WebSocket-Protocol: chat\r
 seed response_parser refusal 'HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n'
 seed response_parser url 'ws://[::1]:9001/echo?x=1'
 seed response_parser url-wss 'wss://Example.com/caf\xc3\xa9'
+
+# permessage-deflate (RFC 7692 §7.2.3): "Hello" compressed; the same twice
+# with context takeover; a stored block; two messages; a final block.
+seed inflate hello '\x00\xf2\x48\xcd\xc9\xc9\x07\x00'
+seed inflate hello-text-takeover '\x08\xf2\x48\xcd\xc9\xc9\x07\x00\xfe\xfe\xf2\x00\x11\x00\x00'
+seed inflate stored '\x04\x00\x05\x00\xfa\xff\x48\x65\x6c\x6c\x6f\x00'
+seed inflate two-blocks-fragmented '\x14\xf2\x48\x05\x00\x00\x00\xff\xff\xca\xc9\xc9\x07\x00'
+seed inflate final-block '\x0c\xf3\x48\xcd\xc9\xc9\x07\x00'

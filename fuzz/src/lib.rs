@@ -4,3 +4,4 @@
 
 pub mod decoder;
 pub mod handshake;
+pub mod inflate;
