@@ -24,8 +24,10 @@
 //!
 //! # Shape
 //!
-//! - [`protocol`]: bytes to frames to messages and back, without I/O;
-//! - [`handshake`]: the HTTP/1.1 upgrade on both sides, without I/O;
+//! - [`protocol`]: bytes to frames to messages and back, without I/O
+//!   (with the `deflate` feature, compressed messages too);
+//! - [`handshake`]: the HTTP/1.1 upgrade on both sides, without I/O
+//!   (and permessage-deflate's negotiation);
 //! - the blocking shell: one thread reads each connection, with a read
 //!   timeout set to the next deadline (interval, keepalive, idle, close);
 //!   sends from that thread are batched into one write; a small send from
@@ -92,6 +94,17 @@
 //! client.send(OwnedMessage::Text("hello".into()))?;
 //! # Ok::<(), syncws::Error>(())
 //! ```
+//!
+//! - `deflate` (off by default): permessage-deflate (RFC 7692), with
+//!   flate2 and its pure-Rust zlib-rs backend. Set
+//!   [`Config::deflate`](Config) to a `DeflateConfig` and a server accepts
+//!   the extension when a client offers it, a client offers it; messages
+//!   over the threshold go compressed (`send_uncompressed` sends one as it
+//!   is). No zlib state is held before a connection's first compressed
+//!   message, and by default none between messages either (contexts reset,
+//!   states borrowed from a process-wide pool); inflating stops at
+//!   `max_message_size`. `DeflateConfig` documents the knobs and what they
+//!   cost.
 //!
 //! # Errors
 //!
