@@ -105,6 +105,15 @@
 //! assert_eq!(describe(&Error::Send(SendError::QueueFull)), "peer reads too slowly");
 //! ```
 //!
+//! # Metrics
+//!
+//! Every [`Listener`] counts, always and cheaply (relaxed atomic adds, per
+//! message and per system call): connections accepted, open, refused by
+//! reason, closed by close code; messages and bytes each way; messages
+//! dropped. [`Running::stats`] takes a [`Stats`] snapshot,
+//! [`Listener::metrics`] gives a live [`Metrics`] handle for any thread,
+//! and [`Stats::to_prometheus`] renders a snapshot for a Prometheus scrape.
+//!
 //! # Logging
 //!
 //! Through the `log` crate: `info` for connections opened and listeners
@@ -130,6 +139,7 @@ mod memory;
 pub mod message;
 pub mod protocol;
 mod server;
+mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
@@ -145,6 +155,7 @@ pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
 pub use server::{accept, accept_with_config, Server};
+pub use stats::{Closed, Metrics, Refused, Stats};
 pub use transport::Transport;
 
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,

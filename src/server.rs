@@ -15,6 +15,7 @@ use crate::conn::{read_exact_into, read_head, Connection, Sender, WebSocket};
 use crate::error::{Error, Phase, Result};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
+use crate::stats::{Counters, Refusal};
 use crate::transport::{ReadHalf, Transport, WriteHalf};
 
 /// Where a listener learns about a connection it may have to close.
@@ -61,6 +62,9 @@ pub struct Server {
     ws: Option<Box<dyn WsTrait>>,
     http: Option<Box<dyn HttpTrait>>,
     slot: Option<Arc<Slot>>,
+    /// Where refusals and the WebSocket connection count: a listener's,
+    /// else the process-wide counters.
+    metrics: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Server {
@@ -78,7 +82,8 @@ impl Server {
             Ok(io) => (Some(io), None),
             Err(e) => (None, Some(e)),
         };
-        Server { io, split_error, addr, config: Config::default(), ws: None, http: None, slot: None }
+        let metrics = Arc::clone(Counters::global());
+        Server { io, split_error, addr, config: Config::default(), ws: None, http: None, slot: None, metrics }
     }
 
     /// Uses `config` instead of the default.
@@ -108,6 +113,12 @@ impl Server {
 
     pub(crate) fn set_slot(&mut self, slot: Arc<Slot>) {
         self.slot = Some(slot);
+    }
+
+    /// Counts in `metrics` (a listener's) instead of the process-wide
+    /// counters.
+    pub(crate) fn set_metrics(&mut self, metrics: Arc<Counters>) {
+        self.metrics = metrics;
     }
 
     /// Serves the connection until it ends: HTTP requests (kept alive as
@@ -146,7 +157,7 @@ impl Server {
             let mut req = match head {
                 Ok(Some(req)) => req,
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
+                Err(e) => return Err(refuse_head(&mut *writer, e, !buf.is_empty(), &self.metrics)),
             };
             debug!("{} {} from {:?}", req.method, req.path, self.addr);
             let wants_ws =
@@ -209,8 +220,7 @@ impl Server {
 
     /// Validates the upgrade and asks the callback for the response.
     fn upgrade_response(&mut self, req: &Request) -> Result<Response> {
-        hs::check_origin(req, &self.config.origin)?;
-        hs::validate_upgrade(req)?;
+        check_upgrade(req, &self.config, &self.metrics)?;
         let ws = self.ws.as_mut().ok_or(Error::AlreadyClosed)?;
         let resp = match catch_unwind(AssertUnwindSafe(|| ws.on_request(req))) {
             Ok(r) => r?,
@@ -239,7 +249,8 @@ impl Server {
     #[inline(never)]
     fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
         let Upgrade { reader, writer, leftover, request, response } = *upgrade;
-        let mut conn = Connection::open(reader, writer, leftover, Role::Server, &self.config)?;
+        let metrics = Arc::clone(&self.metrics);
+        let mut conn = Connection::open_counted(reader, writer, leftover, Role::Server, &self.config, metrics)?;
         let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
@@ -279,17 +290,54 @@ fn read_body(
 /// error gets no answer, nor does a deadline that expired before the peer
 /// sent anything (`started` is false then).
 fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
-    let answer = match err {
-        Error::Io(_) | Error::Tls(_) => false,
-        Error::Timeout { .. } => started,
-        _ => true,
-    };
-    if answer {
+    if answered(&err, started) {
         debug!("refusing request: {err}");
         let _ = write_response(writer, &hs::refusal(&err));
     }
     writer.shutdown(Shutdown::Both);
     err
+}
+
+/// Whether [`refuse`] answers `err`.
+fn answered(err: &Error, started: bool) -> bool {
+    match err {
+        Error::Io(_) | Error::Tls(_) => false,
+        Error::Timeout { .. } => started,
+        _ => true,
+    }
+}
+
+/// [`refuse`] for a request head that could not be read, counted in
+/// `metrics` as a bad handshake when it is answered (a peer that went away,
+/// or sent nothing before the deadline, is not counted).
+#[cold]
+#[inline(never)]
+fn refuse_head(writer: &mut dyn WriteHalf, err: Error, started: bool, metrics: &Counters) -> Error {
+    if answered(&err, started) {
+        metrics.refused(Refusal::Handshake);
+    }
+    refuse(writer, err, started)
+}
+
+/// The library's checks of an upgrade request, the `Origin` policy first;
+/// a refusal is counted in `metrics` under its reason.
+///
+/// Not inlined: its frame is gone before the deepest call of a connection
+/// thread's handshake (the check of the 101, in
+/// [`upgrade_response`](Server::upgrade_response)), whose frame would
+/// otherwise grow by it; the pages of a connection thread's stack, once
+/// touched, stay resident (`tests/idle_memory.rs`).
+#[inline(never)]
+fn check_upgrade(req: &Request, config: &Config, metrics: &Counters) -> Result<()> {
+    if let Err(e) = hs::check_origin(req, &config.origin) {
+        metrics.refused(Refusal::Origin);
+        return Err(e);
+    }
+    if let Err(e) = hs::validate_upgrade(req) {
+        metrics.refused(Refusal::Handshake);
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
@@ -309,7 +357,11 @@ pub fn accept<T: Transport>(stream: T) -> Result<WebSocket> {
 }
 
 /// [`accept`] with a [`Config`].
+///
+/// Refusals and the connection count in the process-wide counters,
+/// [`Metrics::global`](crate::Metrics::global).
 pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<WebSocket> {
+    let metrics = Counters::global();
     config.validate()?;
     let (mut reader, mut writer) = stream.split()?;
     writer.set_write_timeout(Some(config.write_timeout))?;
@@ -319,9 +371,9 @@ pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<Web
     let req = match head {
         Ok(Some(req)) => req,
         Ok(None) => return Err(Error::ConnectionClosed),
-        Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
+        Err(e) => return Err(refuse_head(&mut *writer, e, !buf.is_empty(), metrics)),
     };
-    let resp = hs::check_origin(&req, &config.origin).and_then(|()| hs::build_response(&req));
+    let resp = check_upgrade(&req, &config, metrics).and_then(|()| hs::build_response(&req));
     let resp = match resp {
         Ok(resp) => resp,
         Err(e) => return Err(refuse(&mut *writer, e, true)),
