@@ -116,11 +116,16 @@
 //!
 //! # Logging
 //!
-//! Through the `log` crate: `info` for connections opened and listeners
-//! started, `warn` for peers closed for violations and for connections
-//! turned away (one summary line per second at most, with counts: over
-//! the caps, out of descriptors, out of threads), `debug` for every
-//! connection's end and each request.
+//! Through the `log` crate, each target the module that logs
+//! (`syncws::listener`, `syncws::acceptor`, `syncws::server`,
+//! `syncws::conn::runner`, `syncws::client`, ...; the README's "Logging"
+//! table lists them all): `info` for listeners started and stopped and
+//! WebSocket connections opened, `warn` for peers closed for violations or
+//! errors and for connections turned away (one summary line per second at
+//! most, with counts: over the caps, out of descriptors, out of threads),
+//! `debug` for every connection's end, close code and each request,
+//! `error` only for a bug of the library. Nothing is logged per message,
+//! nor at `trace`.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
 // comment: `send_dontwait` and `read_uninit` in transport.rs, and setting a
