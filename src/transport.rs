@@ -12,6 +12,12 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(unix)]
+mod unix;
+mod unsplit;
+
+pub use unsplit::Unsplit;
+
 /// Shuts a connection down from any thread, even while another thread is
 /// blocked writing to it: shutting down `Read` (or `Both`) also wakes a
 /// thread blocked reading.
@@ -129,9 +135,12 @@ impl WriteHalf for Released {
 
 /// A connected byte stream that syncws can run a WebSocket over.
 ///
-/// Implemented for [`TcpStream`]; implement it for other streams (TLS, Unix
-/// sockets) to use them with [`Server`](crate::Server) and
-/// [`WebSocket`](crate::WebSocket).
+/// Implemented for [`TcpStream`], for `std::os::unix::net::UnixStream` (on
+/// Unix), for `tls::TlsStream` (feature `tls`), and for [`Unsplit`], which
+/// takes any `Read + Write + Send` stream (one that cannot be split, such as
+/// the stream another HTTP server hands over after an upgrade) for the
+/// single-threaded API. Implement it for other streams to use them with
+/// [`Server`](crate::Server) and [`WebSocket`](crate::WebSocket).
 pub trait Transport: Send + 'static {
     /// The address of the peer, if it has one.
     fn peer_addr(&self) -> Option<SocketAddr>;
@@ -222,8 +231,7 @@ impl WriteHalf for TcpHalf {
 /// cross-thread send (broadcast, issue #6).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
-fn send_dontwait(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn send_dontwait(socket: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: the descriptor belongs to `socket`, which is borrowed and so
     // stays open for the whole call; `buf.as_ptr()` and `buf.len()` describe
     // one initialised, readable slice that outlives the call, and `send`
@@ -246,8 +254,11 @@ fn send_dontwait(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 /// read timeout applies as to any read.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
-fn read_uninit(socket: &TcpStream, first: &mut [MaybeUninit<u8>], second: &mut [u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn read_uninit(
+    socket: &impl std::os::fd::AsRawFd,
+    first: &mut [MaybeUninit<u8>],
+    second: &mut [u8],
+) -> io::Result<usize> {
     let iov = [
         libc::iovec { iov_base: first.as_mut_ptr().cast(), iov_len: first.len() },
         libc::iovec { iov_base: second.as_mut_ptr().cast(), iov_len: second.len() },

@@ -26,6 +26,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Echo server: sends every message back to its sender.
+    ///
+    /// Browser pages: by default (`--origin same-host`) only a page served
+    /// from this server's own host and port may connect. A page from another
+    /// port (a dev server on localhost:3000), one opened from a file
+    /// (file://, sent as `Origin: null`), or one opened as localhost while
+    /// the WebSocket URL says 127.0.0.1 is refused with 403. Allow such pages
+    /// with `--origin http://localhost:3000` (a comma-separated list) or, while
+    /// developing, `--origin any`. Clients that are not browsers send no
+    /// Origin and always connect.
     Echo {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8081")]

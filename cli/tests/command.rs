@@ -103,6 +103,8 @@ fn client_exit_codes() {
     let (code, _, err) = client(args, Vec::new());
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("403"), "{err}");
+    // ... and its answer says how to allow it.
+    assert!(err.contains("--origin http://evil.example"), "{err}");
 
     // A server that closes with 4000 gives exit code 5 and prints it.
     init_log();
@@ -128,6 +130,18 @@ fn client_exit_codes() {
 
 /// A self-signed certificate for localhost and 127.0.0.1 and its key, as
 /// PEM files in a fresh folder named after `test`: (folder, cert, key).
+/// `syncws echo --help` warns about the Origin check where a newcomer
+/// looks first.
+#[test]
+fn echo_help_explains_the_origin_check() {
+    let out = within("syncws echo --help", || Command::new(BIN).args(["echo", "--help"]).output().expect("run syncws"));
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needed in ["403", "file://", "--origin any", "--origin http://localhost:3000", "127.0.0.1"] {
+        assert!(help.contains(needed), "{needed:?} missing from:\n{help}");
+    }
+}
+
 fn tls_files(test: &str) -> (std::path::PathBuf, String, String) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
     let dir = std::env::temp_dir().join(format!("syncws-{test}-{}", std::process::id()));
