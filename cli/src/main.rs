@@ -95,10 +95,10 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the file].
         #[arg(long)]
         listen: Option<String>,
-        /// Upstream `ws://host:port[/path]` or `wss://host:port[/path]`,
-        /// optionally `,weight=N` (repeatable). A `wss://` upstream is
-        /// dialled over TLS (connections and health checks), never in
-        /// plaintext.
+        /// Upstream `ws://host:port[/path]`, `wss://host:port[/path]` or
+        /// `ws+unix:///path/to.sock[:/path]`, optionally `,weight=N`
+        /// (repeatable). A `wss://` upstream is dialled over TLS
+        /// (connections and health checks), never in plaintext.
         #[arg(long = "upstream", short = 'u', value_name = "URL[,weight=N]", value_parser = proxy::Upstream::parse)]
         upstreams: Vec<proxy::Upstream>,
         /// For wss:// upstreams: trust only the CA certificates in this PEM

@@ -29,7 +29,9 @@
 //!
 //! The client's path is appended to the upstream URL's path (`ws://u/app`
 //! and a request for `/chat?x` go to `ws://u/app/chat?x`); the upstream's
-//! scheme is kept, so a `wss://` upstream is dialled over TLS. Headers are
+//! scheme is kept, so a `wss://` upstream is dialled over TLS and a
+//! `ws+unix:///run/app.sock:/app` upstream over its Unix socket (the
+//! client's path joined to `/app`). Headers are
 //! forwarded except the hop-by-hop and handshake ones; `Host` and `Origin`
 //! are forwarded as the client sent them, so the upstream can apply its own
 //! Origin check. With `x_forwarded_for`, the client's address is appended to
@@ -72,7 +74,8 @@ use syncws::{
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// `ws://host:port[/base]` or `wss://host:port[/base]`.
+    /// `ws://host:port[/base]`, `wss://host:port[/base]` or
+    /// `ws+unix:///path/to.sock[:/base]`.
     pub url: String,
     /// Share of the connections, relative to the others (at least 1).
     pub weight: u32,
@@ -178,7 +181,8 @@ pub struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
-    /// `ws://host:port[/base]` or `wss://host:port[/base]`.
+    /// `ws://host:port[/base]`, `wss://host:port[/base]` or
+    /// `ws+unix:///path/to.sock[:/base]`.
     pub url: String,
     /// Share of the connections (default 1).
     pub weight: Option<u32>,
@@ -761,6 +765,11 @@ mod tests {
         assert_eq!(join(&secure, "/chat?x=1"), "wss://a/app/chat?x=1");
         assert!(super::join(&secure, "/chat").secure);
         assert_eq!(join(&WsUrl::parse("wss://[::1]:9443").unwrap(), "/c"), "wss://[::1]:9443/c");
+        // A Unix socket stays the socket; only the request path grows.
+        let unix = WsUrl::parse("ws+unix:///run/app.sock:/app").unwrap();
+        assert_eq!(join(&unix, "/chat?x=1"), "ws+unix:///run/app.sock:/app/chat?x=1");
+        assert_eq!(super::join(&unix, "/").unix_socket.as_deref(), Some(Path::new("/run/app.sock")));
+        assert_eq!(Upstream::parse("ws+unix:///run/app.sock:/app,weight=2").unwrap().weight, 2);
     }
 
     #[test]

@@ -329,6 +329,40 @@ fn a_wss_upstream_is_checked_and_proxied_over_tls_trusting_the_given_ca() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `ws+unix://` upstream: the proxy connects to its socket, and the
+/// client's path is joined to the URL's request path.
+#[cfg(unix)]
+#[test]
+fn a_ws_unix_upstream_is_reached_over_its_socket() {
+    init_log();
+    let dir = std::env::temp_dir().join(format!("syncws-proxy-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("up.sock");
+    let _ = std::fs::remove_file(&sock);
+    let (tx, events) = unbounded();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let upstream = syncws::serve_unix(listener, Config::default(), move |server| {
+        server.set_callback_ws(Box::new(Tagger { tag: "U", sender: None, events: tx.clone() }))
+    })
+    .unwrap();
+    let spec = format!("ws+unix://{}:/base", sock.display());
+    let p = proxy(ProxyOptions::new("127.0.0.1:0", vec![Upstream::parse(&spec).unwrap()])).unwrap();
+    let url = format!("ws://{}/chat", p.local_addr());
+    let (tag, echoed) = within("a connection to a ws+unix upstream", move || {
+        let (mut ws, _) = connect(&url, None).unwrap();
+        let tag = first_tag(&mut ws);
+        ws.send(OwnedMessage::Text("over a unix socket".into())).unwrap();
+        let echoed = ws.read().unwrap();
+        close(ws);
+        (tag, echoed)
+    });
+    assert_eq!((tag.as_str(), echoed), ("tag:U", OwnedMessage::Text("over a unix socket".into())));
+    assert_eq!(recv(&events, "the request at the upstream"), "request /base/chat xff -");
+    p.shutdown();
+    upstream.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An upstream that accepts one WebSocket upgrade, then reads nothing until
 /// `go` says so; reports whether the proxy ended the connection (EOF)
 /// within `limit` after that.
