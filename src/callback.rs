@@ -133,9 +133,23 @@ pub struct WsHandshake {
 }
 
 impl WsHandshake {
-    /// The default handshake response for an upgrade request: validates it
-    /// (RFC 6455 §4.2.1) and answers 101 with `Sec-WebSocket-Accept`. It
-    /// chooses no subprotocol.
+    /// Builds the *response* to an upgrade request: the default
+    /// `101 Switching Protocols`, after checking the request (RFC 6455
+    /// §4.2.1). Despite its name, it builds no request: the name is the
+    /// one of wenmeng, the library syncws follows; it is
+    /// [`handshake::server::build_response`](server::build_response).
+    ///
+    /// The 101 has `Upgrade`, `Connection` and `Sec-WebSocket-Accept`, and
+    /// chooses no subprotocol: to choose one, add a
+    /// `Sec-WebSocket-Protocol` header naming one of
+    /// [`Request::protocols`]. Use it in [`WsTrait::on_request`] or the
+    /// callback of [`accept_with`](crate::accept_with), which check the
+    /// 101 they return before sending it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] with the status to refuse the request with
+    /// (400, 405 or 426) if it is not a valid upgrade request.
     ///
     /// ```
     /// use syncws::{Request, WsHandshake};
@@ -148,7 +162,13 @@ impl WsHandshake {
     /// let resp = WsHandshake::build_request(&req).unwrap();
     /// assert_eq!(resp.status, 101);
     /// assert_eq!(resp.headers.get("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    ///
+    /// // Choosing a subprotocol the client offered.
+    /// req.headers.append("Sec-WebSocket-Protocol", "chat.v1, chat.v2");
+    /// let resp = WsHandshake::build_request(&req).unwrap().with_header("Sec-WebSocket-Protocol", "chat.v2");
+    /// syncws::handshake::server::check_response(&req, &resp).unwrap();
     /// ```
+    #[doc(alias = "build_response")]
     pub fn build_request(req: &Request) -> Result<Response> {
         server::build_response(req)
     }

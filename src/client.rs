@@ -1,5 +1,5 @@
-//! [`Client`]: connect to a `ws://` URL, then run callbacks or use the plain
-//! blocking API.
+//! [`Client`]: connect to a `ws://`, `wss://` or `ws+unix://` URL, then run
+//! callbacks or use the plain blocking API.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -10,7 +10,7 @@ use log::{debug, info};
 use crate::callback::{WsHandshake, WsTrait};
 use crate::config::Config;
 use crate::conn::runner;
-use crate::conn::{read_exact_into, read_head, Connection, WebSocket};
+use crate::conn::{read_exact_into, read_head, Connection, Opened, WebSocket};
 use crate::error::{Error, Phase, Result};
 use crate::handshake::client as hs;
 use crate::handshake::{Headers, Request, Response, WsUrl};
@@ -21,6 +21,9 @@ use crate::transport::Transport;
 /// Why a `wss://` URL is refused without the `tls` feature.
 const NO_TLS: &str =
     "wss:// needs TLS, which this build of syncws does not have (feature `tls`); refusing to connect in plaintext";
+
+/// Why a `ws+unix://` URL is refused off Unix.
+const NO_UNIX: &str = "ws+unix:// URLs need Unix domain sockets, which this platform does not have";
 
 /// Builds a [`Client`]: URL, timeouts, headers, subprotocols, [`Config`].
 ///
@@ -46,24 +49,39 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The server to connect to: `ws://host[:port][/path][?query]` or
-    /// `wss://...`.
+    /// The server to connect to: `ws://host[:port][/path][?query]`,
+    /// `wss://...`, or `ws+unix:///path/to.sock:/request/path` for a Unix
+    /// socket (see [`WsUrl::parse`]).
     ///
     /// `wss://` needs the `tls` feature; without it the URL is refused with
     /// [`Error::Url`]: sending in plaintext what the URL says must be
     /// encrypted would be worse than failing. With it, the connection is
     /// TLS (see `ClientBuilder::tls_config` for the default
     /// trust roots), and fails rather than falls back to plaintext.
+    ///
+    /// `ws+unix://` works on Unix only (elsewhere [`Error::Url`]); the
+    /// request's `Host` is `localhost`.
+    ///
+    /// ```no_run
+    /// let mut client = syncws::Client::builder().url("ws+unix:///run/app.sock:/chat")?.connect()?;
+    /// client.send("hello".into())?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
     pub fn url(mut self, url: &str) -> Result<Self> {
         let url = WsUrl::parse(url)?;
         if url.secure && cfg!(not(feature = "tls")) {
             return Err(Error::Url(NO_TLS.into()));
+        }
+        if url.unix_socket.is_some() && cfg!(not(unix)) {
+            return Err(Error::Url(NO_UNIX.into()));
         }
         self.url = Some(url);
         Ok(self)
     }
 
     /// Deadline for the TCP connection; default [`Config::handshake_timeout`].
+    /// Connecting to a Unix socket (`ws+unix://`) has none: it does not
+    /// wait on the network.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
@@ -127,6 +145,9 @@ impl ClientBuilder {
     pub fn connect(self) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
+        if let Some(path) = url.unix_socket.clone() {
+            return self.connect_unix(&path);
+        }
         let timeout = self.connect_timeout.unwrap_or(self.config.handshake_timeout);
         let stream = connect_tcp(&url.socket_addr_string(), timeout)?;
         if url.secure {
@@ -149,6 +170,18 @@ impl ClientBuilder {
     #[cfg(not(feature = "tls"))]
     fn connect_tls(self, _stream: TcpStream) -> Result<Client> {
         Err(Error::Url(NO_TLS.into()))
+    }
+
+    /// Connects to the Unix socket of a `ws+unix://` URL.
+    #[cfg(unix)]
+    fn connect_unix(self, path: &std::path::Path) -> Result<Client> {
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| Error::from_io(e, Phase::Connect))?;
+        self.connect_on(stream)
+    }
+
+    #[cfg(not(unix))]
+    fn connect_unix(self, _path: &std::path::Path) -> Result<Client> {
+        Err(Error::Url(NO_UNIX.into()))
     }
 
     /// Performs the handshake over an already connected stream (for
@@ -193,7 +226,9 @@ impl ClientBuilder {
         }
         let protocol = hs::check_response(&response, &key, &self.protocols)?;
         info!("connected to {}{} ({:?})", url.host_header(), url.path, addr);
-        let ws = WebSocket::new(Connection::open(reader, writer, buf, Role::Client, &self.config)?);
+        let conn = Connection::open(reader, writer, buf, Role::Client, &self.config)?;
+        let opened = Opened { request: request.clone(), protocol: protocol.clone(), peer_addr: addr };
+        let ws = WebSocket::new(conn, opened);
         Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
     }
 }
@@ -253,7 +288,9 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// Connects to `url` with the defaults.
+    /// Connects to `url` with the defaults: `ws://`, `wss://` (feature
+    /// `tls`) or `ws+unix:///path/to.sock:/request/path` (see
+    /// [`ClientBuilder::url`]).
     pub fn connect(url: &str) -> Result<Client> {
         Client::builder().url(url)?.connect()
     }
@@ -266,6 +303,16 @@ impl Client {
     /// The server's handshake response.
     pub fn response(&self) -> &Response {
         &self.response
+    }
+
+    /// The upgrade request this client sent.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The server's address, if the transport has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.addr
     }
 
     /// Runs `callback` when [`wait_ws_operate`](Client::wait_ws_operate)
@@ -308,6 +355,12 @@ impl Client {
         self.ws()?.read()
     }
 
+    /// Reads the next message if one completes within `timeout`, `Ok(None)`
+    /// if none did; see [`WebSocket::read_timeout`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.ws()?.read_timeout(timeout)
+    }
+
     /// Sends a message; see [`WebSocket::send`].
     pub fn send(&mut self, msg: OwnedMessage) -> Result<()> {
         self.ws()?.send(msg)
@@ -318,7 +371,10 @@ impl Client {
         self.ws()?.close(code, reason)
     }
 
-    /// The connection as a plain [`WebSocket`].
+    /// The connection as a plain [`WebSocket`], which keeps the request this
+    /// client sent, the subprotocol the server chose and the server's
+    /// address ([`WebSocket::request`], [`WebSocket::protocol`],
+    /// [`WebSocket::peer_addr`]).
     pub fn into_websocket(mut self) -> Result<WebSocket> {
         self.ws.take().ok_or(Error::AlreadyClosed)
     }

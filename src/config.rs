@@ -38,6 +38,21 @@ pub enum OriginPolicy {
     Any,
     /// Accept a request only if its `Origin` host (and port) equals its
     /// `Host` header. The default.
+    ///
+    /// It refuses (403) what a newcomer's first test page often is: a page
+    /// served from another port (a dev server on `localhost:3000` talking
+    /// to `ws://localhost:8080`), a page opened from a file (`file://`,
+    /// sent as `Origin: null`), and a page opened as `localhost` talking to
+    /// `ws://127.0.0.1:...` (two different hosts to the browser). Name such
+    /// origins with [`AllowList`](OriginPolicy::AllowList), or use
+    /// [`Any`](OriginPolicy::Any) while developing; the 403's body says
+    /// which origin was refused.
+    ///
+    /// ```
+    /// use syncws::{Config, OriginPolicy};
+    /// let dev = Config::default().origin(OriginPolicy::AllowList(vec!["http://localhost:3000".into()]));
+    /// # dev.validate().unwrap();
+    /// ```
     SameHost,
     /// Accept only these origins, compared case-insensitively with the whole
     /// header value (e.g. `"https://example.com"`).
@@ -125,7 +140,9 @@ pub struct Config {
     /// message, not through this buffer.
     pub read_buffer_size: usize,
     /// Which `Origin` headers the server accepts. Default
-    /// [`OriginPolicy::SameHost`].
+    /// [`OriginPolicy::SameHost`]: a browser page from another host or
+    /// port, or opened from `file://`, is refused with 403 (see there);
+    /// non-browser clients send no `Origin` and pass.
     pub origin: OriginPolicy,
     /// Most bytes the whole process holds for peers: buffers of messages
     /// still arriving (fragmented, or larger than the read buffer) and

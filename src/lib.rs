@@ -35,8 +35,19 @@
 //! - entry points: [`Server`] (one connection, HTTP and WebSocket),
 //!   [`Listener`] (accept loop, caps, graceful shutdown), [`Acceptor`] (an
 //!   accept loop that survives running out of descriptors and threads),
-//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`] or
-//!   [`Client::into_websocket`].
+//!   [`Client`], and the plain blocking [`WebSocket`] from [`accept`],
+//!   [`accept_with`] (the application answers the upgrade) or
+//!   [`Client::into_websocket`], with a timed read
+//!   ([`WebSocket::read_timeout`]) for loops that do other work too;
+//! - behind another HTTP server: [`upgrade()`] takes a request it parsed,
+//!   the bytes it read past it and the stream (Node's `handleUpgrade`);
+//!   [`upgrade_response`] and [`WebSocket::from_upgraded`] for a server
+//!   that writes the 101 itself; [`transport::Unsplit`] for a stream that
+//!   is only `Read + Write + Send` (single-threaded API, no deadlines);
+//! - Unix domain sockets (on Unix): `UnixStream` is a [`Transport`], so
+//!   [`accept`] and [`Server::new`] take it; `serve_unix` serves a
+//!   `UnixListener`; clients connect to
+//!   `ws+unix:///path/to.sock:/request/path`.
 //!
 //! # A connection's life
 //!
@@ -128,7 +139,7 @@
 //! nor at `trace`.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
-// comment: `send_dontwait` and `read_uninit` in transport.rs, and setting a
+// comment: `send_dontwait` and `read_uninit` in transport/socket.rs, and setting a
 // message's length after such a read (`Assembler::assume_init`).
 #![deny(unsafe_code)]
 
@@ -148,6 +159,9 @@ mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
+#[cfg(unix)]
+mod unix;
+mod upgrade;
 
 pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
@@ -159,9 +173,19 @@ pub use handshake::{Headers, Request, Response};
 pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
-pub use server::{accept, accept_with_config, Server};
+pub use server::{accept, accept_with, accept_with_config, Server};
 pub use stats::{Closed, Metrics, Refused, Stats};
 pub use transport::Transport;
+#[cfg(unix)]
+pub use unix::{serve_unix, UnixRunning};
+pub use upgrade::{upgrade, upgrade_response};
+
+/// The README's Rust blocks, compiled as doctests so that they fail the
+/// build when they drift from the API. Blocks that need the `tls` feature
+/// gate their code on it.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The channel crate whose `Receiver` [`WsOption::set_receiver`] takes,
 /// re-exported so its version always matches.

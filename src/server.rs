@@ -11,12 +11,12 @@ use log::{debug, info, warn};
 use crate::callback::{HttpTrait, WsHandshake, WsTrait};
 use crate::config::Config;
 use crate::conn::runner;
-use crate::conn::{read_exact_into, read_head, Connection, Sender, WebSocket};
+use crate::conn::{read_exact_into, read_head, Connection, Opened, Sender, WebSocket};
 use crate::error::{Error, Phase, Result};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
 use crate::stats::{Counters, Refusal};
-use crate::transport::{ReadHalf, Transport, WriteHalf};
+use crate::transport::{ReadHalf, Released, Transport, WriteHalf};
 
 /// Where a listener learns about a connection it may have to close.
 #[derive(Default)]
@@ -246,19 +246,33 @@ impl Server {
 
     /// Sets up the connection after a 101. Not inlined: its temporaries
     /// stay out of the frames that last as long as the connection.
+    ///
+    /// Its frame sits under the connection's construction, the deepest
+    /// call of a connection thread (whose stack pages, once touched, stay
+    /// resident: `tests/idle_memory.rs`), so the handshake handed to
+    /// `on_open` is built in a frame of its own, [`handshake`](Self::handshake),
+    /// after it.
     #[inline(never)]
-    fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
-        let Upgrade { reader, writer, leftover, request, response } = *upgrade;
+    fn open_ws(&mut self, mut upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
+        let reader = std::mem::replace(&mut upgrade.reader, Box::new(Released));
+        let writer = std::mem::replace(&mut upgrade.writer, Box::new(Released));
+        let leftover = std::mem::take(&mut upgrade.leftover);
         let metrics = Arc::clone(&self.metrics);
         let mut conn = Connection::open_counted(reader, writer, leftover, Role::Server, &self.config, metrics)?;
         let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         }
+        Ok((conn, self.handshake(sender, upgrade)))
+    }
+
+    /// What `on_open` is handed, from the upgrade's request and response.
+    #[inline(never)]
+    fn handshake(&self, sender: Sender, upgrade: Box<Upgrade>) -> Box<WsHandshake> {
+        let Upgrade { request, response, .. } = *upgrade;
         let protocol = response.headers.get("sec-websocket-protocol").map(str::to_owned);
         info!("websocket open: {} from {:?}", request.path, self.addr);
-        let shake = WsHandshake { sender: sender.clone(), request, response, addr: self.addr, protocol };
-        Ok((conn, Box::new(shake)))
+        Box::new(WsHandshake { sender, request, response, addr: self.addr, protocol })
     }
 }
 
@@ -289,7 +303,7 @@ fn read_body(
 /// Answers a failed request with its status and hands the error back. An I/O
 /// error gets no answer, nor does a deadline that expired before the peer
 /// sent anything (`started` is false then).
-fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
+pub(crate) fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
     if answered(&err, started) {
         debug!("refusing request: {err}");
         let _ = write_response(writer, &hs::refusal(&err));
@@ -340,7 +354,7 @@ fn check_upgrade(req: &Request, config: &Config, metrics: &Counters) -> Result<(
     Ok(())
 }
 
-fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
+pub(crate) fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body.len());
     resp.write_to(&mut out);
     writer.write_all(&out).map_err(|e| Error::from_io(e, Phase::Write))
@@ -351,33 +365,139 @@ fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
 /// returns the connection.
 ///
 /// Refused requests are answered (400, 403, 426, ...) and returned as
-/// [`Error::Handshake`].
+/// [`Error::Handshake`]. A browser page from another origin is refused
+/// with 403 by the default [`OriginPolicy::SameHost`](crate::OriginPolicy::SameHost):
+/// see [`Config::origin`](crate::Config::origin).
+///
+/// To look at the request first, choose a subprotocol or refuse it, use
+/// [`accept_with`]; the connection keeps the request either way
+/// ([`WebSocket::request`]).
 pub fn accept<T: Transport>(stream: T) -> Result<WebSocket> {
     accept_with_config(stream, Config::default())
 }
 
 /// [`accept`] with a [`Config`].
-///
-/// Refusals and the connection count in the process-wide counters,
-/// [`Metrics::global`](crate::Metrics::global).
 pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<WebSocket> {
+    accept_with(stream, config, WsHandshake::build_request)
+}
+
+/// [`accept_with_config`], with `on_request` choosing the answer to the
+/// upgrade request: what tungstenite's `accept_hdr` and Python websockets'
+/// `process_request` do, and [`WsTrait::on_request`] for [`Server`].
+///
+/// `on_request` sees the request (path and query, headers such as
+/// `Cookie` or `Authorization`, the offered [`Request::protocols`]) after
+/// it passed the checks of [`accept`] (a valid upgrade, an allowed
+/// `Origin` per [`Config::origin`](crate::Config::origin)), and returns:
+///
+/// - the `101 Switching Protocols` to accept it: build it with
+///   [`WsHandshake::build_request`] (the default answer), and add a
+///   `Sec-WebSocket-Protocol` header naming one of the offered protocols to
+///   choose it, or headers such as `Set-Cookie`. It is checked before it is
+///   sent ([`finish_response`](crate::handshake::server::finish_response)):
+///   an invalid one (a protocol the client did not offer, a wrong
+///   `Sec-WebSocket-Accept`, an extension) is never sent; the client gets
+///   a 500 and this function [`Error::Handshake`] with status 500;
+/// - any other response to refuse it (401, 403, 404, a redirect...): it is
+///   written as given (with `Connection: close` added if missing), the
+///   connection is closed, and this function returns [`Error::Handshake`]
+///   with its status;
+/// - or an error, answered with the status of [`refusal`](crate::handshake::server::refusal)
+///   (an [`Error::Handshake`]'s own, 500 for most others) and returned
+///   as it was.
+///
+/// The callback runs on the calling thread; a panic in it is not caught.
+///
+/// The connection, and the refusals of the config's checks, count in the
+/// process-wide counters, [`Metrics::global`](crate::Metrics::global)
+/// (as with [`accept`] and [`accept_with_config`]).
+///
+/// ```no_run
+/// use syncws::{Config, Response, WsHandshake};
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+/// let (stream, _) = listener.accept()?;
+/// let ws = syncws::accept_with(stream, Config::default(), |req| {
+///     if req.path != "/chat" {
+///         return Ok(Response::text(404, "no such endpoint\n"));
+///     }
+///     if req.header("authorization") != Some("Bearer let-me-in") {
+///         return Ok(Response::text(401, "a token is needed\n").with_header("WWW-Authenticate", "Bearer"));
+///     }
+///     let mut resp = WsHandshake::build_request(req)?; // the default 101
+///     if req.protocols().contains(&"chat.v2") {
+///         resp.headers.insert("Sec-WebSocket-Protocol", "chat.v2");
+///     }
+///     Ok(resp)
+/// })?;
+/// println!("{} on {} speaks {:?}", ws.request().path, ws.peer_addr().unwrap(), ws.protocol());
+/// # Ok::<(), syncws::Error>(())
+/// ```
+#[doc(alias = "accept_hdr")]
+#[doc(alias = "process_request")]
+pub fn accept_with<T, F>(stream: T, config: Config, on_request: F) -> Result<WebSocket>
+where
+    T: Transport,
+    F: FnOnce(&Request) -> Result<Response>,
+{
     let metrics = Counters::global();
     config.validate()?;
+    let peer_addr = stream.peer_addr();
     let (mut reader, mut writer) = stream.split()?;
     writer.set_write_timeout(Some(config.write_timeout))?;
     let mut buf = Vec::new();
     let deadline = Instant::now() + config.handshake_timeout;
     let head = read_head(&mut *reader, &mut buf, deadline, &mut |b| Request::parse(b, &config));
-    let req = match head {
+    let request = match head {
         Ok(Some(req)) => req,
         Ok(None) => return Err(Error::ConnectionClosed),
         Err(e) => return Err(refuse_head(&mut *writer, e, !buf.is_empty(), metrics)),
     };
-    let resp = check_upgrade(&req, &config, metrics).and_then(|()| hs::build_response(&req));
-    let resp = match resp {
+    let resp = match plain_upgrade_response(&request, &config, metrics, on_request) {
         Ok(resp) => resp,
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };
+    if resp.status != 101 {
+        return Err(refused_by_application(&mut *writer, resp));
+    }
     write_response(&mut *writer, &resp)?;
-    Ok(WebSocket::new(Connection::open(reader, writer, buf, Role::Server, &config)?))
+    let protocol = resp.header("sec-websocket-protocol").map(str::to_owned);
+    let conn = Connection::open(reader, writer, buf, Role::Server, &config)?;
+    Ok(WebSocket::new(conn, Opened { request, protocol, peer_addr }))
+}
+
+/// The answer of the plain API to an upgrade request: the checks of the
+/// config (their refusals counted in `metrics`), then the application's,
+/// then the check of its 101.
+fn plain_upgrade_response<F>(req: &Request, config: &Config, metrics: &Counters, on_request: F) -> Result<Response>
+where
+    F: FnOnce(&Request) -> Result<Response>,
+{
+    check_upgrade(req, config, metrics)?;
+    hs::finish_response(req, on_request(req)?)
+}
+
+/// Writes the application's refusal of an upgrade, closes the connection,
+/// and says so as an error with its status.
+fn refused_by_application(writer: &mut dyn WriteHalf, mut resp: Response) -> Error {
+    if resp.headers.get("connection").is_none() {
+        resp.headers.insert("Connection", "close");
+    }
+    debug!("upgrade refused by the application with {}", resp.status);
+    let written = write_response(writer, &resp);
+    writer.shutdown(Shutdown::Both);
+    if let Err(e) = written {
+        return e;
+    }
+    let text = String::from_utf8_lossy(&resp.body);
+    let first = text.lines().next().unwrap_or("").trim();
+    let mut cut = first.len().min(200);
+    while !first.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = match &first[..cut] {
+        "" => "the application refused the upgrade".to_owned(),
+        said => format!("the application refused the upgrade: {said}"),
+    };
+    Error::handshake(resp.status, reason)
 }

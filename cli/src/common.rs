@@ -53,9 +53,11 @@ pub struct Limits {
     /// Stack size of each connection thread, in bytes (default 128 KiB).
     #[arg(long, value_name = "BYTES")]
     pub thread_stack_size: Option<usize>,
-    /// Accepted `Origin` headers: `any`, `same-host`, or a comma-separated
-    /// list of origins such as `http://localhost:8080` (default: same-host;
-    /// for the proxy: any, leaving the check to the upstream).
+    /// Accepted `Origin` headers of browser pages: `any`, `same-host`, or a
+    /// comma-separated list of origins such as `http://localhost:3000`
+    /// (default: same-host, which refuses with 403 a page from another port,
+    /// from file:// or from localhost when the URL says 127.0.0.1; for the
+    /// proxy: any, leaving the check to the upstream).
     #[arg(long, value_name = "POLICY", value_parser = parse_origin)]
     pub origin: Option<OriginPolicy>,
     /// Most bytes the whole server holds for peers (messages still arriving,

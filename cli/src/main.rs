@@ -26,6 +26,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Echo server: sends every message back to its sender.
+    ///
+    /// Browser pages: by default (`--origin same-host`) only a page served
+    /// from this server's own host and port may connect. A page from another
+    /// port (a dev server on localhost:3000), one opened from a file
+    /// (file://, sent as `Origin: null`), or one opened as localhost while
+    /// the WebSocket URL says 127.0.0.1 is refused with 403. Allow such pages
+    /// with `--origin http://localhost:3000` (a comma-separated list) or, while
+    /// developing, `--origin any`. Clients that are not browsers send no
+    /// Origin and always connect.
     Echo {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8081")]
@@ -88,11 +97,22 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the file].
         #[arg(long)]
         listen: Option<String>,
-        /// Upstream `ws://host:port[/path]`, optionally `,weight=N` (repeatable).
+        /// Upstream `ws://host:port[/path]`, `wss://host:port[/path]` or
+        /// `ws+unix:///path/to.sock[:/path]`, optionally `,weight=N`
+        /// (repeatable). A `wss://` upstream is dialled over TLS
+        /// (connections and health checks), never in plaintext.
         #[arg(long = "upstream", short = 'u', value_name = "URL[,weight=N]", value_parser = proxy::Upstream::parse)]
         upstreams: Vec<proxy::Upstream>,
+        /// For wss:// upstreams: trust only the CA certificates in this PEM
+        /// file (a private CA, or a self-signed upstream certificate)
+        /// instead of the built-in Mozilla roots. An upstream whose
+        /// certificate is not trusted is unreachable: the client gets 502
+        /// and the reason is logged.
+        #[arg(long, value_name = "PEM")]
+        upstream_tls_ca: Option<PathBuf>,
         /// TOML file with `listen`, `x_forwarded_for`, `check_interval`,
-        /// `fail_timeout` and `[[upstream]]` tables (`url`, `weight`).
+        /// `fail_timeout`, `upstream_tls_ca` (relative to the file's folder)
+        /// and `[[upstream]]` tables (`url`, `weight`).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Append the client's address to `X-Forwarded-For`.
@@ -253,6 +273,7 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Proxy {
             listen,
             upstreams,
+            upstream_tls_ca,
             config,
             x_forwarded_for,
             check_interval,
@@ -261,13 +282,14 @@ fn run(command: Command) -> Result<u8, String> {
             limits,
             http,
         } => {
-            let file = match config {
+            let (file, file_dir) = match config {
                 Some(path) => {
                     let text =
                         std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                    let file = proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    (file, path.parent().map(PathBuf::from).unwrap_or_default())
                 }
-                None => proxy::FileConfig::default(),
+                None => (proxy::FileConfig::default(), PathBuf::new()),
             };
             let mut ups = file.upstreams()?;
             ups.extend(upstreams);
@@ -285,6 +307,10 @@ fn run(command: Command) -> Result<u8, String> {
                 (None, None) => opts.fail_timeout,
             };
             opts.connect_timeout = connect_timeout;
+            if let Some(ca) = upstream_tls_ca.or_else(|| file.upstream_tls_ca(&file_dir)) {
+                let tls = syncws_cli::client::tls_config_trusting(&ca).map_err(|e| format!("--upstream-tls-ca {e}"))?;
+                opts.upstream_tls = Some(tls);
+            }
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
             opts.http = http;
             let signals = termination_signals()?;

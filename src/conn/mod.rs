@@ -18,4 +18,5 @@ mod write;
 pub(crate) use head::{read_exact_into, read_head};
 pub(crate) use lifecycle::Connection;
 pub use sender::Sender;
+pub(crate) use socket::Opened;
 pub use socket::{WebSocket, WsReader, WsWriter};

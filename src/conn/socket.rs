@@ -2,6 +2,9 @@
 //! `send()` instead of callbacks, and its split into [`WsReader`] and a
 //! cloneable [`WsWriter`].
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 #[cfg(doc)]
 use crate::config::Config;
 use crate::conn::lifecycle::Connection;
@@ -9,8 +12,14 @@ use crate::conn::read::Read;
 use crate::conn::state::State;
 use crate::conn::write::WriteSide;
 use crate::error::{Error, Result};
+use crate::handshake::Request;
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 use crate::protocol::Role;
+
+/// The shortest wait of [`WsReader::read_timeout`]: the finest read
+/// timeout the read side sets, so that even a zero timeout looks at the
+/// socket once.
+const MIN_TIMED_WAIT: Duration = Duration::from_millis(1);
 
 /// A WebSocket connection after its handshake, used with blocking calls.
 ///
@@ -39,6 +48,23 @@ pub struct WebSocket {
 /// The reading half of a [`WebSocket`].
 pub struct WsReader {
     conn: Box<Connection>,
+    /// What the handshake settled. Boxed and kept here rather than in the
+    /// [`Connection`]: only the plain API has accessors for it, and the
+    /// callback runner's connections, the ones that sit idle by the
+    /// thousand, do not pay for it.
+    opened: Box<Opened>,
+}
+
+/// What the handshake of a plain [`WebSocket`] settled: the request, the
+/// subprotocol agreed on, the peer's address.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The upgrade request (on a client: the request it sent).
+    pub(crate) request: Request,
+    /// The subprotocol agreed on, if any.
+    pub(crate) protocol: Option<String>,
+    /// The peer's address, if the transport has one.
+    pub(crate) peer_addr: Option<SocketAddr>,
 }
 
 /// The writing half of a [`WebSocket`]: `Clone + Send`, so several threads
@@ -50,13 +76,22 @@ pub struct WsWriter {
 
 impl std::fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSocket").field("role", &self.reader.conn.role).finish()
+        f.debug_struct("WebSocket")
+            .field("role", &self.reader.conn.role)
+            .field("path", &self.reader.opened.request.path)
+            .field("protocol", &self.reader.opened.protocol)
+            .field("peer_addr", &self.reader.opened.peer_addr)
+            .finish()
     }
 }
 
 impl std::fmt::Debug for WsReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsReader").field("role", &self.conn.role).finish()
+        f.debug_struct("WsReader")
+            .field("role", &self.conn.role)
+            .field("path", &self.opened.request.path)
+            .field("peer_addr", &self.opened.peer_addr)
+            .finish()
     }
 }
 
@@ -67,14 +102,36 @@ impl std::fmt::Debug for WsWriter {
 }
 
 impl WebSocket {
-    pub(crate) fn new(conn: Box<Connection>) -> Self {
+    /// A plain connection over `conn`, whose handshake settled `opened`.
+    pub(crate) fn new(conn: Box<Connection>, opened: Opened) -> Self {
         let writer = WsWriter { write: conn.write.clone() };
-        WebSocket { reader: WsReader { conn }, writer }
+        WebSocket { reader: WsReader { conn, opened: Box::new(opened) }, writer }
     }
 
     /// Reads the next message. See [`WsReader::read`].
     pub fn read(&mut self) -> Result<OwnedMessage> {
         self.reader.read()
+    }
+
+    /// Reads the next message if one completes within `timeout`. See
+    /// [`WsReader::read_timeout`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.reader.read_timeout(timeout)
+    }
+
+    /// The upgrade request. See [`WsReader::request`].
+    pub fn request(&self) -> &Request {
+        self.reader.request()
+    }
+
+    /// The subprotocol agreed on. See [`WsReader::protocol`].
+    pub fn protocol(&self) -> Option<&str> {
+        self.reader.protocol()
+    }
+
+    /// The peer's address. See [`WsReader::peer_addr`].
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.reader.peer_addr()
     }
 
     /// Sends a message. See [`WsWriter::send`].
@@ -123,20 +180,7 @@ impl WsReader {
     /// timeout kept while waiting. A protocol violation by the peer is
     /// answered with the right close code and returned as an error.
     pub fn read(&mut self) -> Result<OwnedMessage> {
-        match self.conn.state() {
-            State::Open | State::CloseSent => {}
-            State::Ended => {
-                self.conn.report();
-                return Err(Error::ConnectionClosed);
-            }
-            // A write on another thread failed, and reported why.
-            State::Failed => {
-                self.conn.end();
-                self.conn.report();
-                return Err(Error::AlreadyClosed);
-            }
-            State::CloseReceived | State::Closed | State::Reported => return Err(Error::AlreadyClosed),
-        }
+        self.readable()?;
         loop {
             match self.conn.next(None) {
                 Ok(Read::Message(msg)) => return self.handle(msg),
@@ -144,6 +188,92 @@ impl WsReader {
                 Ok(Read::Deadline) => {}
                 Err(e) => return Err(self.fail(e)),
             }
+        }
+    }
+
+    /// Reads the next message if one completes within `timeout`; `Ok(None)`
+    /// if none did: nothing is wrong with the connection, call again.
+    ///
+    /// For loops that must also do other work on the same thread (a game
+    /// tick, a GUI event loop, a poll of other sources). Everything
+    /// [`read`](WsReader::read) does goes on meanwhile: Pings are answered,
+    /// keepalive pings sent and the idle and close deadlines kept, whether
+    /// they fall inside one call or across several. The bytes of a message
+    /// that has only partly arrived are kept, and the message is returned
+    /// whole by the call during which its last byte arrives.
+    ///
+    /// A `timeout` under a millisecond waits a millisecond, so that the
+    /// socket is read at least once; on a loaded machine the call may
+    /// return later than `timeout`, as any timed wait may.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # fn demo(mut ws: syncws::WebSocket) -> syncws::Result<()> {
+    /// loop {
+    ///     match ws.read_timeout(Duration::from_millis(16))? {
+    ///         Some(msg) => println!("got {msg:?}"),
+    ///         None => { /* nothing yet: draw the next frame, poll input... */ }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](WsReader::read): a failed connection, or one that ended
+    /// ([`Error::ConnectionClosed`] after the peer's Close was returned),
+    /// never a timeout of the caller's.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<OwnedMessage>> {
+        self.readable()?;
+        // A timeout too far ahead to represent waits for ever, as `read`.
+        let until = Instant::now().checked_add(timeout.max(MIN_TIMED_WAIT));
+        match self.conn.next(until) {
+            Ok(Read::Message(msg)) => self.handle(msg).map(Some),
+            Ok(Read::Deadline) => Ok(None),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The upgrade request: its path (with the query), headers such as
+    /// `Origin`, `Cookie` or `Authorization`. On a client, the request it
+    /// sent.
+    ///
+    /// ```no_run
+    /// let (stream, _) = std::net::TcpListener::bind("127.0.0.1:9001")?.accept()?;
+    /// let ws = syncws::accept(stream)?;
+    /// println!("{} asked for {}", ws.peer_addr().unwrap(), ws.request().path);
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn request(&self) -> &Request {
+        &self.opened.request
+    }
+
+    /// The subprotocol agreed on in the handshake (the
+    /// `Sec-WebSocket-Protocol` of the 101), if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.opened.protocol.as_deref()
+    }
+
+    /// The peer's address, if the transport has one (TCP and TLS do).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.opened.peer_addr
+    }
+
+    /// Whether a read may go on; the error to return if not.
+    fn readable(&mut self) -> Result<()> {
+        match self.conn.state() {
+            State::Open | State::CloseSent => Ok(()),
+            State::Ended => {
+                self.conn.report();
+                Err(Error::ConnectionClosed)
+            }
+            // A write on another thread failed, and reported why.
+            State::Failed => {
+                self.conn.end();
+                self.conn.report();
+                Err(Error::AlreadyClosed)
+            }
+            State::CloseReceived | State::Closed | State::Reported => Err(Error::AlreadyClosed),
         }
     }
 

@@ -13,13 +13,18 @@ use super::accept::check_101;
 use super::http::{Headers, Request, Response};
 use crate::error::{Error, Result};
 
-/// A parsed `ws://` or `wss://` URL.
+/// A parsed `ws://`, `wss://` or `ws+unix://` URL.
 ///
 /// ```
 /// use syncws::handshake::WsUrl;
 /// let url = WsUrl::parse("ws://[::1]:9001/echo?x=1").unwrap();
 /// assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("::1", 9001, "/echo?x=1"));
 /// assert_eq!(url.socket_addr_string(), "[::1]:9001");
+///
+/// // A Unix socket, then the request path after the first `:`.
+/// let url = WsUrl::parse("ws+unix:///run/app.sock:/chat").unwrap();
+/// assert_eq!(url.unix_socket.as_deref(), Some("/run/app.sock".as_ref()));
+/// assert_eq!((url.host_header().as_str(), url.path.as_str()), ("localhost", "/chat"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
@@ -27,23 +32,40 @@ pub struct WsUrl {
     /// caller's job.
     pub secure: bool,
     /// The host name or address, lower-cased, without the brackets of an
-    /// IPv6 literal.
+    /// IPv6 literal; `localhost` for a `ws+unix://` URL.
     pub host: String,
-    /// The port: the one given, or 80 for `ws` and 443 for `wss`.
+    /// The port: the one given, or 80 for `ws` and 443 for `wss`; 80 for a
+    /// `ws+unix://` URL (unused: the socket path says where to connect).
     pub port: u16,
     /// The path and query, `/` if the URL has none. Non-ASCII bytes are
     /// percent-encoded.
     pub path: String,
+    /// For a `ws+unix://` URL, the Unix socket to connect to (an absolute
+    /// path); `None` for `ws://` and `wss://`.
+    pub unix_socket: Option<std::path::PathBuf>,
 }
 
+/// The scheme of WebSocket over a Unix socket.
+const UNIX_SCHEME: &str = "ws+unix";
+
 impl WsUrl {
-    /// Parses a `ws://` or `wss://` URL.
+    /// Parses a `ws://`, `wss://` or `ws+unix://` URL.
+    ///
+    /// A `ws+unix://` URL is written as websocat and Node's `ws` write it:
+    /// `ws+unix://` then the socket's absolute path, then optionally `:`
+    /// and the request path, as in `ws+unix:///run/app.sock:/chat?room=1`.
+    /// The socket path ends at the first `:` (or at a `?`, whose query then
+    /// goes to the request path `/`), so it cannot contain one; without a
+    /// request path the request is for `/`. The `Host` header is
+    /// `localhost`.
     ///
     /// # Errors
     ///
     /// [`Error::Url`] for another scheme, an empty host, a bad port, user
     /// information (`user@`), a fragment (`#`), whitespace or control
-    /// characters, or a host that is not a DNS name or IP literal.
+    /// characters, or a host that is not a DNS name or IP literal; for a
+    /// `ws+unix://` URL, a socket path that is not absolute (it needs three
+    /// slashes: `ws+unix:///tmp/x.sock`) or is empty.
     pub fn parse(url: &str) -> Result<WsUrl> {
         let bad = |why: &str| Err(Error::Url(format!("{why}: {url:?}")));
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -53,14 +75,16 @@ impl WsUrl {
             return bad("WebSocket URLs cannot have a fragment (#)");
         }
         let Some((scheme, rest)) = url.split_once("://") else {
-            return bad("URL has no scheme, expected ws:// or wss://");
+            return bad("URL has no scheme, expected ws://, wss:// or ws+unix://");
         };
         let secure = if scheme.eq_ignore_ascii_case("ws") {
             false
         } else if scheme.eq_ignore_ascii_case("wss") {
             true
+        } else if scheme.eq_ignore_ascii_case(UNIX_SCHEME) {
+            return WsUrl::parse_unix(url, rest);
         } else {
-            return bad("unsupported scheme, expected ws:// or wss://");
+            return bad("unsupported scheme, expected ws://, wss:// or ws+unix://");
         };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
@@ -106,18 +130,33 @@ impl WsUrl {
                 _ => return bad("invalid port"),
             },
         };
-        let mut full_path = String::with_capacity(path.len() + 1);
-        if !path.starts_with('/') {
-            full_path.push('/');
+        Ok(WsUrl { secure, host, port, path: request_path(path), unix_socket: None })
+    }
+
+    /// The rest of a `ws+unix://` URL: the socket's absolute path, then
+    /// `:` and the request path.
+    fn parse_unix(url: &str, rest: &str) -> Result<WsUrl> {
+        let bad = |why: &str| Err(Error::Url(format!("{why}: {url:?}")));
+        if !rest.starts_with('/') {
+            return bad(
+                "ws+unix:// needs an absolute socket path, with three slashes: ws+unix:///path/to.sock:/request/path",
+            );
         }
-        for b in path.bytes() {
-            if b.is_ascii() {
-                full_path.push(char::from(b));
-            } else {
-                full_path.push_str(&format!("%{b:02X}"));
-            }
+        let (socket, path) = match rest.find([':', '?']) {
+            Some(i) if rest.as_bytes()[i] == b':' => (&rest[..i], &rest[i + 1..]),
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if socket.trim_matches('/').is_empty() {
+            return bad("ws+unix:// URL has no socket path");
         }
-        Ok(WsUrl { secure, host, port, path: full_path })
+        Ok(WsUrl {
+            secure: false,
+            host: "localhost".to_owned(),
+            port: 80,
+            path: request_path(path),
+            unix_socket: Some(socket.into()),
+        })
     }
 
     fn default_port(&self) -> u16 {
@@ -147,7 +186,9 @@ impl WsUrl {
     }
 
     /// `host:port` (IPv6 bracketed), for
-    /// [`ToSocketAddrs`](std::net::ToSocketAddrs).
+    /// [`ToSocketAddrs`](std::net::ToSocketAddrs); meaningless for a
+    /// `ws+unix://` URL, whose address is
+    /// [`unix_socket`](WsUrl::unix_socket).
     pub fn socket_addr_string(&self) -> String {
         format!("{}:{}", self.bracketed_host(), self.port)
     }
@@ -155,9 +196,29 @@ impl WsUrl {
 
 impl fmt::Display for WsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(socket) = &self.unix_socket {
+            return write!(f, "{UNIX_SCHEME}://{}:{}", socket.display(), self.path);
+        }
         let scheme = if self.secure { "wss" } else { "ws" };
         write!(f, "{scheme}://{}{}", self.host_header(), self.path)
     }
+}
+
+/// The request path of a URL: `/` in front if missing, non-ASCII bytes
+/// percent-encoded.
+fn request_path(path: &str) -> String {
+    let mut full_path = String::with_capacity(path.len() + 1);
+    if !path.starts_with('/') {
+        full_path.push('/');
+    }
+    for b in path.bytes() {
+        if b.is_ascii() {
+            full_path.push(char::from(b));
+        } else {
+            full_path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    full_path
 }
 
 /// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64.
@@ -271,7 +332,7 @@ mod tests {
         ];
         for &(input, secure, host, port, path, hh, sa) in good {
             let url = WsUrl::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!(url, WsUrl { secure, host: host.into(), port, path: path.into() }, "{input}");
+            assert_eq!(url, WsUrl { secure, host: host.into(), port, path: path.into(), unix_socket: None }, "{input}");
             assert_eq!(url.host_header(), hh, "{input}");
             assert_eq!(url.socket_addr_string(), sa, "{input}");
             assert_eq!(WsUrl::parse(&url.to_string()).unwrap(), url, "{input}");
@@ -310,6 +371,67 @@ mod tests {
                 other => panic!("{input:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn unix_url_table() {
+        // (input, socket path, request path)
+        let good: &[(&str, &str, &str)] = &[
+            ("ws+unix:///tmp/x.sock:/chat", "/tmp/x.sock", "/chat"),
+            ("WS+UNIX:///tmp/x.sock:/chat", "/tmp/x.sock", "/chat"),
+            ("ws+unix:///tmp/x.sock", "/tmp/x.sock", "/"),
+            ("ws+unix:///tmp/x.sock:", "/tmp/x.sock", "/"),
+            ("ws+unix:///tmp/x.sock:/", "/tmp/x.sock", "/"),
+            ("ws+unix:///tmp/x.sock:chat", "/tmp/x.sock", "/chat"),
+            ("ws+unix:///tmp/x.sock:/a/b?c=d&e", "/tmp/x.sock", "/a/b?c=d&e"),
+            ("ws+unix:///tmp/x.sock?room=1", "/tmp/x.sock", "/?room=1"),
+            ("ws+unix:///tmp/x.sock:/a:b", "/tmp/x.sock", "/a:b"),
+            ("ws+unix:///run/user/1000/app@1.sock:/x", "/run/user/1000/app@1.sock", "/x"),
+            ("ws+unix:///tmp/caf\u{e9}.sock:/caf\u{e9}", "/tmp/caf\u{e9}.sock", "/caf%C3%A9"),
+        ];
+        for &(input, socket, path) in good {
+            let url = WsUrl::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let want = WsUrl {
+                secure: false,
+                host: "localhost".into(),
+                port: 80,
+                path: path.into(),
+                unix_socket: Some(socket.into()),
+            };
+            assert_eq!(url, want, "{input}");
+            assert_eq!(url.host_header(), "localhost", "{input}");
+            assert_eq!(WsUrl::parse(&url.to_string()).unwrap(), url, "{input} printed as {url}");
+        }
+        assert_eq!(WsUrl::parse("ws+unix:///tmp/x.sock").unwrap().to_string(), "ws+unix:///tmp/x.sock:/");
+
+        // (input, what the error must say)
+        let bad: &[(&str, &str)] = &[
+            ("ws+unix://tmp/x.sock:/chat", "absolute"),
+            ("ws+unix://x.sock", "absolute"),
+            ("ws+unix://./x.sock:/", "absolute"),
+            ("ws+unix://", "absolute"),
+            ("ws+unix:///", "no socket path"),
+            ("ws+unix:///:/chat", "no socket path"),
+            ("ws+unix:///tmp/x.sock:/a#b", "fragment"),
+            ("ws+unix:///tmp/my x.sock", "spaces"),
+            ("wss+unix:///tmp/x.sock", "scheme"),
+            ("unix:///tmp/x.sock", "scheme"),
+        ];
+        for (input, want) in bad {
+            match WsUrl::parse(input) {
+                Err(Error::Url(msg)) => assert!(msg.contains(want), "{input:?}: {msg} should mention {want}"),
+                other => panic!("{input:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unix_request_has_host_localhost() {
+        let url = WsUrl::parse("ws+unix:///tmp/x.sock:/chat?room=1").unwrap();
+        let req = build_request(&url, &generate_key(), &[], &Headers::new());
+        assert_eq!(req.path, "/chat?room=1");
+        assert_eq!(req.header("host"), Some("localhost"));
+        server::validate_upgrade(&req).unwrap();
     }
 
     #[test]

@@ -179,7 +179,9 @@ pub fn check_response(req: &Request, resp: &Response) -> Result<()> {
 /// # Errors
 ///
 /// [`Error::Handshake`] with status 403 when the origin is not allowed (or
-/// the request carries several `Origin` headers).
+/// the request carries several `Origin` headers). Its reason, which
+/// [`refusal`] makes the 403's body, names the origin and says how to
+/// allow it.
 pub fn check_origin(req: &Request, policy: &OriginPolicy) -> Result<()> {
     let mut origins = req.headers.get_all("origin");
     let origin = match (origins.next(), origins.next()) {
@@ -198,8 +200,65 @@ pub fn check_origin(req: &Request, policy: &OriginPolicy) -> Result<()> {
     if allowed {
         Ok(())
     } else {
-        Err(Error::handshake(403, format!("origin {origin} not allowed")))
+        Err(Error::handshake(403, origin_refusal(origin, req.header("host").unwrap_or(""), policy)))
     }
+}
+
+/// Why `origin` was refused, and what to do about it: the 403's body is
+/// often the first place a newcomer meets the Origin check (a page served
+/// from another port, opened from `file://`, or as `localhost` while the
+/// WebSocket URL says `127.0.0.1`).
+///
+/// Cold and out of line: its formatting would otherwise grow the stack
+/// frame of every handshake, and a connection thread keeps every stack
+/// page it once touched.
+#[cold]
+#[inline(never)]
+fn origin_refusal(origin: &str, host: &str, policy: &OriginPolicy) -> String {
+    let allow = format!(
+        "to allow it, start the syncws command with `--origin {origin}` (or `--origin any`), \
+         or set Config::origin to OriginPolicy::AllowList(vec![\"{origin}\".into()]) (or OriginPolicy::Any)"
+    );
+    match policy {
+        OriginPolicy::AllowList(_) => {
+            format!("origin {origin} is not in this server's list of allowed origins; {allow}")
+        }
+        _ if origin.eq_ignore_ascii_case("null") => format!(
+            "origin null is not allowed: browsers send it for pages opened from file:// (and sandboxed frames), \
+             and this server accepts only pages served from its own host and port ({host}); \
+             serve the page over http:// from this server, or start the syncws command with `--origin any` \
+             (Config::origin set to OriginPolicy::Any)"
+        ),
+        _ => {
+            let hint = if loopback_alias(origin, host) {
+                " (to a browser, localhost, 127.0.0.1 and [::1] are different hosts: \
+                 open the page with the host name of the WebSocket URL)"
+            } else {
+                ""
+            };
+            format!(
+                "origin {origin} is not allowed: this server accepts only pages served from its own host and \
+                 port ({host}){hint}; {allow}"
+            )
+        }
+    }
+}
+
+/// True if the origin and the `Host` header name the loopback interface
+/// in two different ways (`localhost` and `127.0.0.1`, say).
+fn loopback_alias(origin: &str, host: &str) -> bool {
+    let name = |authority: &str| -> String {
+        let authority = authority.trim().to_ascii_lowercase();
+        match authority.rsplit_once(':') {
+            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+            _ => authority,
+        }
+    };
+    let is_loopback = |name: &str| name == "localhost" || name.starts_with("127.") || name == "[::1]";
+    let rest = origin.split_once("://").map_or("", |(_, rest)| rest);
+    let origin_name = name(rest.split(['/', '?', '#']).next().unwrap_or(""));
+    let host_name = name(host);
+    origin_name != host_name && is_loopback(&origin_name) && is_loopback(&host_name)
 }
 
 /// True if the origin's `host[:port]` is the `Host` header's.
@@ -459,6 +518,52 @@ mod tests {
         req.headers.append("Origin", "http://a");
         req.headers.append("Origin", "http://a");
         assert_eq!(status(check_origin(&req, &OriginPolicy::Any)), 403);
+    }
+
+    /// The 403 for an origin says what was refused and how to allow it,
+    /// with a word on `file://` and on loopback names.
+    #[test]
+    fn origin_refusals_say_what_to_do() {
+        let reason = |host: &str, origin: &str, policy: &OriginPolicy| {
+            let mut req = Request::new("GET", "/");
+            req.headers.append("Host", host);
+            req.headers.append("Origin", origin);
+            match check_origin(&req, policy) {
+                Err(Error::Handshake { status: 403, reason, .. }) => reason,
+                other => panic!("{host} {origin}: {other:?}"),
+            }
+        };
+        let other_port = reason("localhost:8080", "http://localhost:3000", &OriginPolicy::SameHost);
+        assert!(other_port.starts_with("origin http://localhost:3000 is not allowed"), "{other_port}");
+        assert!(other_port.contains("(localhost:8080)"), "{other_port}");
+        assert!(other_port.contains("--origin http://localhost:3000"), "{other_port}");
+        assert!(other_port.contains("--origin any"), "{other_port}");
+        assert!(other_port.contains("OriginPolicy::AllowList"), "{other_port}");
+        assert!(!other_port.contains("different hosts"), "{other_port}");
+
+        let file = reason("127.0.0.1:8080", "null", &OriginPolicy::SameHost);
+        assert!(file.contains("file://"), "{file}");
+        assert!(file.contains("--origin any"), "{file}");
+
+        for (host, origin) in [
+            ("127.0.0.1:8080", "http://localhost:8080"),
+            ("localhost:8080", "http://127.0.0.1:8080"),
+            ("[::1]:9", "http://localhost:9"),
+        ] {
+            let alias = reason(host, origin, &OriginPolicy::SameHost);
+            assert!(alias.contains("different hosts"), "{alias}");
+        }
+        assert!(!reason("example.com", "http://localhost:8080", &OriginPolicy::SameHost).contains("different hosts"));
+
+        let listed = reason("x", "http://evil.example", &OriginPolicy::AllowList(vec!["http://a".into()]));
+        assert!(listed.contains("not in this server's list"), "{listed}");
+        assert!(listed.contains("--origin http://evil.example"), "{listed}");
+        // The body of the 403 is that reason.
+        let mut req = Request::new("GET", "/");
+        req.headers.append("Host", "localhost:8080");
+        req.headers.append("Origin", "http://localhost:3000");
+        let body = refusal(&check_origin(&req, &OriginPolicy::SameHost).unwrap_err()).body;
+        assert_eq!(String::from_utf8(body).unwrap(), format!("{other_port}\n"));
     }
 
     #[test]

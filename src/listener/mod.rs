@@ -188,7 +188,47 @@ impl Listener {
     /// Binds `addr` with `config`.
     pub fn bind_with_config(addr: impl ToSocketAddrs, config: Config) -> Result<Listener> {
         config.validate()?;
-        let inner = TcpListener::bind(addr)?;
+        Listener::from_std_with_config(TcpListener::bind(addr)?, config)
+    }
+
+    /// Serves on a listening socket bound elsewhere, with the default
+    /// [`Config`]: one handed over by systemd socket activation or another
+    /// supervisor, one bound with options `bind` does not set, or one bound
+    /// to port 0 whose address must be known before the listener starts.
+    ///
+    /// ```no_run
+    /// // Port 0: the system picks a free port, known at once.
+    /// let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = socket.local_addr()?;
+    /// let listener = syncws::Listener::from_std(socket)?;
+    /// assert_eq!(listener.local_addr(), addr);
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    ///
+    /// From systemd (`ListenStream=` in a `.socket` unit), whose first
+    /// socket is descriptor 3:
+    ///
+    /// ```no_run
+    /// # #[cfg(unix)] {
+    /// use std::os::fd::FromRawFd;
+    /// // SAFETY: systemd passes the listening socket as descriptor 3
+    /// // (`LISTEN_FDS=1`), and nothing else in this process owns it.
+    /// let socket = unsafe { std::net::TcpListener::from_raw_fd(3) };
+    /// syncws::Listener::from_std(socket)?.serve(|_server| { /* set callbacks */ })?;
+    /// # }
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn from_std(listener: TcpListener) -> Result<Listener> {
+        Listener::from_std_with_config(listener, Config::default())
+    }
+
+    /// [`from_std`](Listener::from_std) with `config`.
+    ///
+    /// The socket is switched to blocking mode if it was not (the accept
+    /// loop blocks in `accept`).
+    pub fn from_std_with_config(inner: TcpListener, config: Config) -> Result<Listener> {
+        config.validate()?;
+        inner.set_nonblocking(false)?;
         let local_addr = inner.local_addr()?;
         let (jobs, rx) = cb::unbounded();
         let pool = Pool { idle: 0, jobs: Some(jobs), rx, workers: HashMap::new(), exited: None };

@@ -154,7 +154,7 @@ pub fn tung_client(addr: SocketAddr, path: &str) -> Tung {
 
 /// Reads the next data or close message from a tungstenite socket,
 /// skipping pings and pongs.
-pub fn tung_next(ws: &mut Tung) -> tungstenite::Message {
+pub fn tung_next<S: std::io::Read + std::io::Write>(ws: &mut tungstenite::WebSocket<S>) -> tungstenite::Message {
     loop {
         match ws.read().expect("tungstenite read") {
             tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
