@@ -342,7 +342,7 @@ fn refuse_head(writer: &mut dyn WriteHalf, err: Error, started: bool, metrics: &
 /// otherwise grow by it; the pages of a connection thread's stack, once
 /// touched, stay resident (`tests/idle_memory.rs`).
 #[inline(never)]
-fn check_upgrade(req: &Request, config: &Config, metrics: &Counters) -> Result<()> {
+pub(crate) fn check_upgrade(req: &Request, config: &Config, metrics: &Counters) -> Result<()> {
     if let Err(e) = hs::check_origin(req, &config.origin) {
         metrics.refused(Refusal::Origin);
         return Err(e);

@@ -2,12 +2,13 @@
 //! refused (by reason), closed (by close code), messages and bytes each
 //! way, messages dropped for a full queue or the memory budget.
 //!
-//! One set of [`AtomicU64`]s per [`Listener`](crate::Listener), shared by
-//! its connections through an `Arc`, updated with `Relaxed` adds (nothing
+//! One set of [`AtomicU64`]s per [`Listener`](crate::Listener) (and per
+//! `serve_unix` server), shared by its connections through an `Arc`, updated with `Relaxed` adds (nothing
 //! is ordered by them; a snapshot reads each counter on its own).
 //! Connections that no listener made ([`Server::new`](crate::Server::new),
-//! [`accept`](crate::accept), [`Client`](crate::Client)) count in one
-//! process-wide set, [`Metrics::global`].
+//! [`accept`](crate::accept), [`accept_with`](crate::accept_with),
+//! [`upgrade`](crate::upgrade()), [`Client`](crate::Client), ...) count in
+//! one process-wide set, [`Metrics::global`].
 //!
 //! # Cost, and why the counts are live
 //!
@@ -222,8 +223,11 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// The process-wide counters: every WebSocket connection that no
-    /// [`Listener`](crate::Listener) made counts here, server side
-    /// ([`Server::new`](crate::Server::new), [`accept`](crate::accept)) and
+    /// [`Listener`](crate::Listener) (or `serve_unix` server) made counts
+    /// here, server side ([`Server::new`](crate::Server::new),
+    /// [`accept`](crate::accept), [`accept_with`](crate::accept_with),
+    /// [`upgrade`](crate::upgrade()),
+    /// [`WebSocket::from_upgraded`](crate::WebSocket::from_upgraded)) and
     /// client side ([`Client`](crate::Client)) alike. `accepted` and `open`
     /// stay 0 (they are a listener's), as do the refusals only a listener
     /// makes (caps, descriptors, threads).

@@ -231,3 +231,47 @@ fn each_message_the_drop_policy_drops_is_counted() {
     let line = format!("syncws_dropped_messages_total{{reason=\"queue_full\"}} {dropped}");
     assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
 }
+
+/// The plain API counts in the process-wide counters (no other test of
+/// this binary uses them: its clients are raw sockets).
+#[test]
+fn the_plain_api_counts_in_the_global_counters() {
+    init_log();
+    let before = syncws::Metrics::global().snapshot();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        // A foreign page's upgrade, refused by `accept`...
+        let (stream, _) = listener.accept().unwrap();
+        assert!(syncws::accept(stream).is_err());
+        // ... and by `upgrade`, behind another server that parsed it.
+        let (mut stream, _) = listener.accept().unwrap();
+        let head = read_head(&mut stream);
+        let (request, _) = syncws::Request::parse(head.as_bytes(), &Config::default()).unwrap().unwrap();
+        assert!(syncws::upgrade(&request, Vec::new(), stream, Config::default()).is_err());
+        // Then one connection: an echo and the peer's Close.
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws = syncws::accept(stream).unwrap();
+        let msg = ws.read().unwrap();
+        ws.send(msg).unwrap();
+        // The peer's Close, answered by the library; then the end.
+        assert!(matches!(ws.read(), Ok(OwnedMessage::Close(_))));
+        assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    });
+    let foreign = upgrade_request("/", &["Origin: http://evil.example"]);
+    assert!(http(addr, &foreign).starts_with("HTTP/1.1 403"));
+    assert!(http(addr, &foreign).starts_with("HTTP/1.1 403"));
+    let mut ws = raw_ws(addr);
+    echo_once(&mut ws, "plain");
+    ws.write_all(&client_frame(true, 0, 8, &1000u16.to_be_bytes(), true)).unwrap();
+    assert_eq!(read_close_code(&mut ws), Some(1000));
+    drop(ws);
+    server.join().unwrap();
+
+    let after = syncws::Metrics::global().snapshot();
+    assert_eq!(after.refused.origin - before.refused.origin, 2);
+    assert_eq!(after.websockets_opened - before.websockets_opened, 1);
+    assert_eq!(after.closed.code(1000) - before.closed.code(1000), 1);
+    assert_eq!(after.messages_in - before.messages_in, 2, "the echo and the Close");
+    assert_eq!((after.accepted, after.open), (0, 0), "a listener's counts only");
+}
