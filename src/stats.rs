@@ -27,9 +27,9 @@
 //!   and one compare-and-swap for the first Close.
 //!
 //! An uncontended `Relaxed` add is one instruction (`lock xadd` on x86);
-//! the ping-pong and 64 KiB echo of `benches/callgrind.sh` cost no more
-//! instructions per message than without counters (1797 and 21802, against
-//! 1831 and 21821 just before; code layout moves them by ±1 %). The read side's counters
+//! the ping-pong and 64 KiB echo of `benches/callgrind.sh` cost as many
+//! instructions per message as without counters, within the ±1 % by which
+//! code layout moves them (1831 and 21800, against 1827 and 21893). The read side's counters
 //! and the write side's sit on cache lines of their own ([`Flow`]), as the
 //! two are updated by different threads.
 //!
