@@ -116,13 +116,27 @@
 //! assert_eq!(describe(&Error::Send(SendError::QueueFull)), "peer reads too slowly");
 //! ```
 //!
+//! # Metrics
+//!
+//! Every [`Listener`] counts, always and cheaply (relaxed atomic adds, per
+//! message and per system call): connections accepted, open, refused by
+//! reason, closed by close code; messages and bytes each way; messages
+//! dropped. [`Running::stats`] takes a [`Stats`] snapshot,
+//! [`Listener::metrics`] gives a live [`Metrics`] handle for any thread,
+//! and [`Stats::to_prometheus`] renders a snapshot for a Prometheus scrape.
+//!
 //! # Logging
 //!
-//! Through the `log` crate: `info` for connections opened and listeners
-//! started, `warn` for peers closed for violations and for connections
-//! turned away (one summary line per second at most, with counts: over
-//! the caps, out of descriptors, out of threads), `debug` for every
-//! connection's end and each request.
+//! Through the `log` crate, each target the module that logs
+//! (`syncws::listener`, `syncws::acceptor`, `syncws::server`,
+//! `syncws::conn::runner`, `syncws::client`, ...; the README's "Logging"
+//! table lists them all): `info` for listeners started and stopped and
+//! WebSocket connections opened, `warn` for peers closed for violations or
+//! errors and for connections turned away (one summary line per second at
+//! most, with counts: over the caps, out of descriptors, out of threads),
+//! `debug` for every connection's end, close code and each request,
+//! `error` only for a bug of the library. Nothing is logged per message,
+//! nor at `trace`.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
 // comment: `send_dontwait` and `read_uninit` in transport/socket.rs, and setting a
@@ -141,6 +155,7 @@ mod memory;
 pub mod message;
 pub mod protocol;
 mod server;
+mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
@@ -159,6 +174,7 @@ pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
 pub use server::{accept, accept_with, accept_with_config, Server};
+pub use stats::{Closed, Metrics, Refused, Stats};
 pub use transport::Transport;
 #[cfg(unix)]
 pub use unix::{serve_unix, UnixRunning};

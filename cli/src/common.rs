@@ -1,6 +1,7 @@
 //! Pieces every tool shares: the [`Config`] limits as command-line flags,
-//! duration parsing, and a small TCP accept loop for tools that take plain
-//! TCP connections.
+//! duration parsing, the plain HTTP routes of the WebSocket servers
+//! ([`Routes`]: `/metrics`), and a small TCP accept loop for tools that
+//! take plain TCP connections.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use clap::Args;
-use syncws::{Acceptor, Config, OriginPolicy};
+use syncws::{Acceptor, Config, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response, Server};
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -119,6 +120,92 @@ impl Limits {
     /// The default [`Config`] with the flags applied.
     pub fn config(&self) -> Config {
         self.apply(Config::default())
+    }
+}
+
+/// The flags of the servers that answer plain HTTP on their WebSocket
+/// port: `echo`, `chat`, `bridge ws2tcp` and `proxy`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct HttpFlags {
+    /// Answer `GET /metrics` on the same port with the server's counters in
+    /// the Prometheus text format: connections accepted, open, refused (by
+    /// reason) and closed (by close code), messages and bytes each way,
+    /// messages dropped (queue full, memory budget).
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+/// The plain HTTP requests of a WebSocket server, resolved in one order
+/// for every tool: `/metrics` (with `--metrics`), then the tool's own page
+/// (the chat's at `/`), then `--static` files (not implemented yet; they
+/// will come last). What none of them answers gets what the tool would
+/// answer without routes: its page's 404, or, for a tool without a page,
+/// 426 (this port speaks WebSocket). Upgrade requests never get here: the
+/// server recognises them by their headers, on any path.
+#[derive(Clone, Default)]
+pub struct Routes {
+    metrics: Option<Metrics>,
+    page: Option<fn() -> Box<dyn HttpTrait>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes").field("metrics", &self.metrics.is_some()).field("page", &self.page.is_some()).finish()
+    }
+}
+
+impl Routes {
+    /// The routes `flags` ask for, on the server `listener` will run.
+    pub fn new(flags: HttpFlags, listener: &Listener) -> Routes {
+        Routes { metrics: flags.metrics.then(|| listener.metrics()), page: None }
+    }
+
+    /// With the tool's own page: `page` makes the handler of each
+    /// connection, asked after `/metrics`.
+    #[must_use]
+    pub fn page(mut self, page: fn() -> Box<dyn HttpTrait>) -> Routes {
+        self.page = Some(page);
+        self
+    }
+
+    /// Sets the HTTP callback of one connection's `server`; without any
+    /// route, leaves the library's answer (426) alone.
+    pub fn install(&self, server: &mut Server) {
+        if self.metrics.is_none() && self.page.is_none() {
+            return;
+        }
+        let page = self.page.map(|make| make());
+        server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page }));
+    }
+}
+
+/// The content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One connection's [`Routes`].
+struct Router {
+    metrics: Option<Metrics>,
+    page: Option<Box<dyn HttpTrait>>,
+}
+
+impl HttpTrait for Router {
+    fn operate(&mut self, req: &mut Request) -> syncws::Result<Response> {
+        let path = req.path.split('?').next().unwrap_or("");
+        if let (Some(metrics), "/metrics") = (&self.metrics, path) {
+            return Ok(match req.method.as_str() {
+                "GET" => Response::new(200).with_body(metrics.snapshot().to_prometheus(), PROMETHEUS_TEXT),
+                _ => Response::text(405, "only GET\n").with_header("Allow", "GET"),
+            });
+        }
+        match &mut self.page {
+            Some(page) => page.operate(req),
+            // What the library answers a plain request on a WebSocket-only
+            // server.
+            None => Ok(Response::text(426, "this endpoint speaks WebSocket only: send an upgrade request")
+                .with_header("Upgrade", "websocket")
+                .with_header("Sec-WebSocket-Version", "13")
+                .with_header("Connection", "close")),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Limits, MaybeDuration};
+use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration};
 use syncws_cli::{bridge, chat, client, echo, proxy};
 
 /// WebSocket tools built on the syncws library.
@@ -47,6 +47,8 @@ enum Command {
         tls_key: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Interactive client: stdin lines out, arriving messages on stdout.
     ///
@@ -127,6 +129,8 @@ enum Command {
         connect_timeout: Duration,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Chat room: a page at http://ADDR/ and its WebSocket at /ws on the same port.
     Chat {
@@ -135,6 +139,8 @@ enum Command {
         addr: String,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Load generator of the benchmark: echo latency and throughput, broadcast, idle memory, connects/s.
     Bench(syncws_cli::loadgen::Args),
@@ -161,6 +167,8 @@ enum Bridge {
         chunk: usize,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// TCP clients reach a WebSocket service: each TCP connection opens a WebSocket.
     Tcp2ws {
@@ -198,7 +206,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, tls_cert, tls_key, limits } => {
+        Command::Echo { addr, tls_cert, tls_key, limits, http } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
                     Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
@@ -207,7 +215,7 @@ fn run(command: Command) -> Result<u8, String> {
             };
             let scheme = if tls.is_some() { "wss" } else { "ws" };
             let signals = termination_signals()?;
-            let running = echo::spawn_with_tls(&addr, limits.config(), tls).map_err(|e| e.to_string())?;
+            let running = echo::spawn_with(&addr, limits.config(), tls, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on {scheme}://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
@@ -237,12 +245,13 @@ fn run(command: Command) -> Result<u8, String> {
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));
         }
-        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits } } => {
+        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits, http } } => {
             let mut opts = bridge::Ws2TcpOptions::new(&listen, &to);
             opts.path = path;
             opts.hosts = hosts;
             opts.chunk = chunk;
             opts.config = limits.config();
+            opts.http = http;
             let signals = termination_signals()?;
             let running = bridge::ws2tcp(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
@@ -271,6 +280,7 @@ fn run(command: Command) -> Result<u8, String> {
             fail_timeout,
             connect_timeout,
             limits,
+            http,
         } => {
             let (file, file_dir) = match config {
                 Some(path) => {
@@ -302,15 +312,16 @@ fn run(command: Command) -> Result<u8, String> {
                 opts.upstream_tls = Some(tls);
             }
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
+            opts.http = http;
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Chat { addr, limits } => {
+        Command::Chat { addr, limits, http } => {
             let config = chat::chat_config(limits.config());
             let signals = termination_signals()?;
-            let (running, _room) = chat::spawn(&addr, config).map_err(|e| e.to_string())?;
+            let (running, _room) = chat::spawn_with(&addr, config, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }

@@ -71,6 +71,8 @@ use syncws::{
     Running, WsHandshake, WsOption, WsTrait,
 };
 
+use crate::common::{HttpFlags, Routes};
+
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -122,6 +124,8 @@ pub struct ProxyOptions {
     /// Limits and timeouts, for both sides. Its `origin` is the proxy's own
     /// Origin check (default here: any, leaving it to the upstream).
     pub config: Config,
+    /// Plain HTTP routes on the proxy's port (`/metrics`).
+    pub http: HttpFlags,
 }
 
 impl ProxyOptions {
@@ -137,6 +141,7 @@ impl ProxyOptions {
             queue: 16,
             upstream_tls: None,
             config: Config::default().origin(OriginPolicy::Any),
+            http: HttpFlags::default(),
         }
     }
 }
@@ -331,8 +336,10 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
         }
         None => None,
     };
+    let routes = Routes::new(opts.http, &listener);
     let shared = Arc::new((pool, opts));
     let running = listener.spawn(move |server| {
+        routes.install(server);
         let handler = ClientSide {
             shared: Arc::clone(&shared),
             peer: server.peer_addr(),
