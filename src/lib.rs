@@ -140,6 +140,7 @@ mod listener;
 mod memory;
 pub mod message;
 pub mod protocol;
+pub mod proxy;
 mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
