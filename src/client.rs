@@ -212,7 +212,8 @@ impl ClientBuilder {
     /// The TLS configuration for `wss://` URLs (feature `tls`): trust
     /// roots, client certificate, protocol versions. The default is
     /// [`tls::default_client_config`](crate::tls::default_client_config):
-    /// the Mozilla roots of the `webpki-roots` crate, no client
+    /// the Mozilla roots of the `webpki-roots` crate (and, with the
+    /// `native-roots` feature, the operating system's), no client
     /// certificate. The server's certificate is always checked against the
     /// URL's host, which is also sent as SNI.
     ///
