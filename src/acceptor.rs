@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use log::warn;
 
+use crate::transport::Socket;
+
 /// First sleep after an accept that made no progress.
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 /// Longest sleep between two tries: the delay before serving again once
@@ -306,7 +308,10 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// non-blocking write, which a fresh socket's buffer always takes whole,
 /// then a read of what the peer already sent, so that closing does not
 /// reset the connection and lose the answer.
-fn turn_away(mut stream: TcpStream, body: &str, answer: bool) {
+pub(crate) fn turn_away<S: Socket>(stream: S, body: &str, answer: bool)
+where
+    for<'a> &'a S: Read + Write,
+{
     let _ = stream.set_nonblocking(true);
     if answer {
         let resp = format!(
@@ -314,12 +319,12 @@ fn turn_away(mut stream: TcpStream, body: &str, answer: bool) {
              Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        let _ = stream.write(resp.as_bytes());
+        let _ = (&stream).write(resp.as_bytes());
     }
     let _ = stream.shutdown(Shutdown::Write);
     let mut sink = [0u8; 2048];
     for _ in 0..8 {
-        match stream.read(&mut sink) {
+        match (&stream).read(&mut sink) {
             Ok(n) if n > 0 => {}
             _ => break,
         }

@@ -136,7 +136,7 @@
 //! connection's end and each request.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
-// comment: `send_dontwait` and `read_uninit` in transport.rs, and setting a
+// comment: `send_dontwait` and `read_uninit` in transport/socket.rs, and setting a
 // message's length after such a read (`Assembler::assume_init`).
 #![deny(unsafe_code)]
 

@@ -6,15 +6,19 @@
 //! share its session behind a short-held lock the same way. Nothing above
 //! this module clones a socket.
 
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod socket;
 #[cfg(unix)]
 mod unix;
 mod unsplit;
+
+pub(crate) use socket::Socket;
+use socket::SocketHalf;
 
 pub use unsplit::Unsplit;
 
@@ -156,123 +160,6 @@ pub trait Transport: Send + 'static {
     }
 }
 
-/// One half of a TCP connection; both halves share the socket.
-struct TcpHalf(Arc<TcpStream>);
-
-impl Read for TcpHalf {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        (&*self.0).read_vectored(bufs)
-    }
-}
-
-impl Write for TcpHalf {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self.0).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ReadHalf for TcpHalf {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.set_read_timeout(timeout)
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn read_uninit(
-        &mut self,
-        first: &mut [MaybeUninit<u8>],
-        second: &mut [u8],
-        _sealed: sealed::Token,
-    ) -> Option<io::Result<usize>> {
-        Some(read_uninit(&self.0, first, second))
-    }
-}
-
-impl WriteHalf for TcpHalf {
-    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.set_write_timeout(timeout)
-    }
-
-    fn closer(&self) -> Closer {
-        let socket = Arc::clone(&self.0);
-        Arc::new(move |how| {
-            let _ = socket.shutdown(how);
-        })
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        send_dontwait(&self.0, buf)
-    }
-}
-
-/// One `send(2)` with `MSG_DONTWAIT`: non-blocking for this call only, so
-/// the socket stays blocking (with its write timeout) for the writer
-/// thread and the connection's own thread. `MSG_NOSIGNAL`: a peer that has
-/// gone away gives `EPIPE`, not `SIGPIPE` (std's own writes do the same).
-///
-/// std has no per-call non-blocking send, and switching the whole socket
-/// with `set_nonblocking` would race with the threads writing to it
-/// blocking. `libc` is already in the build through `getrandom`, so this
-/// costs no new crate; the safe wrappers (`rustix`, `socket2`) would add
-/// crates for this one call. Measured reason for the `unsafe`: it takes the
-/// futex wake-up and context switch of the writer thread out of every
-/// cross-thread send (broadcast, issue #6).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[allow(unsafe_code)]
-pub(crate) fn send_dontwait(socket: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: the descriptor belongs to `socket`, which is borrowed and so
-    // stays open for the whole call; `buf.as_ptr()` and `buf.len()` describe
-    // one initialised, readable slice that outlives the call, and `send`
-    // only reads from it and keeps no pointer after it returns.
-    let n = unsafe {
-        libc::send(socket.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
-    // A negative return (only -1) means failure, with the cause in errno.
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
-}
-
-/// One `readv(2)` into `first`, which may be uninitialised, then `second`:
-/// returns the byte count, of which the first `min(n, first.len())` are in
-/// `first`, now initialised.
-///
-/// A large payload is read straight into its message's buffer. std's
-/// reads need initialised memory, which costs zero-filling the buffer
-/// before each message, a visible share of the server's CPU with large
-/// messages (profile and saving: `bench-results/notes.md`). The socket's
-/// read timeout applies as to any read.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[allow(unsafe_code)]
-pub(crate) fn read_uninit(
-    socket: &impl std::os::fd::AsRawFd,
-    first: &mut [MaybeUninit<u8>],
-    second: &mut [u8],
-) -> io::Result<usize> {
-    let iov = [
-        libc::iovec { iov_base: first.as_mut_ptr().cast(), iov_len: first.len() },
-        libc::iovec { iov_base: second.as_mut_ptr().cast(), iov_len: second.len() },
-    ];
-    // SAFETY: the descriptor belongs to `socket`, borrowed for the whole
-    // call. Each iovec describes one writable slice, borrowed mutably for
-    // the call, so nothing else reads or writes it meanwhile; `readv`
-    // writes only bytes (any value is a valid `u8` and `MaybeUninit<u8>`),
-    // fills the iovecs in order, and keeps no pointer after it returns.
-    let n = unsafe { libc::readv(socket.as_raw_fd(), iov.as_ptr(), 2) };
-    // A negative return (only -1) means failure, with the cause in errno.
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
-}
-
 impl Transport for TcpStream {
     fn peer_addr(&self) -> Option<SocketAddr> {
         TcpStream::peer_addr(self).ok()
@@ -281,8 +168,7 @@ impl Transport for TcpStream {
     fn split(self) -> io::Result<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)> {
         // Small messages must not wait for Nagle's algorithm.
         self.set_nodelay(true)?;
-        let socket = Arc::new(self);
-        Ok((Box::new(TcpHalf(Arc::clone(&socket))), Box::new(TcpHalf(socket))))
+        Ok(SocketHalf::pair(self))
     }
 }
 

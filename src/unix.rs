@@ -31,7 +31,6 @@
 //! a second.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use crate::acceptor::turn_away;
 use crate::config::Config;
 use crate::error::Result;
 use crate::message::CloseCode;
@@ -292,7 +292,7 @@ where
             if reg.live >= self.config.max_connections {
                 drop(reg);
                 debug!("unix connection {id} refused: at the connection limit");
-                turn_away(stream, "server at its connection limit\n");
+                turn_away(stream, "server at its connection limit\n", true);
                 return;
             }
             reg.live += 1;
@@ -324,7 +324,7 @@ where
                 // The closure, its server and `ended` are gone: uncounted.
                 debug!("unix connection {id}: no thread: {e}");
                 if let Some(stream) = spare {
-                    turn_away(stream, "server out of resources, try again shortly\n");
+                    turn_away(stream, "server out of resources, try again shortly\n", true);
                 }
             }
         }
@@ -371,26 +371,5 @@ where
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         true
-    }
-}
-
-/// Answers 503 and closes, without blocking: one non-blocking write, which
-/// a fresh socket's buffer takes whole, then a read of what the peer
-/// already sent, so that closing does not lose the answer.
-fn turn_away(mut stream: UnixStream, body: &str) {
-    let _ = stream.set_nonblocking(true);
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
-         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write(resp.as_bytes());
-    let _ = stream.shutdown(Shutdown::Write);
-    let mut sink = [0u8; 2048];
-    for _ in 0..8 {
-        match stream.read(&mut sink) {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
     }
 }

@@ -104,11 +104,22 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the file].
         #[arg(long)]
         listen: Option<String>,
-        /// Upstream `ws://host:port[/path]`, optionally `,weight=N` (repeatable).
+        /// Upstream `ws://host:port[/path]`, `wss://host:port[/path]` or
+        /// `ws+unix:///path/to.sock[:/path]`, optionally `,weight=N`
+        /// (repeatable). A `wss://` upstream is dialled over TLS
+        /// (connections and health checks), never in plaintext.
         #[arg(long = "upstream", short = 'u', value_name = "URL[,weight=N]", value_parser = proxy::Upstream::parse)]
         upstreams: Vec<proxy::Upstream>,
+        /// For wss:// upstreams: trust only the CA certificates in this PEM
+        /// file (a private CA, or a self-signed upstream certificate)
+        /// instead of the built-in Mozilla roots. An upstream whose
+        /// certificate is not trusted is unreachable: the client gets 502
+        /// and the reason is logged.
+        #[arg(long, value_name = "PEM")]
+        upstream_tls_ca: Option<PathBuf>,
         /// TOML file with `listen`, `x_forwarded_for`, `check_interval`,
-        /// `fail_timeout` and `[[upstream]]` tables (`url`, `weight`).
+        /// `fail_timeout`, `upstream_tls_ca` (relative to the file's folder)
+        /// and `[[upstream]]` tables (`url`, `weight`).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Append the client's address to `X-Forwarded-For`.
@@ -277,6 +288,7 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Proxy {
             listen,
             upstreams,
+            upstream_tls_ca,
             config,
             x_forwarded_for,
             check_interval,
@@ -284,13 +296,14 @@ fn run(command: Command) -> Result<u8, String> {
             connect_timeout,
             limits,
         } => {
-            let file = match config {
+            let (file, file_dir) = match config {
                 Some(path) => {
                     let text =
                         std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                    let file = proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    (file, path.parent().map(PathBuf::from).unwrap_or_default())
                 }
-                None => proxy::FileConfig::default(),
+                None => (proxy::FileConfig::default(), PathBuf::new()),
             };
             let mut ups = file.upstreams()?;
             ups.extend(upstreams);
@@ -308,6 +321,10 @@ fn run(command: Command) -> Result<u8, String> {
                 (None, None) => opts.fail_timeout,
             };
             opts.connect_timeout = connect_timeout;
+            if let Some(ca) = upstream_tls_ca.or_else(|| file.upstream_tls_ca(&file_dir)) {
+                let tls = syncws_cli::client::tls_config_trusting(&ca).map_err(|e| format!("--upstream-tls-ca {e}"))?;
+                opts.upstream_tls = Some(tls);
+            }
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;

@@ -291,6 +291,72 @@ fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
     assert!(err.contains("502"), "{err}");
 }
 
+/// `syncws echo` over TLS on 127.0.0.1 port 0, and its URL written with
+/// `localhost` (a DNS name, as upstreams usually are): (server, URL).
+fn tls_echo(cert: &str, key: &str) -> (Server, String) {
+    let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key], "listening on ");
+    let url = echo.addr.replace("wss://127.0.0.1:", "wss://localhost:");
+    assert!(url.starts_with("wss://localhost:"), "{}", echo.addr);
+    (echo, url)
+}
+
+#[test]
+fn proxy_dials_a_wss_upstream_over_tls_trusting_upstream_tls_ca() {
+    let (dir, cert, key) = tls_files("proxy-wss");
+    let (_echo, upstream) = tls_echo(&cert, &key);
+
+    // From the command line: a plain ws:// client, through the proxy, to
+    // the wss:// upstream and back.
+    let args = ["proxy", "--listen", "127.0.0.1:0", "-u", &upstream, "--upstream-tls-ca", &cert];
+    let proxy = start(&args, "listening on ");
+    assert!(proxy.addr.starts_with("ws://"), "{}", proxy.addr);
+    let (code, out, err) = client(vec![proxy.addr.clone()], b"through the proxy over tls\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "through the proxy over tls\n"), "{err}");
+
+    // From a file whose upstream_tls_ca is relative to the file's folder.
+    let file = dir.join("proxy.toml");
+    let toml =
+        format!("listen = \"127.0.0.1:0\"\nupstream_tls_ca = \"cert.pem\"\n\n[[upstream]]\nurl = \"{upstream}\"\n");
+    std::fs::write(&file, toml).unwrap();
+    let proxy = start(&["proxy", "--config", file.to_str().unwrap()], "listening on ");
+    let (code, out, err) = client(vec![format!("{}/some/path", proxy.addr)], b"from the file\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "from the file\n"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxy_without_trust_in_a_wss_upstream_answers_502_and_logs_why() {
+    let (dir, cert, key) = tls_files("proxy-wss-untrusted");
+    let (_echo, upstream) = tls_echo(&cert, &key);
+    // No --upstream-tls-ca: the built-in roots do not trust the upstream's
+    // self-signed certificate.
+    let child = Command::new(BIN)
+        .args(["proxy", "--listen", "127.0.0.1:0", "-u", &upstream])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run syncws proxy");
+    let mut proxy = listening(child, "listening on ");
+    // 502, not the upstream's plaintext 400 that a ws:// fallback would
+    // bring back (the TLS echo answers a plaintext request with 400).
+    let (code, _, err) = client(vec![proxy.addr.clone()], b"never echoed\n".to_vec());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("502"), "{err}");
+
+    let stderr = proxy.child.stderr.take().unwrap();
+    let _ = proxy.child.kill();
+    let _ = proxy.child.wait();
+    let log = within("the proxy's log", move || {
+        let mut log = String::new();
+        BufReader::new(stderr).read_to_string(&mut log).expect("read the proxy's stderr");
+        log
+    });
+    assert!(log.contains(&format!("cannot reach {upstream}/")), "{log}");
+    assert!(log.contains("certificate") && log.contains("--upstream-tls-ca"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(unix)]
 #[test]
 fn a_termination_signal_closes_every_connection_with_1001() {
