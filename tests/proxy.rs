@@ -485,6 +485,18 @@ fn every_address_of_a_name_is_tried() {
 }
 
 #[test]
+fn ipv6_servers_directly_and_through_socks5() {
+    init_log();
+    let listener = syncws::Listener::bind_with_config("[::1]:0", Config::default()).expect("bind [::1]");
+    let server = listener.spawn(|server| server.set_callback_ws(Box::new(Echo(None)))).unwrap();
+    let url = format!("ws://[::1]:{}/", server.local_addr().port());
+    echoes(builder(&url).connect().expect("direct to [::1]"), "v6");
+    // The address goes to the proxy as a SOCKS5 IPv6 address (type 4).
+    let socks = microsocks(None);
+    echoes(builder(&url).proxy(&socks.url("socks5", None)).unwrap().connect().expect("socks5 to [::1]"), "v6");
+}
+
+#[test]
 fn a_silent_server_times_out_in_the_handshake_phase() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
