@@ -44,6 +44,12 @@
 //!   [`upgrade_response`] and [`WebSocket::from_upgraded`] for a server
 //!   that writes the 101 itself; [`transport::Unsplit`] for a stream that
 //!   is only `Read + Write + Send` (single-threaded API, no deadlines);
+//! - proxies for the client ([`proxy`]): HTTP `CONNECT` and SOCKS5
+//!   (`socks5h` resolves at the proxy), with credentials, given by
+//!   [`ClientBuilder::proxy`] or read from the environment as curl reads
+//!   it ([`ClientBuilder::proxy_from_env`]); `wss://` stays TLS end to end
+//!   with the server; one connect deadline covers the lookup, TCP, the
+//!   proxy, TLS and the upgrade ([`ClientBuilder::connect_timeout`]);
 //! - Unix domain sockets (on Unix): `UnixStream` is a [`Transport`], so
 //!   [`accept`] and [`Server::new`] take it; `serve_unix` serves a
 //!   `UnixListener`; clients connect to
@@ -85,6 +91,11 @@
 //!   loader. `rustls` is re-exported so its version always matches.
 //!   Without the feature, a `wss://` URL is refused with [`Error::Url`],
 //!   never tried in plaintext.
+//! - `native-roots` (off by default; turns on `tls`): `wss://` clients
+//!   also trust the operating system's roots, and those of the files
+//!   named by `SSL_CERT_FILE` and `SSL_CERT_DIR` (through
+//!   `rustls-native-certs`), beside Mozilla's; for TLS-inspecting
+//!   corporate proxies, whose CA only the system store knows.
 //!
 //! ```no_run
 //! use syncws::{Client, OwnedMessage};
@@ -98,7 +109,7 @@
 //! One [`Error`] type, with variants to match on: limits ([`Limit`]),
 //! deadlines ([`Phase`]), refused sends ([`SendError`]), protocol
 //! violations ([`ProtocolError`]), which carry the close code that was sent
-//! to the peer ([`Error::close_code`]). TLS failures (feature `tls`) are
+//! to the peer ([`Error::close_code`]), proxies that fail ([`ProxyError`]). TLS failures (feature `tls`) are
 //! [`Error::Tls`] with the `rustls::Error` inside (`tls::rustls_error`
 //! finds it).
 //!
@@ -154,6 +165,7 @@ mod listener;
 mod memory;
 pub mod message;
 pub mod protocol;
+pub mod proxy;
 mod server;
 mod stats;
 #[cfg(feature = "tls")]

@@ -1,6 +1,7 @@
 //! Pieces every tool shares: the [`Config`] limits as command-line flags,
 //! duration parsing, the plain HTTP routes of the WebSocket servers
-//! ([`Routes`]: `/metrics`), and a small TCP accept loop for tools that
+//! ([`Routes`]: `/metrics`), the proxy flags of the tools that connect
+//! out ([`ProxyFlags`], [`Route`]), and a small TCP accept loop for tools that
 //! take plain TCP connections.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -10,7 +11,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use clap::Args;
-use syncws::{Acceptor, Config, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response, Server};
+use syncws::handshake::WsUrl;
+use syncws::proxy::{Proxy, ProxyEnv};
+use syncws::{Acceptor, ClientBuilder, Config, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response, Server};
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -205,6 +208,83 @@ impl HttpTrait for Router {
                 .with_header("Upgrade", "websocket")
                 .with_header("Sec-WebSocket-Version", "13")
                 .with_header("Connection", "close")),
+        }
+    }
+}
+
+/// The proxy flags of the commands that open WebSocket connections
+/// (`client`, `bridge tcp2ws`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProxyFlags {
+    /// Connect through this proxy: `http://[user:pass@]host:port` (HTTP
+    /// CONNECT), `socks5://...` (names resolved here) or `socks5h://...`
+    /// (names resolved by the proxy). Overrides the environment. wss://
+    /// stays TLS end to end with the server.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Ignore the proxy environment variables, which are read by default
+    /// as curl reads them: http_proxy (ws://), https_proxy or HTTPS_PROXY
+    /// (wss://), all_proxy or ALL_PROXY (both), no_proxy or NO_PROXY
+    /// (hosts that go direct; loopback is not exempt unless listed).
+    #[arg(long)]
+    pub no_proxy_env: bool,
+}
+
+/// How a command's WebSocket connections reach their server: directly,
+/// through one proxy, or as the environment says (read once, at start).
+#[derive(Debug, Clone, Default)]
+pub enum Route {
+    /// Straight to the server.
+    #[default]
+    Direct,
+    /// Through this proxy URL (already checked).
+    Proxy(String),
+    /// As the proxy environment variables say, URL by URL.
+    Env(ProxyEnv),
+}
+
+impl Route {
+    /// The route the flags ask for: `--proxy`, else the environment
+    /// unless `--no-proxy-env`.
+    ///
+    /// # Errors
+    ///
+    /// A `--proxy` that is not a usable proxy URL.
+    pub fn from_flags(flags: &ProxyFlags) -> Result<Route, String> {
+        match &flags.proxy {
+            Some(url) => {
+                Proxy::parse(url).map_err(|e| format!("--proxy: {e}"))?;
+                Ok(Route::Proxy(url.clone()))
+            }
+            None if flags.no_proxy_env => Ok(Route::Direct),
+            None => Ok(Route::Env(ProxyEnv::from_env())),
+        }
+    }
+
+    /// `builder` set to take this route.
+    pub fn apply(&self, builder: ClientBuilder) -> syncws::Result<ClientBuilder> {
+        match self {
+            Route::Direct => Ok(builder),
+            Route::Proxy(url) => builder.proxy(url),
+            Route::Env(env) => Ok(builder.proxy_env(env.clone())),
+        }
+    }
+
+    /// The proxy `url` goes through, if any, for messages: `Ok(None)` when
+    /// it goes direct.
+    ///
+    /// # Errors
+    ///
+    /// The URL, or the environment variable that applies to it, is not
+    /// usable (the message says which).
+    pub fn proxy_for(&self, url: &str) -> Result<Option<Proxy>, String> {
+        match self {
+            Route::Direct => Ok(None),
+            Route::Proxy(proxy) => Proxy::parse(proxy).map(Some).map_err(|e| e.to_string()),
+            Route::Env(env) => {
+                let url = WsUrl::parse(url).map_err(|e| e.to_string())?;
+                env.proxy_for(&url).map_err(|e| e.to_string())
+            }
         }
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration};
+use syncws_cli::common::{
+    parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration, ProxyFlags, Route,
+};
 use syncws_cli::{bridge, chat, client, echo, proxy};
 
 /// WebSocket tools built on the syncws library.
@@ -56,16 +58,20 @@ enum Command {
     /// that arrives is printed with a newline. At the end of stdin it sends
     /// Close 1000 and waits for the reply, and prints the close code on stderr.
     ///
+    /// Proxies: --proxy URL, or else the environment as curl reads it
+    /// (http_proxy for ws://, https_proxy for wss://, all_proxy, no_proxy);
+    /// --no-proxy-env ignores the environment.
+    ///
     /// Exit codes: 0 clean close (1000), 1 local I/O failure, 2 bad usage or
-    /// URL, 3 cannot connect, 4 handshake refused (status printed), 5 closed
-    /// with another code (printed), 6 connection lost without a close
-    /// handshake.
+    /// URL, 3 cannot connect (the proxy too), 4 handshake refused (status
+    /// printed), 5 closed with another code (printed), 6 connection lost
+    /// without a close handshake.
     Client {
         /// Server URL, `ws://host:port/path` or `wss://host:port/path`.
         url: String,
         /// For wss://: trust only the CA certificates in this PEM file (for
         /// instance a self-signed server certificate) instead of the
-        /// built-in Mozilla roots.
+        /// built-in Mozilla roots and the system's.
         #[arg(long, value_name = "PEM")]
         tls_ca: Option<PathBuf>,
         /// Send each line as a binary message instead of text.
@@ -80,12 +86,15 @@ enum Command {
         /// Largest message accepted from the server, in bytes.
         #[arg(long, value_name = "BYTES")]
         max_message_size: Option<usize>,
-        /// Deadline for connecting and the handshake.
+        /// Deadline for the whole connect: DNS, TCP, the proxy, TLS and the
+        /// upgrade (default 10s).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         connect_timeout: Option<Duration>,
         /// Close when nothing arrives for this long (default 120s), or `off`.
         #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
         idle_timeout: Option<MaybeDuration>,
+        #[command(flatten)]
+        proxy: ProxyFlags,
     },
     /// WebSocket <-> TCP bridge.
     Bridge {
@@ -171,6 +180,10 @@ enum Bridge {
         http: HttpFlags,
     },
     /// TCP clients reach a WebSocket service: each TCP connection opens a WebSocket.
+    ///
+    /// The WebSocket side goes through --proxy, or else the proxy the
+    /// environment gives (read at start, as curl reads it), unless
+    /// --no-proxy-env.
     Tcp2ws {
         /// Address TCP clients connect to.
         #[arg(long)]
@@ -187,6 +200,8 @@ enum Bridge {
         /// Largest binary message made from TCP bytes.
         #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
         chunk: usize,
+        #[command(flatten)]
+        proxy: ProxyFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -228,6 +243,7 @@ fn run(command: Command) -> Result<u8, String> {
             max_message_size,
             connect_timeout,
             idle_timeout,
+            proxy,
         } => {
             let mut config = Config::default();
             if let Some(m) = max_message_size {
@@ -240,7 +256,14 @@ fn run(command: Command) -> Result<u8, String> {
             if let Some(MaybeDuration(t)) = idle_timeout {
                 config = config.idle_timeout(t);
             }
-            let opts = client::Options { url, binary, headers, protocols, config, tls_ca };
+            let route = match Route::from_flags(&proxy) {
+                Ok(route) => route,
+                Err(e) => {
+                    eprintln!("syncws client: {e}");
+                    return Ok(2);
+                }
+            };
+            let opts = client::Options { url, binary, headers, protocols, config, tls_ca, route };
             let stdin = std::io::BufReader::new(std::io::stdin());
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));
@@ -257,8 +280,9 @@ fn run(command: Command) -> Result<u8, String> {
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, limits } } => {
+        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, proxy, limits } } => {
             let mut opts = bridge::Tcp2WsOptions::new(&listen, &to);
+            opts.route = Route::from_flags(&proxy)?;
             opts.headers = headers;
             opts.protocols = protocols;
             opts.chunk = chunk;

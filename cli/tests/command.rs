@@ -50,7 +50,13 @@ fn listening(mut child: std::process::Child, prefix: &str) -> Server {
 /// stdout, stderr).
 fn client(args: Vec<String>, input: Vec<u8>) -> (i32, String, String) {
     within("syncws client", move || {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // The client reads the proxy variables by default: none of the
+        // developer's may send these loopback tests elsewhere.
+        for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+            command.env_remove(var);
+        }
+        let mut child = command
             .arg("client")
             .args(&args)
             .stdin(Stdio::piped())
