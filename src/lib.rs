@@ -177,7 +177,9 @@ mod upgrade;
 
 pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
-pub use client::{Client, ClientBuilder};
+pub use client::{
+    Client, ClientBuilder, EndReason, Ended, LinkState, Offline, ReconnectPolicy, ReconnectSender, Reconnecting, Retry,
+};
 pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use conn::{Sender, WebSocket, WsReader, WsWriter};
 pub use error::{Error, Limit, Phase, ProtocolError, ProxyError, Result, SendError};
