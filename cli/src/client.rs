@@ -559,7 +559,16 @@ impl WsTrait for Forward {
             (None, Some(c)) => format!("closed with {c}"),
             (None, None) => "disconnected".to_owned(),
         };
-        self.note(format!("{why}; reconnecting in {:?} (attempt {})", retry.delay, retry.attempt));
+        self.note(format!("{why}; reconnecting in {} (attempt {})", rounded(retry.delay), retry.attempt));
+    }
+}
+
+/// A delay as a person reads it: `734ms`, `2.4s`.
+fn rounded(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 
@@ -740,6 +749,12 @@ mod tests {
         assert_eq!(text, "hé\n".as_bytes());
         assert_eq!(BinaryOutput::default_for(true), BinaryOutput::Hex);
         assert_eq!(BinaryOutput::default_for(false), BinaryOutput::Raw);
+    }
+
+    #[test]
+    fn delays_read_well() {
+        assert_eq!(rounded(Duration::from_micros(255_489)), "255ms");
+        assert_eq!(rounded(Duration::from_millis(2_380)), "2.4s");
     }
 
     #[test]
