@@ -27,14 +27,20 @@ enum Seen {
 }
 
 /// The client's handler: reports every callback, and resubscribes in
-/// `on_open` (`sub:N`, N counting the connections before this one).
+/// `on_open` (`sub:N`, N counting the connections before this one), with
+/// the connection's sender or, if given, the reconnecting one.
 struct App {
     events: ChanSender<Seen>,
+    via: Option<ReconnectSender>,
 }
 
 impl WsTrait for App {
     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
-        shake.sender.send(OwnedMessage::Text(format!("sub:{}", shake.reconnects)))?;
+        let sub = OwnedMessage::Text(format!("sub:{}", shake.reconnects));
+        match &self.via {
+            Some(sender) => sender.send(sub)?,
+            None => shake.sender.send(sub)?,
+        }
         let _ = self.events.send(Seen::Open(shake.reconnects));
         Ok(None)
     }
@@ -73,11 +79,22 @@ fn quick() -> ReconnectPolicy {
 
 /// Starts a reconnecting client to `url` on a thread of its own.
 fn start(url: &str, policy: ReconnectPolicy) -> (ReconnectSender, Receiver<Seen>, JoinHandle<Ended>) {
+    start_with(url, policy, false)
+}
+
+/// [`start`], the handler resubscribing through the reconnecting sender
+/// if `via_reconnect_sender`.
+fn start_with(
+    url: &str,
+    policy: ReconnectPolicy,
+    via_reconnect_sender: bool,
+) -> (ReconnectSender, Receiver<Seen>, JoinHandle<Ended>) {
     init_log();
     let reconnecting = Client::builder().url(url).unwrap().reconnect(policy).unwrap();
     let sender = reconnecting.sender();
     let (tx, rx) = unbounded();
-    let run = thread::spawn(move || reconnecting.run(&mut App { events: tx }));
+    let via = via_reconnect_sender.then(|| sender.clone());
+    let run = thread::spawn(move || reconnecting.run(&mut App { events: tx, via }));
     (sender, rx, run)
 }
 
@@ -237,7 +254,9 @@ fn a_connection_dropped_without_a_close_is_reconnected() {
             got_tx.send(msg).unwrap();
         }
     });
-    let (sender, seen, run) = start(&format!("ws://{addr}/"), quick());
+    // on_open resubscribes through the reconnecting sender: that goes
+    // straight to the new connection, ahead of what was kept.
+    let (sender, seen, run) = start_with(&format!("ws://{addr}/"), quick(), true);
     wait_for(&seen, "the first open", |e| matches!(e, Seen::Open(0)).then_some(()));
     assert_eq!(next(&got, "sub:0"), OwnedMessage::Text("sub:0".into()));
     let retry = wait_for(&seen, "the retry", |e| match e {
@@ -245,8 +264,11 @@ fn a_connection_dropped_without_a_close_is_reconnected() {
         _ => None,
     });
     assert_eq!(retry, (1, true, None), "a drop without a Close is an error, and retried");
+    // Kept (or, if the client is back already, sent): after sub:1 either way.
+    sender.send("kept".into()).unwrap();
     wait_for(&seen, "the second open", |e| matches!(e, Seen::Open(1)).then_some(()));
     assert_eq!(next(&got, "sub:1"), OwnedMessage::Text("sub:1".into()));
+    assert_eq!(next(&got, "kept"), OwnedMessage::Text("kept".into()));
     wait_connected(&sender);
     sender.send("after".into()).unwrap();
     assert_eq!(next(&got, "after"), OwnedMessage::Text("after".into()));
@@ -297,7 +319,7 @@ fn closes_1000_and_1008_and_a_403_end_reconnecting() {
         .reconnect(quick())
         .unwrap();
     let (tx, _seen) = unbounded();
-    let ended = reconnecting.run(&mut App { events: tx });
+    let ended = reconnecting.run(&mut App { events: tx, via: None });
     assert!(matches!(ended.reason, EndReason::Failed(Error::Handshake { status: 403, .. })), "{:?}", ended.reason);
     assert_eq!(ended.connections, 0);
     running.shutdown();
@@ -336,7 +358,7 @@ fn it_gives_up_after_max_attempts_and_hands_back_what_it_kept() {
     sender.send("two".into()).unwrap();
     assert!(matches!(sender.send("three".into()), Err(Error::Send(SendError::QueueFull))));
     let (tx, seen) = unbounded();
-    let ended = reconnecting.run(&mut App { events: tx });
+    let ended = reconnecting.run(&mut App { events: tx, via: None });
     assert!(matches!(ended.reason, EndReason::GaveUp(Some(Error::Io(_)))), "{:?}", ended.reason);
     assert_eq!(ended.connections, 0);
     assert_eq!(ended.unsent, vec![OwnedMessage::Text("one".into()), OwnedMessage::Text("two".into())]);

@@ -456,14 +456,14 @@ impl Shared {
             let len = if is_close { 0 } else { msg.len() };
             match sender.send_if_open(msg) {
                 Ok(Ok(())) => {
-                    link.bytes -= len;
+                    link.bytes = link.bytes.saturating_sub(len);
                     link.close_queued &= !is_close;
                 }
                 Ok(Err(e)) => {
                     // Handed to a connection that failed as it took it:
                     // lost with it, as anything in flight on a dropped
                     // connection is.
-                    link.bytes -= len;
+                    link.bytes = link.bytes.saturating_sub(len);
                     link.close_queued &= !is_close;
                     warn!("a message kept while disconnected could not be sent: {e}");
                 }
@@ -534,7 +534,7 @@ impl Link {
                 if self.queue.len() >= max_messages || over {
                     return Err(Error::Send(SendError::QueueFull));
                 }
-                self.bytes += len;
+                self.bytes = self.bytes.saturating_add(len);
                 self.queue.push_back(msg);
                 Ok(false)
             }
@@ -752,7 +752,7 @@ impl Reconnecting {
                 return shared.finish(EndReason::GaveUp(error), connections);
             }
             let delay = policy.delay(failures, random_unit());
-            if policy.max_elapsed.is_some_and(|max| down_since.elapsed() + delay > max) {
+            if policy.max_elapsed.is_some_and(|max| down_since.elapsed().saturating_add(delay) > max) {
                 info!("giving up: disconnected for {:?}", down_since.elapsed());
                 return shared.finish(EndReason::GaveUp(error), connections);
             }
@@ -869,6 +869,8 @@ mod tests {
             let d = jittered.delay(2, random_unit());
             assert!(d <= ms(200), "{d:?}");
         }
+        let forever = p.clone().max_delay(Duration::MAX).jitter(true);
+        assert!(forever.delay(u32::MAX, 0.999) <= Duration::MAX);
         let flat = p.multiplier(1.0);
         assert_eq!(flat.delay(9, 0.0), ms(100));
     }
