@@ -27,6 +27,9 @@ use crate::proxy::{Proxy, ProxyEnv};
 use crate::transport::Transport;
 
 pub(crate) mod connect;
+mod reconnect;
+
+pub use reconnect::{EndReason, Ended, LinkState, Offline, ReconnectPolicy, ReconnectSender, Reconnecting, Retry};
 
 /// Why a `wss://` URL is refused without the `tls` feature.
 const NO_TLS: &str =
@@ -278,6 +281,38 @@ impl ClientBuilder {
         self.handshake(stream, deadline)
     }
 
+    /// A client that reconnects after a drop, as `policy` says, instead of
+    /// connecting once: see [`Reconnecting`]. Nothing is connected yet;
+    /// [`Reconnecting::run`] connects and runs the callbacks, and
+    /// [`Reconnecting::sender`] gives a sender that outlives each
+    /// connection.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use syncws::{Client, Offline, ReconnectPolicy};
+    /// let policy = ReconnectPolicy::default()
+    ///     .initial_delay(Duration::from_millis(200))
+    ///     .max_delay(Duration::from_secs(10))
+    ///     .max_attempts(Some(20))
+    ///     .offline(Offline::Queue { max_messages: 100, max_bytes: 1 << 20 });
+    /// let reconnecting = Client::builder().url("ws://127.0.0.1:8081/feed")?.reconnect(policy)?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] without a URL; [`Error::Config`] for a
+    /// [`Config`] or a policy whose values do not fit
+    /// ([`ReconnectPolicy::validate`]).
+    pub fn reconnect(self, policy: ReconnectPolicy) -> Result<Reconnecting> {
+        self.config.validate()?;
+        policy.validate()?;
+        if self.url.is_none() {
+            return Err(Error::Url("no url given".into()));
+        }
+        Ok(Reconnecting::new(self, policy))
+    }
+
     /// The proxy to use for `url`, if any.
     fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>> {
         match &self.proxy {
@@ -450,10 +485,24 @@ impl Client {
             .callback
             .take()
             .ok_or_else(|| Error::Application("no callback set: call set_callback_ws first".into()))?;
+        let (mut conn, shake) = match self.callback_parts() {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.callback = Some(handler);
+                return Err(e);
+            }
+        };
+        runner::run(&mut conn, &mut *handler, Box::new(shake));
+        self.callback = Some(handler);
+        Ok(())
+    }
+
+    /// The connection, for a callback runner, and what `on_open` is
+    /// handed; [`Error::AlreadyClosed`] if it was taken or has ended.
+    pub(crate) fn callback_parts(&mut self) -> Result<(Box<Connection>, WsHandshake)> {
         let ws = self.ws.take().ok_or(Error::AlreadyClosed)?;
         let mut conn = ws.into_connection();
         if conn.is_finished() {
-            self.callback = Some(handler);
             return Err(Error::AlreadyClosed);
         }
         let shake = WsHandshake {
@@ -462,10 +511,9 @@ impl Client {
             response: self.response.clone(),
             addr: self.addr,
             protocol: self.protocol.clone(),
+            reconnects: 0,
         };
-        runner::run(&mut conn, &mut *handler, Box::new(shake));
-        self.callback = Some(handler);
-        Ok(())
+        Ok((conn, shake))
     }
 
     fn ws(&mut self) -> Result<&mut WebSocket> {

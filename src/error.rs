@@ -223,6 +223,13 @@ pub enum SendError {
     /// The close code may not be sent on the wire (1005, 1006, 1015, or
     /// outside 1000-4999; RFC 6455 §7.4).
     InvalidCloseCode(u16),
+    /// A reconnecting client is between connections and its
+    /// [`Offline`](crate::Offline) policy is
+    /// [`Fail`](crate::Offline::Fail): the message was not sent, nor
+    /// kept. Sending again once
+    /// [`ReconnectSender::is_connected`](crate::ReconnectSender::is_connected)
+    /// says so may succeed.
+    Disconnected,
 }
 
 impl fmt::Display for SendError {
@@ -232,6 +239,7 @@ impl fmt::Display for SendError {
             SendError::CloseSent => f.write_str("a close frame was already sent"),
             SendError::QueueFull => f.write_str("the outbound queue is full"),
             SendError::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent on the wire"),
+            SendError::Disconnected => f.write_str("disconnected, and messages are not queued meanwhile"),
         }
     }
 }
@@ -393,6 +401,33 @@ impl Error {
             return Error::Timeout { phase };
         }
         Error::from(e)
+    }
+
+    /// An error equal to this one, for code that must both hand an error
+    /// on and keep it (a reconnecting client reports the error that
+    /// ended a connection to `on_error`, and keeps it to decide what
+    /// next). I/O and TLS errors keep their kind and message, not their
+    /// source.
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            Error::ConnectionClosed => Error::ConnectionClosed,
+            Error::AlreadyClosed => Error::AlreadyClosed,
+            Error::Io(e) => Error::Io(io(e)),
+            Error::Timeout { phase } => Error::Timeout { phase: *phase },
+            Error::Protocol(p) => Error::Protocol(*p),
+            Error::Utf8 => Error::Utf8,
+            Error::Capacity { what, size, max } => Error::Capacity { what: *what, size: *size, max: *max },
+            Error::Handshake { status, reason, response } => {
+                Error::Handshake { status: *status, reason: reason.clone(), response: response.clone() }
+            }
+            Error::Url(s) => Error::Url(s.clone()),
+            Error::Send(why) => Error::Send(*why),
+            Error::Tls(e) => Error::Tls(io(e)),
+            Error::Proxy(p) => Error::Proxy(p.clone()),
+            Error::Config(s) => Error::Config(s.clone()),
+            Error::Application(s) => Error::Application(s.clone()),
+        }
     }
 
     /// True for the two "connection is over" variants, which are not faults.

@@ -50,6 +50,11 @@
 //!   it ([`ClientBuilder::proxy_from_env`]); `wss://` stays TLS end to end
 //!   with the server; one connect deadline covers the lookup, TCP, the
 //!   proxy, TLS and the upgrade ([`ClientBuilder::connect_timeout`]);
+//! - a client that reconnects ([`ClientBuilder::reconnect`],
+//!   [`Reconnecting`]): capped exponential backoff with full jitter,
+//!   `on_open` again after each reconnect, a give-up policy
+//!   ([`ReconnectPolicy`]), and a [`ReconnectSender`] that keeps, within a
+//!   bound, or refuses ([`Offline`]) what is sent between connections;
 //! - Unix domain sockets (on Unix): `UnixStream` is a [`Transport`], so
 //!   [`accept`] and [`Server::new`] take it; `serve_unix` serves a
 //!   `UnixListener`; clients connect to
@@ -177,7 +182,9 @@ mod upgrade;
 
 pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
-pub use client::{Client, ClientBuilder};
+pub use client::{
+    Client, ClientBuilder, EndReason, Ended, LinkState, Offline, ReconnectPolicy, ReconnectSender, Reconnecting, Retry,
+};
 pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use conn::{Sender, WebSocket, WsReader, WsWriter};
 pub use error::{Error, Limit, Phase, ProtocolError, ProxyError, Result, SendError};

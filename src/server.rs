@@ -272,7 +272,7 @@ impl Server {
         let Upgrade { request, response, .. } = *upgrade;
         let protocol = response.headers.get("sec-websocket-protocol").map(str::to_owned);
         info!("websocket open: {} from {:?}", request.path, self.addr);
-        Box::new(WsHandshake { sender, request, response, addr: self.addr, protocol })
+        Box::new(WsHandshake { sender, request, response, addr: self.addr, protocol, reconnects: 0 })
     }
 }
 

@@ -5,13 +5,14 @@
 //! address already in use), 2 bad command line; `syncws client` documents
 //! its own codes 3 to 6.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
-use syncws::{Config, OriginPolicy};
+use syncws::{Config, OriginPolicy, ReconnectPolicy};
 use syncws_cli::common::{
     parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration, ProxyFlags, Route,
 };
@@ -54,18 +55,26 @@ enum Command {
     },
     /// Interactive client: stdin lines out, arriving messages on stdout.
     ///
-    /// Each stdin line is one message (its line ending removed); each message
-    /// that arrives is printed with a newline. At the end of stdin it sends
-    /// Close 1000 and waits for the reply, and prints the close code on stderr.
+    /// Each stdin line is one message (its line ending removed); each text
+    /// message that arrives is printed with a newline. At the end of stdin it
+    /// sends Close 1000 and waits for the reply, and prints the close code on
+    /// stderr.
     ///
     /// Proxies: --proxy URL, or else the environment as curl reads it
     /// (http_proxy for ws://, https_proxy for wss://, all_proxy, no_proxy);
     /// --no-proxy-env ignores the environment.
     ///
-    /// Exit codes: 0 clean close (1000), 1 local I/O failure, 2 bad usage or
-    /// URL, 3 cannot connect (the proxy too), 4 handshake refused (status
-    /// printed), 5 closed with another code (printed), 6 connection lost
-    /// without a close handshake.
+    /// Binary messages are printed as one line of hex each when stdout is a
+    /// terminal, raw otherwise (--binary-output). -1 sends all of stdin as
+    /// one message, prints the first reply and exits. --reconnect
+    /// reconnects after a drop (backoff with jitter); lines typed
+    /// meanwhile are kept and sent once it is back.
+    ///
+    /// Exit codes: 0 clean close (1000), or -1 got its reply; 1 local I/O
+    /// failure, or -1 got no reply within --timeout; 2 bad usage or URL; 3
+    /// cannot connect (the proxy too), or --reconnect gave up; 4 handshake
+    /// refused (status printed); 5 closed with another code (printed); 6
+    /// connection lost without a close handshake.
     Client {
         /// Server URL, `ws://host:port/path` or `wss://host:port/path`.
         url: String,
@@ -74,9 +83,43 @@ enum Command {
         /// built-in Mozilla roots and the system's.
         #[arg(long, value_name = "PEM")]
         tls_ca: Option<PathBuf>,
+        /// For wss://: accept any certificate, whoever signed it and
+        /// whatever its name (for testing; says so on stderr).
+        #[arg(long, short = 'k', conflicts_with = "tls_ca")]
+        insecure: bool,
         /// Send each line as a binary message instead of text.
         #[arg(long)]
         binary: bool,
+        /// How binary messages are printed: `hex` or `base64` (one line per
+        /// message), or `raw` (the bytes, no line ending) [default: hex on
+        /// a terminal, raw otherwise].
+        #[arg(long, value_name = "FORMAT", value_enum)]
+        binary_output: Option<client::BinaryOutput>,
+        /// Send all of stdin as one message (a text one loses one trailing
+        /// line ending), print the first reply and exit: 0 with a reply, 1
+        /// without one within --timeout.
+        #[arg(long = "one-message", short = '1', conflicts_with = "reconnect")]
+        one_message: bool,
+        /// With -1: how long to wait for the reply after sending.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", requires = "one_message")]
+        timeout: Duration,
+        /// Reconnect after a drop, a failed connect, or a Close 1001, 1012 or
+        /// 1013 (not after 1000, 1008 or a 4xx refusal), waiting a random
+        /// time up to a delay that doubles from --reconnect-delay to
+        /// --reconnect-max-delay. Lines read meanwhile are kept (up to 1024)
+        /// and sent after reconnecting.
+        #[arg(long)]
+        reconnect: bool,
+        /// With --reconnect: the largest first delay [default: 500ms].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "reconnect")]
+        reconnect_delay: Option<Duration>,
+        /// With --reconnect: the largest delay between attempts [default: 30s].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "reconnect")]
+        reconnect_max_delay: Option<Duration>,
+        /// With --reconnect: give up (exit code 3) after N failed attempts in
+        /// a row [default: never].
+        #[arg(long, value_name = "N", requires = "reconnect")]
+        reconnect_attempts: Option<u32>,
         /// Extra header for the upgrade request, `Name: value` (repeatable).
         #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = client::parse_header)]
         headers: Vec<(String, String)>,
@@ -93,6 +136,10 @@ enum Command {
         /// Close when nothing arrives for this long (default 120s), or `off`.
         #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
         idle_timeout: Option<MaybeDuration>,
+        /// Send a Ping after this long without traffic (default 30s), or
+        /// `off`; with --idle-timeout, how soon a vanished server is noticed.
+        #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+        ping_interval: Option<MaybeDuration>,
         #[command(flatten)]
         proxy: ProxyFlags,
     },
@@ -237,12 +284,21 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Client {
             url,
             tls_ca,
+            insecure,
             binary,
+            binary_output,
+            one_message,
+            timeout,
+            reconnect,
+            reconnect_delay,
+            reconnect_max_delay,
+            reconnect_attempts,
             headers,
             protocols,
             max_message_size,
             connect_timeout,
             idle_timeout,
+            ping_interval,
             proxy,
         } => {
             let mut config = Config::default();
@@ -256,6 +312,9 @@ fn run(command: Command) -> Result<u8, String> {
             if let Some(MaybeDuration(t)) = idle_timeout {
                 config = config.idle_timeout(t);
             }
+            if let Some(MaybeDuration(p)) = ping_interval {
+                config = config.ping_interval(p);
+            }
             let route = match Route::from_flags(&proxy) {
                 Ok(route) => route,
                 Err(e) => {
@@ -263,7 +322,37 @@ fn run(command: Command) -> Result<u8, String> {
                     return Ok(2);
                 }
             };
-            let opts = client::Options { url, binary, headers, protocols, config, tls_ca, route };
+            let mode = if one_message {
+                client::Mode::OneMessage { timeout }
+            } else if reconnect {
+                let mut policy = ReconnectPolicy::default().max_attempts(reconnect_attempts);
+                // Either flag alone moves the other bound along if need be.
+                if let Some(d) = reconnect_delay {
+                    policy.initial_delay = d;
+                    policy.max_delay = policy.max_delay.max(d);
+                }
+                if let Some(d) = reconnect_max_delay {
+                    policy.max_delay = d;
+                    policy.initial_delay = policy.initial_delay.min(d);
+                }
+                client::Mode::Reconnect(policy)
+            } else {
+                client::Mode::Lines
+            };
+            let binary_output =
+                binary_output.unwrap_or_else(|| client::BinaryOutput::default_for(std::io::stdout().is_terminal()));
+            let opts = client::Options {
+                url,
+                binary,
+                headers,
+                protocols,
+                config,
+                tls_ca,
+                route,
+                insecure,
+                binary_output,
+                mode,
+            };
             let stdin = std::io::BufReader::new(std::io::stdin());
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));

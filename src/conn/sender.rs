@@ -212,6 +212,17 @@ impl Sender {
         }
     }
 
+    /// [`send`](Self::send), unless the connection can no longer send
+    /// (a Close was sent, or it failed or ended): the message is then
+    /// handed back untouched, for a reconnecting client to queue it for
+    /// the next connection.
+    pub(crate) fn send_if_open(&self, msg: OwnedMessage) -> std::result::Result<Result<()>, OwnedMessage> {
+        if self.is_closed() {
+            return Err(msg);
+        }
+        Ok(self.send(msg))
+    }
+
     /// Closes a connection whose peer does not read: the Close frame may
     /// never leave, so the socket is shut down, which ends the connection
     /// either way.
