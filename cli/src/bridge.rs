@@ -53,7 +53,7 @@ use syncws::{
     WsHandshake, WsOption, WsTrait,
 };
 
-use crate::common::TcpServer;
+use crate::common::{HttpRoutes, TcpServer};
 
 /// Default largest Binary message made from TCP bytes.
 pub const DEFAULT_CHUNK: usize = 64 << 10;
@@ -81,6 +81,8 @@ pub struct Ws2TcpOptions {
     pub connect_timeout: Duration,
     /// Limits and timeouts (`origin` gives the Origin check).
     pub config: Config,
+    /// Plain HTTP on the same port (`--static`); none by default (426).
+    pub routes: HttpRoutes,
 }
 
 impl Ws2TcpOptions {
@@ -95,6 +97,7 @@ impl Ws2TcpOptions {
             queue: DEFAULT_QUEUE,
             connect_timeout: Duration::from_secs(5),
             config: Config::default(),
+            routes: HttpRoutes::default(),
         }
     }
 }
@@ -106,7 +109,10 @@ pub fn ws2tcp(opts: Ws2TcpOptions) -> Result<Running> {
     }
     let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
     log::info!("bridge ws2tcp: ws://{} -> tcp {}", listener.local_addr(), opts.to);
-    listener.spawn(move |server| server.set_callback_ws(Box::new(Ws2Tcp::new(opts.clone()))))
+    listener.spawn(move |server| {
+        opts.routes.install(server);
+        server.set_callback_ws(Box::new(Ws2Tcp::new(opts.clone())));
+    })
 }
 
 /// One `ws2tcp` connection.

@@ -1,15 +1,19 @@
 //! Pieces every tool shares: the [`Config`] limits as command-line flags,
-//! duration parsing, and a small TCP accept loop for tools that take plain
-//! TCP connections.
+//! duration parsing, the plain-HTTP side of every server ([`HttpRoutes`]:
+//! `/metrics`, the tool's own page, `--static` files), and a small TCP
+//! accept loop for tools that take plain TCP connections.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use clap::Args;
-use syncws::{Acceptor, Config, OriginPolicy};
+use syncws::{Acceptor, Config, HttpTrait, OriginPolicy, Request, Response, Server};
+
+use crate::static_files::StaticFiles;
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -119,6 +123,113 @@ impl Limits {
     /// The default [`Config`] with the flags applied.
     pub fn config(&self) -> Config {
         self.apply(Config::default())
+    }
+}
+
+/// The plain-HTTP flags of every WebSocket server.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpFlags {
+    /// Serve the files under DIR on the same port (GET and HEAD; a folder
+    /// serves its index.html; nothing outside DIR, hidden files neither).
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+}
+
+impl HttpFlags {
+    /// The routes these flags ask for (before the tool adds its own page).
+    pub fn routes(&self) -> std::io::Result<HttpRoutes> {
+        let mut routes = HttpRoutes::default();
+        if let Some(dir) = &self.static_dir {
+            let files = StaticFiles::new(dir)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("--static {}: {e}", dir.display())))?;
+            routes = routes.with_static(files);
+        }
+        Ok(routes)
+    }
+}
+
+/// One plain-HTTP route: an answer for the requests it knows, `None` to
+/// let the next route try.
+pub type Route = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
+/// The plain-HTTP side of a server, tried in this order: `/metrics` (when
+/// the server has metrics), the tool's own page or JSON, then the
+/// `--static` files; 404 when none answers. WebSocket upgrades never get
+/// here: the library recognises them by their headers, on any path.
+///
+/// With no route at all, [`HttpRoutes::install`] leaves the server as it
+/// was: plain requests get the library's 426 (this endpoint speaks
+/// WebSocket only).
+#[derive(Clone, Default)]
+pub struct HttpRoutes {
+    metrics: Option<Route>,
+    page: Option<Route>,
+    files: Option<Arc<StaticFiles>>,
+}
+
+impl std::fmt::Debug for HttpRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRoutes")
+            .field("metrics", &self.metrics.is_some())
+            .field("page", &self.page.is_some())
+            .field("static", &self.files.as_ref().map(|s| s.root().to_owned()))
+            .finish()
+    }
+}
+
+impl HttpRoutes {
+    /// The hook for `/metrics`, tried first.
+    #[must_use]
+    pub fn with_metrics(mut self, route: Route) -> Self {
+        self.metrics = Some(route);
+        self
+    }
+
+    /// The tool's own page or JSON (such as the chat page at `/`), tried
+    /// after `/metrics` and before the static files.
+    #[must_use]
+    pub fn with_page(mut self, route: Route) -> Self {
+        self.page = Some(route);
+        self
+    }
+
+    /// Static files, tried last.
+    #[must_use]
+    pub fn with_static(mut self, files: StaticFiles) -> Self {
+        self.files = Some(Arc::new(files));
+        self
+    }
+
+    /// True with no route: the server answers plain HTTP with 426.
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_none() && self.page.is_none() && self.files.is_none()
+    }
+
+    /// The answer to a plain request.
+    pub fn answer(&self, req: &Request) -> Response {
+        for route in [&self.metrics, &self.page].into_iter().flatten() {
+            if let Some(resp) = route(req) {
+                return resp;
+            }
+        }
+        match &self.files {
+            Some(files) => files.serve(req),
+            None => Response::text(404, "not found\n"),
+        }
+    }
+
+    /// Answers the plain requests of `server` with these routes (nothing
+    /// to do without any).
+    pub fn install(&self, server: &mut Server) {
+        if !self.is_empty() {
+            server.set_callback_http(Box::new(self.clone()));
+        }
+    }
+}
+
+impl HttpTrait for HttpRoutes {
+    fn operate(&mut self, req: &mut Request) -> syncws::Result<Response> {
+        Ok(self.answer(req))
     }
 }
 

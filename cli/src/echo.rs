@@ -5,6 +5,8 @@ use std::sync::Arc;
 use syncws::rustls::ServerConfig;
 use syncws::{Config, Listener, OwnedMessage, Result, Running, Sender, WsHandshake, WsOption, WsTrait};
 
+use crate::common::HttpRoutes;
+
 /// Echoes every Text and Binary message back to its sender.
 #[derive(Debug, Default)]
 pub struct Echo(Option<Sender>);
@@ -30,9 +32,18 @@ pub fn spawn(addr: &str, config: Config) -> Result<Running> {
 
 /// [`spawn`], over TLS when `tls` is given (`wss://`).
 pub fn spawn_with_tls(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>) -> Result<Running> {
+    spawn_with(addr, config, tls, HttpRoutes::default())
+}
+
+/// [`spawn_with_tls`], answering plain HTTP requests with `routes`
+/// (`--static`; without routes they get 426).
+pub fn spawn_with(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>, routes: HttpRoutes) -> Result<Running> {
     let mut listener = Listener::bind_with_config(addr, config)?;
     if let Some(tls) = tls {
         listener = listener.tls(tls);
     }
-    listener.spawn(|server| server.set_callback_ws(Box::new(Echo::default())))
+    listener.spawn(move |server| {
+        routes.install(server);
+        server.set_callback_ws(Box::new(Echo::default()));
+    })
 }

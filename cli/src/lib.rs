@@ -1,9 +1,11 @@
 //! The tools of the `syncws` command, as a library so tests can drive them.
 //!
 //! One module per tool, each built only on the public API of `syncws`:
-//! [`echo`], [`client`], [`bridge`] (`ws2tcp` and `tcp2ws`), [`proxy`] and
-//! [`chat`], and the benchmark's load generator [`loadgen`]. [`common`] holds the [`Config`](syncws::Config) flags shared by
-//! the servers.
+//! [`echo`], [`client`], [`bridge`] (`ws2tcp` and `tcp2ws`), [`proxy`],
+//! [`chat`], and the
+//! benchmark's load generator [`loadgen`]. [`common`] holds the
+//! [`Config`](syncws::Config) flags and the plain-HTTP routes shared by the
+//! servers; [`static_files`] serves `--static DIR`.
 
 pub mod bridge;
 pub mod chat;
@@ -12,6 +14,7 @@ pub mod common;
 pub mod echo;
 pub mod loadgen;
 pub mod proxy;
+pub mod static_files;
 
 use std::io::Write;
 

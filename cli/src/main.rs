@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Limits, MaybeDuration};
+use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration};
 use syncws_cli::{bridge, chat, client, echo, proxy};
 
 /// WebSocket tools built on the syncws library.
@@ -45,6 +45,8 @@ enum Command {
         /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        http: HttpFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -115,6 +117,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
         connect_timeout: Duration,
         #[command(flatten)]
+        http: HttpFlags,
+        #[command(flatten)]
         limits: Limits,
     },
     /// Chat room: a page at http://ADDR/ and its WebSocket at /ws on the same port.
@@ -122,6 +126,8 @@ enum Command {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8082")]
         addr: String,
+        #[command(flatten)]
+        http: HttpFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -148,6 +154,8 @@ enum Bridge {
         /// Largest binary message made from TCP bytes.
         #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
         chunk: usize,
+        #[command(flatten)]
+        http: HttpFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -187,7 +195,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, tls_cert, tls_key, limits } => {
+        Command::Echo { addr, tls_cert, tls_key, http, limits } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
                     Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
@@ -196,7 +204,8 @@ fn run(command: Command) -> Result<u8, String> {
             };
             let scheme = if tls.is_some() { "wss" } else { "ws" };
             let signals = termination_signals()?;
-            let running = echo::spawn_with_tls(&addr, limits.config(), tls).map_err(|e| e.to_string())?;
+            let routes = http.routes().map_err(|e| e.to_string())?;
+            let running = echo::spawn_with(&addr, limits.config(), tls, routes).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on {scheme}://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
@@ -226,8 +235,9 @@ fn run(command: Command) -> Result<u8, String> {
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));
         }
-        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits } } => {
+        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, http, limits } } => {
             let mut opts = bridge::Ws2TcpOptions::new(&listen, &to);
+            opts.routes = http.routes().map_err(|e| e.to_string())?;
             opts.path = path;
             opts.hosts = hosts;
             opts.chunk = chunk;
@@ -258,6 +268,7 @@ fn run(command: Command) -> Result<u8, String> {
             check_interval,
             fail_timeout,
             connect_timeout,
+            http,
             limits,
         } => {
             let file = match config {
@@ -285,15 +296,17 @@ fn run(command: Command) -> Result<u8, String> {
             };
             opts.connect_timeout = connect_timeout;
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
+            opts.routes = http.routes().map_err(|e| e.to_string())?;
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Chat { addr, limits } => {
+        Command::Chat { addr, http, limits } => {
             let config = chat::chat_config(limits.config());
+            let routes = http.routes().map_err(|e| e.to_string())?;
             let signals = termination_signals()?;
-            let (running, _room) = chat::spawn(&addr, config).map_err(|e| e.to_string())?;
+            let (running, _room) = chat::spawn_with(&addr, config, routes).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }

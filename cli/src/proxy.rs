@@ -54,6 +54,8 @@ use syncws::{
     Running, WsHandshake, WsOption, WsTrait,
 };
 
+use crate::common::HttpRoutes;
+
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -98,6 +100,8 @@ pub struct ProxyOptions {
     /// Limits and timeouts, for both sides. Its `origin` is the proxy's own
     /// Origin check (default here: any, leaving it to the upstream).
     pub config: Config,
+    /// Plain HTTP on the same port (`--static`); none by default (426).
+    pub routes: HttpRoutes,
 }
 
 impl ProxyOptions {
@@ -112,6 +116,7 @@ impl ProxyOptions {
             connect_timeout: Duration::from_secs(5),
             queue: 16,
             config: Config::default().origin(OriginPolicy::Any),
+            routes: HttpRoutes::default(),
         }
     }
 }
@@ -295,6 +300,7 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
     };
     let shared = Arc::new((pool, opts));
     let running = listener.spawn(move |server| {
+        shared.1.routes.install(server);
         let handler = ClientSide {
             shared: Arc::clone(&shared),
             peer: server.peer_addr(),
