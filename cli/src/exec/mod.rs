@@ -13,7 +13,7 @@
 //!
 //! - The client closes (or the connection fails, or the server stops):
 //!   stdin is closed; SIGTERM goes to the program's process group unless
-//!   it exits within 100 ms; SIGKILL after `kill_grace` (default 5 s).
+//!   it exits within 1 s; SIGKILL after `kill_grace` (default 5 s).
 //!   The client's Close is answered once the program's output has ended
 //!   (within `close_timeout`), so what it printed in the meantime, such as
 //!   its answer to the last message, still reaches the client.

@@ -48,8 +48,11 @@ use syncws::{CloseCode, CloseData, Error, OwnedMessage};
 use super::forks::Fork;
 
 /// How long a program whose stdin was closed may take to exit on its own
-/// before it gets SIGTERM (websocketd waits as long).
-pub const STDIN_GRACE: Duration = Duration::from_millis(100);
+/// before it gets SIGTERM. A filter exits at the end of its input; this
+/// gives one that is still starting (a Python interpreter takes 50 to
+/// 150 ms) time to answer what it was sent, since `printf ... | syncws
+/// client` closes right after its last message.
+pub const STDIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Largest read from stdout in `--binary` mode, so largest message.
 pub const BINARY_CHUNK: usize = 64 << 10;
