@@ -368,7 +368,7 @@ fn run(command: Command) -> Result<u8, String> {
             opts.max_forks = max_forks;
             opts.kill_grace = kill_grace;
             opts.routes = http.routes().map_err(|e| e.to_string())?;
-            opts.config = limits.config();
+            opts.config = limits.apply(exec::default_config());
             let signals = termination_signals()?;
             let running = exec::exec(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));

@@ -30,15 +30,17 @@
 //! # Costs and limits
 //!
 //! Each connection costs a socket, three pipes (six descriptors, three in
-//! the server), a process, and five threads beside the connection's (the
-//! writer, feeder, pump, stderr and waiter threads; small stacks). Hence
+//! the server), a process, and four threads beside the connection's (the
+//! feeder, pump, stderr and waiter threads; small stacks), five while the
+//! client reads more slowly than the program prints (the connection's
+//! writer thread). Hence
 //! `max_forks`, 1,000 by default: past it, upgrade requests get 503
 //! before anything is started, where the library's own connection cap
 //! (16,384) would let a burst of clients fork the machine to its knees.
 //!
 //! Backpressure is end to end: a client that does not read fills the
-//! connection's outbound queue (8 messages), then the pipe, and the
-//! program blocks writing; a program that does not read its stdin holds
+//! connection's outbound queue (`queue_max_bytes`, 1 MiB by default
+//! here), then the pipe, and the program blocks writing; a program that does not read its stdin holds
 //! the connection's thread, which stops reading the client. A side that
 //! accepts nothing for `write_timeout` ends the connection.
 //!
@@ -64,8 +66,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use syncws::{
-    CloseData, Config, Error, Listener, OwnedMessage, Request, Response, Result, Running, WsHandshake, WsOption,
-    WsTrait,
+    CloseData, Config, Error, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, WsHandshake,
+    WsOption, WsTrait,
 };
 
 use crate::common::HttpRoutes;
@@ -109,8 +111,17 @@ pub struct ExecOptions {
     pub kill_grace: Duration,
     /// Plain HTTP on the same port (`--static`).
     pub routes: HttpRoutes,
-    /// Limits and timeouts.
+    /// Limits and timeouts ([`default_config`] for the exec defaults).
+    /// Its `queue_policy` is replaced: the output of a program waits for
+    /// room in the queue up to `write_timeout`.
     pub config: Config,
+}
+
+/// The library's defaults, with a smaller outbound queue per connection
+/// (1 MiB instead of 16): what a program printed and its client did not
+/// read yet, held in the server; past it, the program waits.
+pub fn default_config() -> Config {
+    Config::default().queue_max_bytes(1 << 20)
 }
 
 impl ExecOptions {
@@ -124,7 +135,7 @@ impl ExecOptions {
             max_forks: DEFAULT_MAX_FORKS,
             kill_grace: DEFAULT_KILL_GRACE,
             routes: HttpRoutes::default(),
-            config: Config::default(),
+            config: default_config(),
         }
     }
 }
@@ -199,7 +210,8 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
         }
     };
     let passed = opts.passenv.iter().filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v))).collect();
-    let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
+    let config = opts.config.clone().queue_policy(QueuePolicy::Block(opts.config.write_timeout));
+    let listener = Listener::bind_with_config(opts.listen.as_str(), config)?;
     let local = listener.local_addr();
     let forks = Forks::new(opts.max_forks);
     let grace = opts.kill_grace;
@@ -342,11 +354,10 @@ impl WsTrait for Conn {
         Ok(accept)
     }
 
-    fn on_open(&mut self, _shake: WsHandshake) -> Result<Option<WsOption>> {
-        let output = self.job.as_mut().and_then(Job::take_output);
-        let output = output.ok_or_else(|| Error::Application("no program for this connection".into()))?;
+    fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+        let job = self.job.as_mut().ok_or_else(|| Error::Application("no program for this connection".into()))?;
+        job.attach(shake.sender);
         let mut option = WsOption::default();
-        option.set_receiver(output);
         // The client's Close is answered after the program's last output.
         option.defer_close_reply();
         Ok(Some(option))

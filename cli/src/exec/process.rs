@@ -3,15 +3,17 @@
 //!
 //! Each program has four threads of its own beside the connection's:
 //!
-//! - the **feeder** writes what the client sent to the program's stdin; it
-//!   takes one message at a time from a rendezvous channel, so a program
-//!   that does not read holds back the connection's thread, which stops
-//!   reading the client, whose TCP window closes;
-//! - the **pump** reads stdout into messages and queues them on a bounded
-//!   channel that the connection's writer thread drains; a client that
-//!   does not read blocks that writer, the queue fills, the pump stops
-//!   reading, the pipe fills and the program blocks in `write`. After
-//!   stdout's end it waits for the exit status and queues the Close;
+//! - the **feeder** writes what the client sent to the program's stdin,
+//!   several queued messages in one write; the queue holds
+//!   [`INPUT_QUEUE_BYTES`] (or one larger message), so a program that does
+//!   not read holds back the connection's thread, which stops reading the
+//!   client, whose TCP window closes;
+//! - the **pump** reads stdout into messages and sends them with the
+//!   connection's [`Sender`]: written at once while the socket takes them,
+//!   else queued (bounded by `queue_max_bytes`); a client that does not
+//!   read fills the queue, the send waits, the pump stops reading, the
+//!   pipe fills and the program blocks in `write`. After stdout's end it
+//!   waits for the exit status and sends the Close;
 //! - the **stderr** thread logs each line, tagged with the connection;
 //! - the **waiter** reaps the program (`wait`), then ends what it left
 //!   behind in its group, and only then gives back its `--max-forks` slot.
@@ -42,8 +44,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{self as cb, SendTimeoutError};
-use syncws::{CloseCode, CloseData, Error, OwnedMessage};
+use crossbeam_channel as cb;
+use syncws::{CloseCode, CloseData, Error, OwnedMessage, Sender};
 
 use super::forks::Fork;
 
@@ -57,9 +59,12 @@ pub const STDIN_GRACE: Duration = Duration::from_secs(1);
 /// Largest read from stdout in `--binary` mode, so largest message.
 pub const BINARY_CHUNK: usize = 64 << 10;
 
-/// Messages of output queued towards the client before the pump stops
-/// reading the program.
-const OUTPUT_QUEUE: usize = 8;
+/// Bytes of the client's messages queued for stdin before the connection's
+/// thread waits (a larger message is still taken when the queue is empty).
+pub const INPUT_QUEUE_BYTES: usize = 64 << 10;
+
+/// Largest read from stdout in line mode (longer lines are gathered).
+const LINE_READ: usize = 16 << 10;
 
 /// Longest stderr line logged as one; longer ones are logged in pieces.
 const MAX_LOG_LINE: u64 = 4096;
@@ -92,7 +97,60 @@ pub struct Spec {
 pub struct Job {
     shared: Arc<Shared>,
     stdin: Option<cb::Sender<Vec<u8>>>,
-    output: Option<cb::Receiver<OwnedMessage>>,
+    gate: Arc<Gate>,
+    /// Hands the connection's [`Sender`] to the pump, once open.
+    attach: Option<cb::Sender<Sender>>,
+}
+
+/// Counts the bytes queued for stdin, so that the queue stays bounded.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    queued: usize,
+    /// The feeder is gone (the program closed its stdin or exited).
+    closed: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `len` more bytes once the queue has room, waiting up to
+    /// `timeout`: `Ok(true)` when counted, `Ok(false)` when the feeder is
+    /// gone, `Err` when the program took nothing for `timeout`.
+    fn admit(&self, len: usize, timeout: Duration) -> std::result::Result<bool, ()> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return Ok(false);
+            }
+            if state.queued < INPUT_QUEUE_BYTES {
+                state.queued += len;
+                return Ok(true);
+            }
+            let left = deadline.checked_duration_since(Instant::now()).ok_or(())?;
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn release(&self, len: usize) {
+        let mut state = self.lock();
+        state.queued = state.queued.saturating_sub(len);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
 }
 
 #[derive(Debug)]
@@ -188,22 +246,28 @@ impl Job {
         }
         let _ = give.send((child, fork));
 
-        let (in_tx, in_rx) = cb::bounded::<Vec<u8>>(0);
-        let (out_tx, out_rx) = cb::bounded(OUTPUT_QUEUE);
+        // Unbounded as a channel, bounded in bytes by the gate.
+        let (in_tx, in_rx) = cb::unbounded::<Vec<u8>>();
+        let gate = Arc::new(Gate::default());
+        let (attach_tx, attach_rx) = cb::bounded::<Sender>(1);
         let started = (|| {
             let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
                 return Err(io::Error::other("the program's pipes are missing"));
             };
-            let tag = spec.tag.clone();
-            spawn("exec-stdin", move || feed(stdin, &in_rx, &tag))?;
+            let (tag, g) = (spec.tag.clone(), Arc::clone(&gate));
+            spawn("exec-stdin", move || feed(stdin, &in_rx, &g, &tag))?;
             let tag = spec.tag.clone();
             spawn("exec-stderr", move || log_stderr(stderr, &tag))?;
             let s = Arc::clone(&shared);
             let (binary, max) = (spec.binary, spec.max_message.max(1));
-            spawn("exec-stdout", move || pump(stdout, binary, max, &out_tx, &s))?;
+            spawn("exec-stdout", move || {
+                if let Ok(sender) = attach_rx.recv() {
+                    pump(stdout, binary, max, &sender, &s);
+                }
+            })?;
             Ok(())
         })();
-        let mut job = Job { shared, stdin: Some(in_tx), output: Some(out_rx) };
+        let mut job = Job { shared, stdin: Some(in_tx), gate, attach: Some(attach_tx) };
         if let Err(e) = started {
             // The waiter reaps it.
             job.shared.signal(libc::SIGKILL);
@@ -213,28 +277,32 @@ impl Job {
         Ok(job)
     }
 
-    /// The program's output as messages, ending with the Close its exit
-    /// status calls for; for the connection's writer (taken once).
-    pub fn take_output(&mut self) -> Option<cb::Receiver<OwnedMessage>> {
-        self.output.take()
+    /// The connection is open: its program's output goes to `sender`, and
+    /// after it the Close its exit status calls for.
+    pub fn attach(&mut self, sender: Sender) {
+        if let Some(tx) = self.attach.take() {
+            let _ = tx.send(sender);
+        }
     }
 
-    /// Hands `data` to the program's stdin, waiting up to `timeout` for it
-    /// to take it. A program that no longer reads its input (it closed
-    /// stdin or exited) loses the message; one that reads nothing for
-    /// `timeout` fails the connection (1011).
+    /// Queues `data` for the program's stdin, waiting up to `timeout` for
+    /// room ([`INPUT_QUEUE_BYTES`]). A program that no longer reads its
+    /// input (it closed stdin or exited) loses the message; one that takes
+    /// nothing for `timeout` fails the connection (1011).
     pub fn write_input(&self, data: Vec<u8>, timeout: Duration) -> syncws::Result<()> {
         let Some(tx) = &self.stdin else { return Ok(()) };
-        match tx.send_timeout(data, timeout) {
-            Ok(()) => Ok(()),
-            Err(SendTimeoutError::Disconnected(_)) => {
-                log::debug!("{}: the program no longer reads its input: message dropped", self.shared.tag);
-                Ok(())
+        let len = data.len();
+        let queued = match self.gate.admit(len, timeout) {
+            Ok(true) => tx.send(data).is_ok(),
+            Ok(false) => false,
+            Err(()) => {
+                return Err(Error::Application(format!("the program read none of its input for {timeout:?}")));
             }
-            Err(SendTimeoutError::Timeout(_)) => {
-                Err(Error::Application(format!("the program read none of its input for {timeout:?}")))
-            }
+        };
+        if !queued {
+            log::debug!("{}: the program no longer reads its input: message dropped", self.shared.tag);
         }
+        Ok(())
     }
 
     /// The client sent `close`: the program is ended ([`Job::end`]); its
@@ -256,7 +324,7 @@ impl Job {
     pub fn end(&mut self) {
         // Dropping the feeder's channel closes stdin once it is idle.
         self.stdin.take();
-        self.output.take();
+        self.attach.take();
         {
             let mut state = self.shared.lock();
             let done = state.ending || state.exit.is_some();
@@ -393,16 +461,24 @@ fn terminate(shared: &Shared) {
     }
 }
 
-/// The feeder: writes each message to stdin; ends (closing stdin) when the
-/// connection drops its end of the channel or the program its end of
-/// the pipe.
-fn feed(mut stdin: ChildStdin, rx: &cb::Receiver<Vec<u8>>, tag: &str) {
-    for data in rx.iter() {
-        if let Err(e) = stdin.write_all(&data) {
-            log::debug!("{tag}: writing to the program: {e}");
-            return;
+/// The feeder: writes the queued messages to stdin, those already there
+/// together; ends (closing stdin) when the connection drops its end of the
+/// channel, after what was queued, or the program its end of the pipe.
+fn feed(mut stdin: ChildStdin, rx: &cb::Receiver<Vec<u8>>, gate: &Gate, tag: &str) {
+    while let Ok(mut batch) = rx.recv() {
+        let mut taken = batch.len();
+        while batch.len() < INPUT_QUEUE_BYTES {
+            let Ok(more) = rx.try_recv() else { break };
+            taken += more.len();
+            batch.extend_from_slice(&more);
         }
+        if let Err(e) = stdin.write_all(&batch) {
+            log::debug!("{tag}: writing to the program: {e}");
+            break;
+        }
+        gate.release(taken);
     }
+    gate.close();
 }
 
 /// Logs stderr line by line.
@@ -427,7 +503,14 @@ fn log_stderr(stderr: ChildStderr, tag: &str) {
 }
 
 /// The pump: stdout to messages, then the Close of the exit status.
-fn pump(stdout: ChildStdout, binary: bool, max: usize, tx: &cb::Sender<OwnedMessage>, shared: &Shared) {
+///
+/// Sends from this thread write straight to the socket while it takes
+/// them; when it does not (a client that reads slowly or not at all), they
+/// queue for the connection's writer thread, up to `queue_max_bytes`, and
+/// the send waits (the exec server's queue policy blocks for
+/// `write_timeout`): the pump stops reading, the pipe fills, the program
+/// blocks. A send that fails means the connection is over.
+fn pump(stdout: ChildStdout, binary: bool, max: usize, tx: &Sender, shared: &Shared) {
     let open = if binary { pump_chunks(stdout, BINARY_CHUNK.min(max), tx) } else { pump_lines(stdout, max, tx) };
     if !open {
         // The connection ended: dropping stdout makes the program's next
@@ -445,7 +528,7 @@ fn pump(stdout: ChildStdout, binary: bool, max: usize, tx: &cb::Sender<OwnedMess
 
 /// `--binary`: each read of up to `chunk` bytes is a Binary message.
 /// False if the connection ended first.
-fn pump_chunks(mut out: ChildStdout, chunk: usize, tx: &cb::Sender<OwnedMessage>) -> bool {
+fn pump_chunks(mut out: ChildStdout, chunk: usize, tx: &Sender) -> bool {
     loop {
         let mut buf = vec![0u8; chunk];
         match out.read(&mut buf) {
@@ -463,8 +546,8 @@ fn pump_chunks(mut out: ChildStdout, chunk: usize, tx: &cb::Sender<OwnedMessage>
 }
 
 /// Lines: each line is a message. False if the connection ended first.
-fn pump_lines(out: ChildStdout, max: usize, tx: &cb::Sender<OwnedMessage>) -> bool {
-    let mut reader = BufReader::with_capacity(BINARY_CHUNK, out);
+fn pump_lines(out: ChildStdout, max: usize, tx: &Sender) -> bool {
+    let mut reader = BufReader::with_capacity(LINE_READ, out);
     let mut lines = Lines::new(max);
     loop {
         let chunk = match reader.fill_buf() {
