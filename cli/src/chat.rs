@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use syncws::{
-    CloseData, Config, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, Sender, WsHandshake,
-    WsOption, WsTrait,
+    CloseData, Config, HttpTrait, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, Sender,
+    WsHandshake, WsOption, WsTrait,
 };
 
-use crate::common::HttpRoutes;
+use crate::common::{HttpFlags, Routes};
 
 /// Longest chat line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
@@ -100,15 +100,16 @@ impl WsTrait for Member {
     }
 }
 
-/// The chat page at `/`; other paths are left to the next route.
-fn page(req: &Request) -> Option<Response> {
-    if req.path.split('?').next() != Some("/") {
-        return None;
+struct Page;
+
+impl HttpTrait for Page {
+    fn operate(&mut self, req: &mut Request) -> Result<Response> {
+        Ok(match (req.method.as_str(), req.path.split('?').next().unwrap_or("")) {
+            ("GET" | "HEAD", "/") => Response::new(200).with_body(PAGE, "text/html; charset=utf-8"),
+            ("GET" | "HEAD", _) => Response::text(404, "not found\n"),
+            _ => Response::text(405, "only GET\n").with_header("Allow", "GET"),
+        })
     }
-    Some(match req.method.as_str() {
-        "GET" | "HEAD" => Response::new(200).with_body(PAGE, "text/html; charset=utf-8"),
-        _ => Response::text(405, "only GET\n").with_header("Allow", "GET, HEAD"),
-    })
 }
 
 /// The config the chat runs with: `base` with a queue policy that closes
@@ -119,17 +120,17 @@ pub fn chat_config(base: Config) -> Config {
 
 /// Starts the chat server on a thread of its own; returns it and its room.
 pub fn spawn(addr: &str, config: Config) -> Result<(Running, Arc<Room>)> {
-    spawn_with(addr, config, HttpRoutes::default())
+    spawn_with(addr, config, HttpFlags::default())
 }
 
-/// [`spawn`], with more plain-HTTP routes (`/metrics`, `--static` files)
-/// around the chat page, which answers `/`.
-pub fn spawn_with(addr: &str, config: Config, routes: HttpRoutes) -> Result<(Running, Arc<Room>)> {
+/// [`spawn`], with the plain HTTP routes `http` asks for (`/metrics`)
+/// before the page.
+pub fn spawn_with(addr: &str, config: Config, http: HttpFlags) -> Result<(Running, Arc<Room>)> {
     let room = Arc::new(Room::default());
     let listener = Listener::bind_with_config(addr, config)?;
     log::info!("chat on http://{}/", listener.local_addr());
+    let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
     let r = Arc::clone(&room);
-    let routes = routes.with_page(Arc::new(page));
     let running = listener.spawn(move |server| {
         routes.install(server);
         server.set_callback_ws(Box::new(Member { room: Arc::clone(&r), id: 0 }));

@@ -6,6 +6,9 @@
 //! sends Close 1000 and waits for the server's reply, so it works in a
 //! pipe: `printf 'a\nb\n' | syncws client ws://127.0.0.1:8081`.
 //!
+//! It goes through the proxy of `--proxy`, or else the one the proxy
+//! environment variables give, as curl reads them ([`Route`]).
+//!
 //! # Exit codes
 //!
 //! | code | meaning |
@@ -13,7 +16,7 @@
 //! | 0 | closed cleanly: Close 1000 (or a Close without a code) |
 //! | 1 | local failure (reading stdin, writing stdout) |
 //! | 2 | bad command line or URL |
-//! | 3 | could not connect (DNS, TCP, timeout) |
+//! | 3 | could not connect (DNS, TCP, timeout, TLS, the proxy) |
 //! | 4 | the server refused the handshake (its HTTP status is printed) |
 //! | 5 | the server closed with a code other than 1000 (printed) |
 //! | 6 | the connection ended without a close handshake, or with a protocol error |
@@ -23,9 +26,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
+use syncws::proxy::Proxy;
 use syncws::rustls::pki_types::{pem::PemObject, CertificateDer};
 use syncws::rustls::{self, ClientConfig, RootCertStore};
 use syncws::{Client, CloseCode, Config, Error, OwnedMessage, WsWriter};
+
+use crate::common::Route;
 
 /// Exit code: closed cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -58,6 +64,8 @@ pub struct Options {
     /// For `wss://`: trust only the CA certificates of this PEM file, not
     /// the built-in Mozilla roots.
     pub tls_ca: Option<PathBuf>,
+    /// Directly, through a proxy, or as the environment says.
+    pub route: Route,
 }
 
 /// A TLS client config trusting only the certificates of the PEM file at
@@ -104,6 +112,23 @@ pub fn run(opts: Options, input: impl BufRead + Send + 'static, output: &mut dyn
             return EXIT_USAGE;
         }
     };
+    let via = match opts.route.proxy_for(&opts.url) {
+        Ok(via) => via,
+        Err(e) => {
+            let _ = writeln!(report, "syncws client: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    builder = match opts.route.apply(builder) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = writeln!(report, "syncws client: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(proxy) = &via {
+        log::info!("connecting to {} through the proxy {proxy}", opts.url);
+    }
     for (name, value) in &opts.headers {
         builder = builder.header(name, value);
     }
@@ -121,7 +146,7 @@ pub fn run(opts: Options, input: impl BufRead + Send + 'static, output: &mut dyn
     }
     let client = match builder.config(opts.config.clone()).connect() {
         Ok(c) => c,
-        Err(e) => return connect_failure(&opts.url, e, report),
+        Err(e) => return connect_failure(&opts.url, via.as_ref(), e, report),
     };
     if let Some(p) = client.protocol() {
         let _ = writeln!(report, "subprotocol: {p}");
@@ -225,7 +250,7 @@ fn pump_input(mut input: impl BufRead, writer: &WsWriter, binary: bool) {
     }
 }
 
-fn connect_failure(url: &str, e: Error, report: &mut dyn Write) -> i32 {
+fn connect_failure(url: &str, via: Option<&Proxy>, e: Error, report: &mut dyn Write) -> i32 {
     match e {
         Error::Handshake { status, reason, response } => {
             let _ = writeln!(report, "handshake refused by {url}: {reason}");
@@ -240,7 +265,11 @@ fn connect_failure(url: &str, e: Error, report: &mut dyn Write) -> i32 {
             EXIT_USAGE
         }
         e => {
-            let _ = writeln!(report, "cannot connect to {url}: {e}");
+            match via {
+                Some(proxy) => writeln!(report, "cannot connect to {url} through the proxy {proxy}: {e}"),
+                None => writeln!(report, "cannot connect to {url}: {e}"),
+            }
+            .ok();
             EXIT_CONNECT
         }
     }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration};
+use syncws_cli::common::{
+    parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration, ProxyFlags, Route,
+};
 use syncws_cli::{bridge, chat, client, echo, exec, proxy};
 
 /// WebSocket tools built on the syncws library.
@@ -46,9 +48,9 @@ enum Command {
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
         #[command(flatten)]
-        http: HttpFlags,
-        #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Interactive client: stdin lines out, arriving messages on stdout.
     ///
@@ -56,16 +58,20 @@ enum Command {
     /// that arrives is printed with a newline. At the end of stdin it sends
     /// Close 1000 and waits for the reply, and prints the close code on stderr.
     ///
+    /// Proxies: --proxy URL, or else the environment as curl reads it
+    /// (http_proxy for ws://, https_proxy for wss://, all_proxy, no_proxy);
+    /// --no-proxy-env ignores the environment.
+    ///
     /// Exit codes: 0 clean close (1000), 1 local I/O failure, 2 bad usage or
-    /// URL, 3 cannot connect, 4 handshake refused (status printed), 5 closed
-    /// with another code (printed), 6 connection lost without a close
-    /// handshake.
+    /// URL, 3 cannot connect (the proxy too), 4 handshake refused (status
+    /// printed), 5 closed with another code (printed), 6 connection lost
+    /// without a close handshake.
     Client {
         /// Server URL, `ws://host:port/path` or `wss://host:port/path`.
         url: String,
         /// For wss://: trust only the CA certificates in this PEM file (for
         /// instance a self-signed server certificate) instead of the
-        /// built-in Mozilla roots.
+        /// built-in Mozilla roots and the system's.
         #[arg(long, value_name = "PEM")]
         tls_ca: Option<PathBuf>,
         /// Send each line as a binary message instead of text.
@@ -80,12 +86,15 @@ enum Command {
         /// Largest message accepted from the server, in bytes.
         #[arg(long, value_name = "BYTES")]
         max_message_size: Option<usize>,
-        /// Deadline for connecting and the handshake.
+        /// Deadline for the whole connect: DNS, TCP, the proxy, TLS and the
+        /// upgrade (default 10s).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         connect_timeout: Option<Duration>,
         /// Close when nothing arrives for this long (default 120s), or `off`.
         #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
         idle_timeout: Option<MaybeDuration>,
+        #[command(flatten)]
+        proxy: ProxyFlags,
     },
     /// WebSocket <-> TCP bridge.
     Bridge {
@@ -97,11 +106,22 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the file].
         #[arg(long)]
         listen: Option<String>,
-        /// Upstream `ws://host:port[/path]`, optionally `,weight=N` (repeatable).
+        /// Upstream `ws://host:port[/path]`, `wss://host:port[/path]` or
+        /// `ws+unix:///path/to.sock[:/path]`, optionally `,weight=N`
+        /// (repeatable). A `wss://` upstream is dialled over TLS
+        /// (connections and health checks), never in plaintext.
         #[arg(long = "upstream", short = 'u', value_name = "URL[,weight=N]", value_parser = proxy::Upstream::parse)]
         upstreams: Vec<proxy::Upstream>,
+        /// For wss:// upstreams: trust only the CA certificates in this PEM
+        /// file (a private CA, or a self-signed upstream certificate)
+        /// instead of the built-in Mozilla roots. An upstream whose
+        /// certificate is not trusted is unreachable: the client gets 502
+        /// and the reason is logged.
+        #[arg(long, value_name = "PEM")]
+        upstream_tls_ca: Option<PathBuf>,
         /// TOML file with `listen`, `x_forwarded_for`, `check_interval`,
-        /// `fail_timeout` and `[[upstream]]` tables (`url`, `weight`).
+        /// `fail_timeout`, `upstream_tls_ca` (relative to the file's folder)
+        /// and `[[upstream]]` tables (`url`, `weight`).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Append the client's address to `X-Forwarded-For`.
@@ -117,9 +137,9 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
         connect_timeout: Duration,
         #[command(flatten)]
-        http: HttpFlags,
-        #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Chat room: a page at http://ADDR/ and its WebSocket at /ws on the same port.
     Chat {
@@ -127,9 +147,9 @@ enum Command {
         #[arg(default_value = "127.0.0.1:8082")]
         addr: String,
         #[command(flatten)]
-        http: HttpFlags,
-        #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// A program per connection, like websocketd: messages to its stdin, its stdout lines back.
     ///
@@ -199,11 +219,15 @@ enum Bridge {
         #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
         chunk: usize,
         #[command(flatten)]
-        http: HttpFlags,
-        #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// TCP clients reach a WebSocket service: each TCP connection opens a WebSocket.
+    ///
+    /// The WebSocket side goes through --proxy, or else the proxy the
+    /// environment gives (read at start, as curl reads it), unless
+    /// --no-proxy-env.
     Tcp2ws {
         /// Address TCP clients connect to.
         #[arg(long)]
@@ -220,6 +244,8 @@ enum Bridge {
         /// Largest binary message made from TCP bytes.
         #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
         chunk: usize,
+        #[command(flatten)]
+        proxy: ProxyFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -239,7 +265,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, tls_cert, tls_key, http, limits } => {
+        Command::Echo { addr, tls_cert, tls_key, limits, http } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
                     Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
@@ -248,8 +274,7 @@ fn run(command: Command) -> Result<u8, String> {
             };
             let scheme = if tls.is_some() { "wss" } else { "ws" };
             let signals = termination_signals()?;
-            let routes = http.routes().map_err(|e| e.to_string())?;
-            let running = echo::spawn_with(&addr, limits.config(), tls, routes).map_err(|e| e.to_string())?;
+            let running = echo::spawn_with(&addr, limits.config(), tls, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on {scheme}://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
@@ -262,6 +287,7 @@ fn run(command: Command) -> Result<u8, String> {
             max_message_size,
             connect_timeout,
             idle_timeout,
+            proxy,
         } => {
             let mut config = Config::default();
             if let Some(m) = max_message_size {
@@ -274,25 +300,33 @@ fn run(command: Command) -> Result<u8, String> {
             if let Some(MaybeDuration(t)) = idle_timeout {
                 config = config.idle_timeout(t);
             }
-            let opts = client::Options { url, binary, headers, protocols, config, tls_ca };
+            let route = match Route::from_flags(&proxy) {
+                Ok(route) => route,
+                Err(e) => {
+                    eprintln!("syncws client: {e}");
+                    return Ok(2);
+                }
+            };
+            let opts = client::Options { url, binary, headers, protocols, config, tls_ca, route };
             let stdin = std::io::BufReader::new(std::io::stdin());
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));
         }
-        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, http, limits } } => {
+        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits, http } } => {
             let mut opts = bridge::Ws2TcpOptions::new(&listen, &to);
-            opts.routes = http.routes().map_err(|e| e.to_string())?;
             opts.path = path;
             opts.hosts = hosts;
             opts.chunk = chunk;
             opts.config = limits.config();
+            opts.http = http;
             let signals = termination_signals()?;
             let running = bridge::ws2tcp(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, limits } } => {
+        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, proxy, limits } } => {
             let mut opts = bridge::Tcp2WsOptions::new(&listen, &to);
+            opts.route = Route::from_flags(&proxy)?;
             opts.headers = headers;
             opts.protocols = protocols;
             opts.chunk = chunk;
@@ -307,21 +341,23 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Proxy {
             listen,
             upstreams,
+            upstream_tls_ca,
             config,
             x_forwarded_for,
             check_interval,
             fail_timeout,
             connect_timeout,
-            http,
             limits,
+            http,
         } => {
-            let file = match config {
+            let (file, file_dir) = match config {
                 Some(path) => {
                     let text =
                         std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                    let file = proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    (file, path.parent().map(PathBuf::from).unwrap_or_default())
                 }
-                None => proxy::FileConfig::default(),
+                None => (proxy::FileConfig::default(), PathBuf::new()),
             };
             let mut ups = file.upstreams()?;
             ups.extend(upstreams);
@@ -339,18 +375,21 @@ fn run(command: Command) -> Result<u8, String> {
                 (None, None) => opts.fail_timeout,
             };
             opts.connect_timeout = connect_timeout;
+            if let Some(ca) = upstream_tls_ca.or_else(|| file.upstream_tls_ca(&file_dir)) {
+                let tls = syncws_cli::client::tls_config_trusting(&ca).map_err(|e| format!("--upstream-tls-ca {e}"))?;
+                opts.upstream_tls = Some(tls);
+            }
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
-            opts.routes = http.routes().map_err(|e| e.to_string())?;
+            opts.http = http;
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Chat { addr, http, limits } => {
+        Command::Chat { addr, limits, http } => {
             let config = chat::chat_config(limits.config());
-            let routes = http.routes().map_err(|e| e.to_string())?;
             let signals = termination_signals()?;
-            let (running, _room) = chat::spawn_with(&addr, config, routes).map_err(|e| e.to_string())?;
+            let (running, _room) = chat::spawn_with(&addr, config, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
@@ -367,7 +406,7 @@ fn run(command: Command) -> Result<u8, String> {
             opts.passenv = passenv;
             opts.max_forks = max_forks;
             opts.kill_grace = kill_grace;
-            opts.routes = http.routes().map_err(|e| e.to_string())?;
+            opts.http = http;
             opts.config = limits.apply(exec::default_config());
             let signals = termination_signals()?;
             let running = exec::exec(opts).map_err(|e| e.to_string())?;

@@ -50,7 +50,13 @@ fn listening(mut child: std::process::Child, prefix: &str) -> Server {
 /// stdout, stderr).
 fn client(args: Vec<String>, input: Vec<u8>) -> (i32, String, String) {
     within("syncws client", move || {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // The client reads the proxy variables by default: none of the
+        // developer's may send these loopback tests elsewhere.
+        for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+            command.env_remove(var);
+        }
+        let mut child = command
             .arg("client")
             .args(&args)
             .stdin(Stdio::piped())
@@ -251,6 +257,86 @@ fn chat_serves_its_page_and_broadcasts() {
     assert_eq!(first, second);
 }
 
+/// `GET path` over plain HTTP to `addr` (`host:port`); returns the status
+/// line, the head and the body.
+fn http_get(addr: &str, path: &str) -> (String, String, String) {
+    let (addr, path) = (addr.to_owned(), path.to_owned());
+    let answer = within("an HTTP answer", move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {answer:?}"));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name` (with its labels, if any) in a
+/// Prometheus text `body`.
+fn sample(body: &str, name: &str) -> u64 {
+    let line = body.lines().find(|l| l.strip_prefix(name).is_some_and(|v| v.starts_with(' ')));
+    let line = line.unwrap_or_else(|| panic!("no sample {name} in\n{body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+#[test]
+fn servers_answer_metrics_only_with_the_flag() {
+    let echo = start(&["echo", "127.0.0.1:0", "--metrics"], "listening on ");
+    let addr = echo.addr.trim_start_matches("ws://").to_owned();
+    // One WebSocket connection, open while the page is scraped: its echo
+    // came back, so the server has counted it and its message.
+    let url = echo.addr.clone();
+    let client = within("an echo", move || {
+        let mut c = Client::connect(&url).unwrap();
+        c.send(OwnedMessage::Text("counted".into())).unwrap();
+        assert_eq!(c.read().unwrap(), OwnedMessage::Text("counted".into()));
+        c
+    });
+    let (status, head, body) = http_get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(body.contains("# TYPE syncws_connections_open gauge\n"), "{body}");
+    assert!(body.contains("# TYPE syncws_websockets_closed_total counter\n"), "{body}");
+    // The client's connection and the scrape's.
+    assert_eq!(sample(&body, "syncws_connections_accepted_total"), 2);
+    assert_eq!(sample(&body, "syncws_connections_open"), 2);
+    assert_eq!(sample(&body, "syncws_websockets_opened_total"), 1);
+    assert_eq!(sample(&body, "syncws_websockets_open"), 1);
+    assert_eq!(sample(&body, "syncws_received_messages_total"), 1);
+    assert_eq!(sample(&body, "syncws_connections_refused_total{reason=\"origin\"}"), 0);
+    assert_eq!(sample(&body, "syncws_websockets_closed_total{code=\"1000\"}"), 0);
+    // Any other path is still a WebSocket-only endpoint.
+    assert!(http_get(&addr, "/").0.starts_with("HTTP/1.1 426"));
+    drop(client);
+    // An upgrade is one on any path, /metrics included.
+    let url = format!("{}/metrics", echo.addr);
+    within("an echo on /metrics", move || {
+        let mut c = Client::connect(&url).unwrap();
+        c.send(OwnedMessage::Text("upgraded".into())).unwrap();
+        assert_eq!(c.read().unwrap(), OwnedMessage::Text("upgraded".into()));
+    });
+
+    // Without the flag, /metrics is not served.
+    let plain = start(&["echo", "127.0.0.1:0"], "listening on ");
+    let (status, _, body) = http_get(plain.addr.trim_start_matches("ws://"), "/metrics");
+    assert!(status.starts_with("HTTP/1.1 426"), "{status}");
+    assert!(!body.contains("syncws_"), "{body}");
+
+    // The chat: /metrics first, then its own page.
+    let chat = start(&["chat", "127.0.0.1:0", "--metrics"], "chat on http://");
+    let addr = chat.addr.trim_end_matches('/');
+    let (status, _, body) = http_get(addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(sample(&body, "syncws_connections_open"), 1);
+    let (status, _, body) = http_get(addr, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("new WebSocket("), "{body}");
+    assert!(http_get(addr, "/nothing").0.starts_with("HTTP/1.1 404"));
+}
+
 #[test]
 fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
     let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
@@ -283,6 +369,72 @@ fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
     let (code, _, err) = client(vec![ws2tcp.addr.clone()], Vec::new());
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("502"), "{err}");
+}
+
+/// `syncws echo` over TLS on 127.0.0.1 port 0, and its URL written with
+/// `localhost` (a DNS name, as upstreams usually are): (server, URL).
+fn tls_echo(cert: &str, key: &str) -> (Server, String) {
+    let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key], "listening on ");
+    let url = echo.addr.replace("wss://127.0.0.1:", "wss://localhost:");
+    assert!(url.starts_with("wss://localhost:"), "{}", echo.addr);
+    (echo, url)
+}
+
+#[test]
+fn proxy_dials_a_wss_upstream_over_tls_trusting_upstream_tls_ca() {
+    let (dir, cert, key) = tls_files("proxy-wss");
+    let (_echo, upstream) = tls_echo(&cert, &key);
+
+    // From the command line: a plain ws:// client, through the proxy, to
+    // the wss:// upstream and back.
+    let args = ["proxy", "--listen", "127.0.0.1:0", "-u", &upstream, "--upstream-tls-ca", &cert];
+    let proxy = start(&args, "listening on ");
+    assert!(proxy.addr.starts_with("ws://"), "{}", proxy.addr);
+    let (code, out, err) = client(vec![proxy.addr.clone()], b"through the proxy over tls\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "through the proxy over tls\n"), "{err}");
+
+    // From a file whose upstream_tls_ca is relative to the file's folder.
+    let file = dir.join("proxy.toml");
+    let toml =
+        format!("listen = \"127.0.0.1:0\"\nupstream_tls_ca = \"cert.pem\"\n\n[[upstream]]\nurl = \"{upstream}\"\n");
+    std::fs::write(&file, toml).unwrap();
+    let proxy = start(&["proxy", "--config", file.to_str().unwrap()], "listening on ");
+    let (code, out, err) = client(vec![format!("{}/some/path", proxy.addr)], b"from the file\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "from the file\n"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxy_without_trust_in_a_wss_upstream_answers_502_and_logs_why() {
+    let (dir, cert, key) = tls_files("proxy-wss-untrusted");
+    let (_echo, upstream) = tls_echo(&cert, &key);
+    // No --upstream-tls-ca: the built-in roots do not trust the upstream's
+    // self-signed certificate.
+    let child = Command::new(BIN)
+        .args(["proxy", "--listen", "127.0.0.1:0", "-u", &upstream])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run syncws proxy");
+    let mut proxy = listening(child, "listening on ");
+    // 502, not the upstream's plaintext 400 that a ws:// fallback would
+    // bring back (the TLS echo answers a plaintext request with 400).
+    let (code, _, err) = client(vec![proxy.addr.clone()], b"never echoed\n".to_vec());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("502"), "{err}");
+
+    let stderr = proxy.child.stderr.take().unwrap();
+    let _ = proxy.child.kill();
+    let _ = proxy.child.wait();
+    let log = within("the proxy's log", move || {
+        let mut log = String::new();
+        BufReader::new(stderr).read_to_string(&mut log).expect("read the proxy's stderr");
+        log
+    });
+    assert!(log.contains(&format!("cannot reach {upstream}/")), "{log}");
+    assert!(log.contains("certificate") && log.contains("--upstream-tls-ca"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(unix)]

@@ -76,8 +76,13 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         BufReader::new(stdout).read_line(&mut line).expect("read stdout");
         line
     });
-    let url =
-        line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
+    // `listening on ws://ADDR`, or the chat's `chat on http://ADDR/`.
+    let line = line.trim();
+    let url = line
+        .strip_prefix("listening on ")
+        .or_else(|| line.strip_prefix("chat on "))
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .to_owned();
     Server { child, url, log }
 }
 
@@ -653,5 +658,17 @@ fn static_files_on_the_same_port_and_never_outside_the_folder() {
     let home = get(&echo.host_port(), "/");
     assert!(status(&home) == 200 && home.ends_with("<h1>home</h1>"), "{home}");
     assert_eq!(status(&get(&echo.host_port(), "/../secret.txt")), 403);
+
+    // The order: /metrics, then the tool's own page, then the files.
+    let chat = start(&["chat", "127.0.0.1:0", "--metrics", "--static", site.to_str().unwrap()], &[]);
+    let hp = chat.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let page = get(&hp, "/");
+    assert!(status(&page) == 200 && page.contains("new WebSocket("), "{page}");
+    let metrics = get(&hp, "/metrics");
+    assert!(status(&metrics) == 200 && metrics.contains("syncws_connections_open"), "{metrics}");
+    let js = get(&hp, "/app.js");
+    assert!(status(&js) == 200 && js.ends_with("console.log(1)"), "{js}");
+    assert_eq!(status(&get(&hp, "/missing")), 404);
+    assert_eq!(status(&get(&hp, "/../secret.txt")), 403);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -3,12 +3,14 @@
 //! with as few system calls as possible.
 
 use std::io::{self, ErrorKind, IoSliceMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{MessageDecoder, Role};
+use crate::stats::Counters;
 use crate::transport::{self, is_timeout, ReadHalf, Released};
 
 /// The most payload one read system call puts straight into a message.
@@ -66,13 +68,23 @@ pub(crate) struct ReadSide {
     pub(crate) last_activity: Instant,
     /// Bytes arrived since the clock was last read for `last_activity`.
     active: bool,
+    /// Where messages and bytes read are counted.
+    metrics: Arc<Counters>,
 }
 
 impl ReadSide {
-    /// `leftover` holds bytes that arrived with the handshake.
-    pub(crate) fn new(io: Box<dyn ReadHalf>, role: Role, config: &Config, leftover: Vec<u8>) -> Self {
+    /// `leftover` holds bytes that arrived with the handshake; messages
+    /// and bytes read count in `metrics`.
+    pub(crate) fn new(
+        io: Box<dyn ReadHalf>,
+        role: Role,
+        config: &Config,
+        leftover: Vec<u8>,
+        metrics: Arc<Counters>,
+    ) -> Self {
         let base_size = config.read_buffer_size;
         let end = leftover.len();
+        metrics.bytes_in(end);
         let mut buf = leftover;
         if buf.len() < base_size {
             if buf.capacity() > base_size {
@@ -99,6 +111,7 @@ impl ReadSide {
             armed: Some(Duration::MAX),
             last_activity: Instant::now(),
             active: false,
+            metrics,
         }
     }
 
@@ -123,6 +136,7 @@ impl ReadSide {
                 self.start += used;
                 if let Some(msg) = msg {
                     self.read_msgs += 1;
+                    self.metrics.message_in();
                     return Ok(Read::Message(msg));
                 }
             }
@@ -148,6 +162,7 @@ impl ReadSide {
                     )))
                 }
                 Ok((direct, buffered)) => {
+                    self.metrics.bytes_in(direct + buffered);
                     self.end += buffered;
                     self.last_read = direct + buffered;
                     self.read_msgs = 0;
@@ -168,6 +183,7 @@ impl ReadSide {
                         };
                         if let Some(msg) = msg {
                             self.read_msgs += 1;
+                            self.metrics.message_in();
                             return Ok(Read::Message(msg));
                         }
                     }
@@ -370,7 +386,7 @@ mod tests {
         wire.extend(client_frames(6, 64 << 10));
         let wire = Arc::new(Mutex::new(wire));
         let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
-        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
+        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), Arc::clone(Counters::global()));
         assert_eq!(side.buf.len(), 512);
 
         // A burst of small messages: few reads, each bringing dozens.
@@ -396,7 +412,7 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let (io, _writer) = crate::Transport::split(socket).unwrap();
-        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new());
+        let mut side = ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), Arc::clone(Counters::global()));
         let wire = client_frames(3, 100 << 10);
         let writer = std::thread::spawn(move || io::Write::write_all(&mut peer, &wire).map(|()| peer));
         read_messages(&mut side, 3, 100 << 10);

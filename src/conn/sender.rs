@@ -193,6 +193,7 @@ impl Sender {
         match self.enqueue(msg, out.policy) {
             Ok(()) => Ok(()),
             Err(Refused::Full) => {
+                out.write.metrics().queue_full();
                 if out.policy == QueuePolicy::Close {
                     warn!("outbound queue full: closing the connection (policy Close)");
                     self.close_now(CloseCode::POLICY, "outbound queue full");
@@ -200,6 +201,7 @@ impl Sender {
                 Err(Error::Send(SendError::QueueFull))
             }
             Err(Refused::OverBudget { size, max }) => {
+                out.write.metrics().memory_budget();
                 warn!(
                     "the process's memory budget ({max} bytes) is used up: closing a connection whose queue would grow"
                 );

@@ -12,7 +12,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::conn::state::{Event, Life, State};
 use crate::error::{Error, Phase, Result};
 use crate::message::OwnedMessage;
 use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
+use crate::stats::Counters;
 use crate::transport::{Closer, Released, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
@@ -51,7 +52,21 @@ struct Shared {
     /// lock, so no frame follows it; every message checks it without a
     /// lock.
     life: Life,
+    /// The counters the connection adds to: messages and bytes written per
+    /// batch, its close code once it ends.
+    metrics: Arc<Counters>,
+    /// The code of the Close that began the close handshake, ours or the
+    /// peer's ([`NO_CODE`] for one without a code), or [`NO_CLOSE_YET`].
+    close_code: AtomicU32,
+    /// The connection's end was counted.
+    counted: AtomicBool,
 }
+
+/// [`Shared::close_code`] before either side's Close.
+const NO_CLOSE_YET: u32 = 0;
+/// [`Shared::close_code`] for a Close without a code: 1005, "no status
+/// received" (RFC 6455 §7.1.5), a code never sent on the wire.
+const NO_CODE: u32 = 1005;
 
 /// What [`WriteSide::try_send_now`] did with a message.
 pub(crate) enum Now {
@@ -73,10 +88,29 @@ pub(crate) struct WriteSide {
 }
 
 impl WriteSide {
-    pub(crate) fn new(mut io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
+    /// A write side counted in the process-wide [`Counters`].
+    #[cfg(test)]
+    pub(crate) fn new(io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
+        WriteSide::counted(io, role, timeout, Arc::clone(Counters::global()))
+    }
+
+    /// A write side whose messages and bytes, and close code at the end,
+    /// count in `metrics`.
+    pub(crate) fn counted(
+        mut io: Box<dyn WriteHalf>,
+        role: Role,
+        timeout: Duration,
+        metrics: Arc<Counters>,
+    ) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
-        let shared = Arc::new(Shared { closer: Mutex::new(Some(io.closer())), life: Life::new() });
+        let shared = Arc::new(Shared {
+            closer: Mutex::new(Some(io.closer())),
+            life: Life::new(),
+            metrics,
+            close_code: AtomicU32::new(NO_CLOSE_YET),
+            counted: AtomicBool::new(false),
+        });
         let state = WriteState { io, masks, batch: Vec::new(), no_try_write: false, shared: Arc::clone(&shared) };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
@@ -88,6 +122,35 @@ impl WriteSide {
     /// The connection's state, shared with everything that uses it.
     pub(crate) fn life(&self) -> &Life {
         &self.shared.life
+    }
+
+    /// The counters the connection adds to.
+    pub(crate) fn metrics(&self) -> &Counters {
+        &self.shared.metrics
+    }
+
+    /// The peer's Close arrived, with `code`: if no Close came before it,
+    /// the connection counts under this code when it ends.
+    pub(crate) fn peer_close_code(&self, code: Option<u16>) {
+        self.shared.note_close(code);
+    }
+
+    /// Counts the connection's end, under its close code; once, whether
+    /// [`end`](Self::end) or the drop of an unfinished connection comes
+    /// first.
+    pub(crate) fn count_end(&self) {
+        if self.shared.counted.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let code = match self.shared.close_code.load(Ordering::Relaxed) {
+            NO_CLOSE_YET => None,
+            code => u16::try_from(code).ok(),
+        };
+        self.shared.metrics.websocket_closed(code);
+        match code {
+            Some(code) => log::debug!("websocket closed: {code}"),
+            None => log::debug!("websocket closed without a close frame"),
+        }
     }
 
     /// Encodes and writes `msgs` in order, in as few system calls as the
@@ -146,6 +209,8 @@ impl WriteSide {
         st.io = Box::new(Released);
         st.batch = Vec::new();
         lock(&self.shared.closer).take();
+        drop(st);
+        self.count_end();
         state
     }
 
@@ -198,6 +263,8 @@ impl WriteSide {
             }
             Ok(n) => {
                 st.batch.drain(..n);
+                self.shared.metrics.messages_out(1);
+                self.shared.metrics.bytes_out(n);
                 Ok(if st.batch.is_empty() { Now::Sent } else { Now::Pending })
             }
             Err(e) => {
@@ -223,6 +290,15 @@ impl WriteSide {
     }
 }
 
+impl Shared {
+    /// Keeps `code` as the connection's close code if no Close came
+    /// before.
+    fn note_close(&self, code: Option<u16>) {
+        let code = code.map_or(NO_CODE, u32::from);
+        let _ = self.close_code.compare_exchange(NO_CLOSE_YET, code, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 /// Locks `m`. A panic while holding one of these locks leaves at most bytes
 /// half-written, after which the connection is marked failed, so a poisoned
 /// lock carries no further meaning.
@@ -235,12 +311,17 @@ impl WriteState {
         if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
+        // Messages committed to the batch or written; counted once, when
+        // the batch is written.
+        let mut count = 0;
         for msg in msgs {
             if !self.shared.life.may_send() {
                 self.flush()?;
+                self.count_messages(count);
                 return Err(Error::AlreadyClosed);
             }
             let key = self.masks.as_mut().map(|m| m.next_key());
+            count += 1;
             if is_small_data(&msg) {
                 // Most messages: header and payload copied into the batch
                 // at once, the message then freed.
@@ -248,10 +329,15 @@ impl WriteState {
                 self.flush_if_full()?;
                 continue;
             }
+            let close = match &msg {
+                OwnedMessage::Close(data) => Some(data.as_ref().map(|c| c.status_code)),
+                _ => None,
+            };
             let frame = OutFrame::new(msg, key)?;
-            if frame.is_close() {
+            if let Some(code) = close {
                 // Under the write lock, as every transition that stops
                 // sending is: no frame can follow it.
+                self.shared.note_close(code);
                 self.shared.life.apply(Event::CloseWritten);
             }
             if frame.wire_len() <= COPY_LIMIT {
@@ -261,7 +347,15 @@ impl WriteState {
                 self.write_large(&frame)?;
             }
         }
-        self.flush()
+        self.flush()?;
+        self.count_messages(count);
+        Ok(())
+    }
+
+    fn count_messages(&self, count: usize) {
+        if count > 0 {
+            self.shared.metrics.messages_out(count);
+        }
     }
 
     /// Writes the batch once it has grown to [`BATCH_KEEP`].
@@ -279,6 +373,9 @@ impl WriteState {
         let batch = std::mem::take(&mut self.batch);
         let mut parts = [IoSlice::new(&batch), IoSlice::new(frame.header()), IoSlice::new(frame.payload())];
         let result = write_all_vectored(&mut *self.io, &mut parts);
+        if result.is_ok() {
+            self.shared.metrics.bytes_out(batch.len() + frame.wire_len());
+        }
         self.batch = batch;
         self.batch.clear();
         result
@@ -289,6 +386,9 @@ impl WriteState {
             return Ok(());
         }
         let result = write_all(&mut *self.io, &self.batch);
+        if result.is_ok() {
+            self.shared.metrics.bytes_out(self.batch.len());
+        }
         self.batch.clear();
         if self.batch.capacity() > BATCH_KEEP {
             self.batch = Vec::new();

@@ -70,7 +70,7 @@ use syncws::{
     WsOption, WsTrait,
 };
 
-use crate::common::HttpRoutes;
+use crate::common::{HttpFlags, Routes};
 use crate::static_files::percent_decode;
 use forks::{Fork, Forks};
 use process::{Job, Spec};
@@ -109,8 +109,8 @@ pub struct ExecOptions {
     pub max_forks: usize,
     /// Between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
-    /// Plain HTTP on the same port (`--static`).
-    pub routes: HttpRoutes,
+    /// Plain HTTP on the same port (`--metrics`, `--static`).
+    pub http: HttpFlags,
     /// Limits and timeouts ([`default_config`] for the exec defaults).
     /// Its `queue_policy` is replaced: the output of a program waits for
     /// room in the queue up to `write_timeout`.
@@ -134,7 +134,7 @@ impl ExecOptions {
             passenv: Vec::new(),
             max_forks: DEFAULT_MAX_FORKS,
             kill_grace: DEFAULT_KILL_GRACE,
-            routes: HttpRoutes::default(),
+            http: HttpFlags::default(),
             config: default_config(),
         }
     }
@@ -212,6 +212,7 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
     let passed = opts.passenv.iter().filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v))).collect();
     let config = opts.config.clone().queue_policy(QueuePolicy::Block(opts.config.write_timeout));
     let listener = Listener::bind_with_config(opts.listen.as_str(), config)?;
+    let routes = Routes::new(&opts.http, &listener)?;
     let local = listener.local_addr();
     let forks = Forks::new(opts.max_forks);
     let grace = opts.kill_grace;
@@ -227,7 +228,7 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
         next_id: AtomicU64::new(0),
     });
     let running = listener.spawn(move |server| {
-        shared.opts.routes.install(server);
+        routes.install(server);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let peer = server.peer_addr();
         let tag = match peer {
