@@ -110,7 +110,7 @@ pub fn ws2tcp(opts: Ws2TcpOptions) -> Result<Running> {
     }
     let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
     log::info!("bridge ws2tcp: ws://{} -> tcp {}", listener.local_addr(), opts.to);
-    let routes = Routes::new(opts.http, &listener);
+    let routes = Routes::new(&opts.http, &listener)?;
     listener.spawn(move |server| {
         routes.install(server);
         server.set_callback_ws(Box::new(Ws2Tcp::new(opts.clone())));

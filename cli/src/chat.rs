@@ -129,7 +129,7 @@ pub fn spawn_with(addr: &str, config: Config, http: HttpFlags) -> Result<(Runnin
     let room = Arc::new(Room::default());
     let listener = Listener::bind_with_config(addr, config)?;
     log::info!("chat on http://{}/", listener.local_addr());
-    let routes = Routes::new(http, &listener).page(|| Box::new(Page));
+    let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
     let r = Arc::clone(&room);
     let running = listener.spawn(move |server| {
         routes.install(server);

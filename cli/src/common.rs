@@ -1,10 +1,11 @@
 //! Pieces every tool shares: the [`Config`] limits as command-line flags,
 //! duration parsing, the plain HTTP routes of the WebSocket servers
-//! ([`Routes`]: `/metrics`), the proxy flags of the tools that connect
+//! ([`Routes`]: `/metrics`, the tool's page, `--static` files), the proxy flags of the tools that connect
 //! out ([`ProxyFlags`], [`Route`]), and a small TCP accept loop for tools that
 //! take plain TCP connections.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -14,6 +15,8 @@ use clap::Args;
 use syncws::handshake::WsUrl;
 use syncws::proxy::{Proxy, ProxyEnv};
 use syncws::{Acceptor, ClientBuilder, Config, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response, Server};
+
+use crate::static_files::StaticFiles;
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -127,8 +130,8 @@ impl Limits {
 }
 
 /// The flags of the servers that answer plain HTTP on their WebSocket
-/// port: `echo`, `chat`, `bridge ws2tcp` and `proxy`.
-#[derive(Args, Debug, Clone, Copy, Default)]
+/// port: `echo`, `chat`, `exec`, `bridge ws2tcp` and `proxy`.
+#[derive(Args, Debug, Clone, Default)]
 pub struct HttpFlags {
     /// Answer `GET /metrics` on the same port with the server's counters in
     /// the Prometheus text format: connections accepted, open, refused (by
@@ -136,31 +139,52 @@ pub struct HttpFlags {
     /// messages dropped (queue full, memory budget).
     #[arg(long)]
     pub metrics: bool,
+    /// Serve the files under DIR on the same port (GET and HEAD; a folder
+    /// serves its index.html; nothing outside DIR, hidden files neither).
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
 }
 
 /// The plain HTTP requests of a WebSocket server, resolved in one order
 /// for every tool: `/metrics` (with `--metrics`), then the tool's own page
-/// (the chat's at `/`), then `--static` files (not implemented yet; they
-/// will come last). What none of them answers gets what the tool would
-/// answer without routes: its page's 404, or, for a tool without a page,
-/// 426 (this port speaks WebSocket). Upgrade requests never get here: the
+/// (the chat's at `/`), then the `--static` files. What none of them
+/// answers gets what the tool would answer without routes: its page's
+/// 404, or, for a tool without a page, 426 (this port speaks WebSocket);
+/// with `--static`, the files' 404. A page's 404 lets the files try, so a
+/// page and the files share the port. Upgrade requests never get here: the
 /// server recognises them by their headers, on any path.
 #[derive(Clone, Default)]
 pub struct Routes {
     metrics: Option<Metrics>,
     page: Option<fn() -> Box<dyn HttpTrait>>,
+    files: Option<Arc<StaticFiles>>,
 }
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Routes").field("metrics", &self.metrics.is_some()).field("page", &self.page.is_some()).finish()
+        f.debug_struct("Routes")
+            .field("metrics", &self.metrics.is_some())
+            .field("page", &self.page.is_some())
+            .field("static", &self.files.as_ref().map(|f| f.root().to_owned()))
+            .finish()
     }
 }
 
 impl Routes {
     /// The routes `flags` ask for, on the server `listener` will run.
-    pub fn new(flags: HttpFlags, listener: &Listener) -> Routes {
-        Routes { metrics: flags.metrics.then(|| listener.metrics()), page: None }
+    ///
+    /// # Errors
+    ///
+    /// A `--static` folder that cannot be opened.
+    pub fn new(flags: &HttpFlags, listener: &Listener) -> std::io::Result<Routes> {
+        let files = match &flags.static_dir {
+            Some(dir) => Some(Arc::new(
+                StaticFiles::new(dir)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("--static {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
+        Ok(Routes { metrics: flags.metrics.then(|| listener.metrics()), page: None, files })
     }
 
     /// With the tool's own page: `page` makes the handler of each
@@ -174,11 +198,11 @@ impl Routes {
     /// Sets the HTTP callback of one connection's `server`; without any
     /// route, leaves the library's answer (426) alone.
     pub fn install(&self, server: &mut Server) {
-        if self.metrics.is_none() && self.page.is_none() {
+        if self.metrics.is_none() && self.page.is_none() && self.files.is_none() {
             return;
         }
         let page = self.page.map(|make| make());
-        server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page }));
+        server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page, files: self.files.clone() }));
     }
 }
 
@@ -189,6 +213,7 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 struct Router {
     metrics: Option<Metrics>,
     page: Option<Box<dyn HttpTrait>>,
+    files: Option<Arc<StaticFiles>>,
 }
 
 impl HttpTrait for Router {
@@ -200,8 +225,14 @@ impl HttpTrait for Router {
                 _ => Response::text(405, "only GET\n").with_header("Allow", "GET"),
             });
         }
-        match &mut self.page {
-            Some(page) => page.operate(req),
+        if let Some(page) = &mut self.page {
+            let resp = page.operate(req)?;
+            if resp.status != 404 || self.files.is_none() {
+                return Ok(resp);
+            }
+        }
+        match &self.files {
+            Some(files) => Ok(files.serve(req)),
             // What the library answers a plain request on a WebSocket-only
             // server.
             None => Ok(Response::text(426, "this endpoint speaks WebSocket only: send an upgrade request")

@@ -16,7 +16,7 @@ use syncws::{Config, OriginPolicy, ReconnectPolicy};
 use syncws_cli::common::{
     parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration, ProxyFlags, Route,
 };
-use syncws_cli::{bridge, chat, client, echo, proxy};
+use syncws_cli::{bridge, chat, client, echo, exec, proxy};
 
 /// WebSocket tools built on the syncws library.
 #[derive(Parser)]
@@ -197,6 +197,50 @@ enum Command {
         limits: Limits,
         #[command(flatten)]
         http: HttpFlags,
+    },
+    /// A program per connection, like websocketd: messages to its stdin, its stdout lines back.
+    ///
+    /// `syncws exec 127.0.0.1:8083 -- COMMAND ARGS...` starts COMMAND (no
+    /// shell) for each WebSocket connection, with the CGI environment of
+    /// the request (REMOTE_ADDR, QUERY_STRING, HTTP_*, ...; PATH and
+    /// --passenv variables only from the server's own). Each text message
+    /// is written to its stdin with a newline; each stdout line comes back
+    /// as a text message. stderr goes to the log. When the client closes,
+    /// stdin is closed, then SIGTERM goes to the program's process group,
+    /// then SIGKILL after --kill-grace; when the program exits, the
+    /// connection closes with 1000 (status 0) or 1011.
+    ///
+    /// Each connection costs a process, three pipes and a few threads:
+    /// --max-forks (default 1000) answers 503 past it.
+    #[command(
+        override_usage = "syncws exec [ADDR] [OPTIONS] -- COMMAND [ARGS]...\n       syncws exec [ADDR] [OPTIONS] --dir DIR"
+    )]
+    Exec {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8083")]
+        addr: String,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, value_name = "COMMAND", required_unless_present = "dir")]
+        command: Vec<std::ffi::OsString>,
+        /// Run the executable DIR/NAME for a connection to /NAME (nothing outside DIR).
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+        /// Raw bytes both ways: binary messages to stdin, stdout back in binary messages of up to 64 KiB.
+        #[arg(long)]
+        binary: bool,
+        /// Variables of the server's environment passed on to the programs (comma-separated, repeatable).
+        #[arg(long, value_name = "VAR,...", value_delimiter = ',')]
+        passenv: Vec<String>,
+        /// Most programs running at once; more connections get 503.
+        #[arg(long, value_name = "N", default_value_t = exec::DEFAULT_MAX_FORKS)]
+        max_forks: usize,
+        /// Between SIGTERM and SIGKILL when a program is ended.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+        kill_grace: Duration,
+        #[command(flatten)]
+        http: HttpFlags,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Load generator of the benchmark: echo latency and throughput, broadcast, idle memory, connects/s.
     Bench(syncws_cli::loadgen::Args),
@@ -437,6 +481,28 @@ fn run(command: Command) -> Result<u8, String> {
             let (running, _room) = chat::spawn_with(&addr, config, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
             serve_until(signals, move || running.shutdown());
+        }
+        Command::Exec { addr, command, dir, binary, passenv, max_forks, kill_grace, http, limits } => {
+            let program = match (dir, command.split_first()) {
+                (Some(dir), _) => exec::Program::Dir(dir),
+                (None, Some((program, args))) => {
+                    exec::Program::Command { program: program.clone(), args: args.to_vec() }
+                }
+                (None, None) => return Err("a COMMAND after `--`, or --dir DIR, is needed".into()),
+            };
+            let mut opts = exec::ExecOptions::new(&addr, program);
+            opts.binary = binary;
+            opts.passenv = passenv;
+            opts.max_forks = max_forks;
+            opts.kill_grace = kill_grace;
+            opts.http = http;
+            opts.config = limits.apply(exec::default_config());
+            let signals = termination_signals()?;
+            let running = exec::exec(opts).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            let _ = signals.recv();
+            log::info!("signal: closing every connection with 1001 and ending the programs");
+            running.shutdown();
         }
         Command::Bench(args) => return Ok(u8::try_from(syncws_cli::loadgen::main(args)).unwrap_or(1)),
     }

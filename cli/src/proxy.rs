@@ -336,7 +336,7 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
         }
         None => None,
     };
-    let routes = Routes::new(opts.http, &listener);
+    let routes = Routes::new(&opts.http, &listener)?;
     let shared = Arc::new((pool, opts));
     let running = listener.spawn(move |server| {
         routes.install(server);
