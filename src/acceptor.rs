@@ -21,12 +21,13 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::warn;
 
+use crate::stats::{Counters, Refusal};
 use crate::transport::Socket;
 
 /// First sleep after an accept that made no progress.
@@ -62,6 +63,16 @@ impl Why {
             Why::Descriptors | Why::Threads => "server out of resources, try again shortly\n",
             Why::Connections => "server at its connection limit\n",
             Why::ConnectionsPerIp => "too many connections from your address\n",
+        }
+    }
+
+    /// How the listener's counters count it.
+    fn refusal(self) -> Refusal {
+        match self {
+            Why::Descriptors => Refusal::Descriptors,
+            Why::Threads => Refusal::Threads,
+            Why::Connections => Refusal::Connections,
+            Why::ConnectionsPerIp => Refusal::ConnectionsPerIp,
         }
     }
 
@@ -116,6 +127,8 @@ pub struct Acceptor {
     /// Test hook: fail this many coming [`Acceptor::spawn`] calls.
     fail_spawns: usize,
     log: Summary,
+    /// A listener's counters, which count refusals too.
+    metrics: Option<Arc<Counters>>,
 }
 
 impl Acceptor {
@@ -129,6 +142,7 @@ impl Acceptor {
             answer: true,
             fail_spawns: 0,
             log: Summary::new(),
+            metrics: None,
         }
     }
 
@@ -138,6 +152,11 @@ impl Acceptor {
     /// not HTTP.
     pub fn set_answer_503(&mut self, answer: bool) {
         self.answer = answer;
+    }
+
+    /// Counts refusals in `metrics` too (a listener's).
+    pub(crate) fn set_metrics(&mut self, metrics: Arc<Counters>) {
+        self.metrics = Some(metrics);
     }
 
     /// The listening socket.
@@ -235,6 +254,9 @@ impl Acceptor {
     /// Turns `stream` away for `why`: a 503 where answers are on, then
     /// closed; counted for the summary. Never blocks.
     pub(crate) fn refuse(&mut self, stream: TcpStream, why: Why) {
+        if let Some(metrics) = &self.metrics {
+            metrics.refused(why.refusal());
+        }
         turn_away(stream, why.body(), self.answer);
         self.log.refused(why);
     }

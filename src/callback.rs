@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
+use crate::client::Retry;
 use crate::conn::Sender;
 use crate::error::{Error, Result};
 use crate::handshake::{server, Request, Response};
@@ -88,6 +89,17 @@ pub trait WsTrait: Send {
         Ok(())
     }
 
+    /// A [reconnecting client](crate::Reconnecting) lost its connection
+    /// (after [`on_close`](WsTrait::on_close)) or failed to connect, and
+    /// tries again after `retry.delay`. Not called when it gives up or
+    /// stops: [`Reconnecting::run`](crate::Reconnecting::run) returns
+    /// then. [`on_open`](WsTrait::on_open) runs again once the next
+    /// connection is open, with [`WsHandshake::reconnects`] counting the
+    /// connections before it. The default logs at `debug`.
+    fn on_reconnect(&mut self, retry: &Retry) {
+        log::debug!("reconnecting in {:?} (attempt {})", retry.delay, retry.attempt);
+    }
+
     /// Access to the concrete handler, for code that holds a `dyn WsTrait`.
     fn as_any(&self) -> Option<&dyn Any> {
         None
@@ -130,6 +142,11 @@ pub struct WsHandshake {
     pub addr: Option<SocketAddr>,
     /// The subprotocol agreed on, if any.
     pub protocol: Option<String>,
+    /// On a [reconnecting client](crate::Reconnecting): how many
+    /// connections of this run opened before this one (0 for the first,
+    /// 1 after the first reconnect, ...). Always 0 on a server and on a
+    /// plain [`Client`](crate::Client).
+    pub reconnects: u32,
 }
 
 impl WsHandshake {

@@ -1,8 +1,15 @@
-//! [`Client`]: connect to a `ws://`, `wss://` or `ws+unix://` URL, then run
-//! callbacks or use the plain blocking API.
+//! [`Client`]: connect to a `ws://`, `wss://` or `ws+unix://` URL, directly
+//! or through a proxy, then run callbacks or use the plain blocking API.
+//!
+//! Connecting is bounded by one deadline
+//! ([`ClientBuilder::connect_timeout`]) from the name lookup to the end of
+//! the upgrade: DNS, TCP to every address the name has, the proxy's
+//! tunnel, TLS and the HTTP upgrade all share it, so the whole of
+//! [`ClientBuilder::connect`] returns in about that time whatever the
+//! network does (`connect` module).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
@@ -16,7 +23,13 @@ use crate::handshake::client as hs;
 use crate::handshake::{Headers, Request, Response, WsUrl};
 use crate::message::{CloseCode, OwnedMessage};
 use crate::protocol::Role;
+use crate::proxy::{Proxy, ProxyEnv};
 use crate::transport::Transport;
+
+pub(crate) mod connect;
+mod reconnect;
+
+pub use reconnect::{EndReason, Ended, LinkState, Offline, ReconnectPolicy, ReconnectSender, Reconnecting, Retry};
 
 /// Why a `wss://` URL is refused without the `tls` feature.
 const NO_TLS: &str =
@@ -44,8 +57,21 @@ pub struct ClientBuilder {
     headers: Headers,
     protocols: Vec<String>,
     config: Config,
+    proxy: ProxyChoice,
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// Which proxy, if any, a [`ClientBuilder`] goes through.
+#[derive(Debug, Clone, Default)]
+enum ProxyChoice {
+    /// Straight to the server.
+    #[default]
+    Direct,
+    /// This proxy, for every URL but `ws+unix://`.
+    Fixed(Proxy),
+    /// As the environment variables say, URL by URL.
+    Env(ProxyEnv),
 }
 
 impl ClientBuilder {
@@ -79,11 +105,91 @@ impl ClientBuilder {
         Ok(self)
     }
 
-    /// Deadline for the TCP connection; default [`Config::handshake_timeout`].
-    /// Connecting to a Unix socket (`ws+unix://`) has none: it does not
-    /// wait on the network.
+    /// The connect deadline: how long [`connect`](ClientBuilder::connect)
+    /// may take, from looking up the server's name to the end of the
+    /// upgrade. Default: [`Config::handshake_timeout`].
+    ///
+    /// The one deadline covers each step, so that none can take it all
+    /// again after another: the name lookup (on a thread of its own, since
+    /// the system's resolver takes no timeout), TCP to each of the name's
+    /// addresses (IPv6 and IPv4 interleaved, each given an equal share of
+    /// what remains, so one address that swallows packets does not starve
+    /// the next), the proxy's tunnel, TLS and the HTTP upgrade. When it
+    /// expires the error is [`Error::Timeout`] with the phase it
+    /// interrupted: [`Phase::Connect`], [`Phase::Proxy`] or
+    /// [`Phase::Handshake`]. A Unix socket (`ws+unix://`) connects without
+    /// waiting on the network; its upgrade has the deadline too.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use syncws::{Error, Phase};
+    /// let connected = syncws::Client::builder()
+    ///     .url("ws://slow.example:8081/")?
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .connect();
+    /// if let Err(Error::Timeout { phase }) = &connected {
+    ///     eprintln!("gave up after 2 s, in the {phase} phase");
+    /// }
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Connects through this proxy: `http://` (HTTP `CONNECT`),
+    /// `socks5://` or `socks5h://` (the proxy resolves the server's name),
+    /// with `user:password@` for proxies that want credentials (HTTP Basic,
+    /// SOCKS5 username/password). See [`Proxy`] for the URL's form and
+    /// [`proxy`](crate::proxy) for the protocols and errors.
+    ///
+    /// The proxy carries every URL but `ws+unix://`, whatever
+    /// `no_proxy` says (unlike curl, which applies `no_proxy` to `-x` too;
+    /// use [`proxy_from_env`](ClientBuilder::proxy_from_env) for the
+    /// environment's rules). For `wss://`, TLS runs end to end with the
+    /// server through the tunnel, never with the proxy. Replaces any
+    /// earlier proxy choice.
+    ///
+    /// ```no_run
+    /// let client = syncws::Client::builder()
+    ///     .url("wss://echo.example.com/")?
+    ///     .proxy("http://alice:s3cret@proxy.corp:3128")?
+    ///     .connect()?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] if `url` is not a usable proxy URL
+    /// ([`Proxy::parse`]).
+    pub fn proxy(mut self, url: &str) -> Result<Self> {
+        self.proxy = ProxyChoice::Fixed(Proxy::parse(url)?);
+        Ok(self)
+    }
+
+    /// Chooses the proxy from the environment, as curl does:
+    /// `http_proxy` for `ws://`, `https_proxy` or `HTTPS_PROXY` for
+    /// `wss://`, `all_proxy` or `ALL_PROXY` for both, except for the hosts
+    /// of `no_proxy` or `NO_PROXY` (see [`ProxyEnv`]). The variables are
+    /// read now, once; a URL they give no proxy for goes direct. The
+    /// library reads them only when asked, by this method. Replaces any
+    /// earlier proxy choice.
+    ///
+    /// ```no_run
+    /// // HTTPS_PROXY=http://proxy.corp:3128 NO_PROXY=localhost,.corp
+    /// let client = syncws::Client::builder().url("wss://echo.example.com/")?.proxy_from_env().connect()?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn proxy_from_env(self) -> Self {
+        self.proxy_env(ProxyEnv::from_env())
+    }
+
+    /// Chooses the proxy by these environment settings (see
+    /// [`proxy_from_env`](ClientBuilder::proxy_from_env)), read earlier or
+    /// made up with [`ProxyEnv::from_lookup`]. Replaces any earlier proxy
+    /// choice.
+    pub fn proxy_env(mut self, env: ProxyEnv) -> Self {
+        self.proxy = ProxyChoice::Env(env);
         self
     }
 
@@ -109,7 +215,8 @@ impl ClientBuilder {
     /// The TLS configuration for `wss://` URLs (feature `tls`): trust
     /// roots, client certificate, protocol versions. The default is
     /// [`tls::default_client_config`](crate::tls::default_client_config):
-    /// the Mozilla roots of the `webpki-roots` crate, no client
+    /// the Mozilla roots of the `webpki-roots` crate (and, with the
+    /// `native-roots` feature, the operating system's), no client
     /// certificate. The server's certificate is always checked against the
     /// URL's host, which is also sent as SNI.
     ///
@@ -139,48 +246,108 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects over TCP (and TLS for `wss://`) and performs the
-    /// handshake. The TLS handshake counts against
-    /// [`Config::handshake_timeout`], with the HTTP one.
+    /// Connects over TCP, through the proxy if one was chosen, then TLS
+    /// for `wss://`, and performs the upgrade, all within the connect
+    /// deadline ([`connect_timeout`](ClientBuilder::connect_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the deadline expires, with the phase it
+    /// interrupted; [`Error::Proxy`] when the proxy fails; [`Error::Io`]
+    /// when the server's name does not resolve or nothing listens there;
+    /// [`Error::Tls`] for an untrusted certificate; [`Error::Handshake`]
+    /// when the server refuses the upgrade; [`Error::Url`] without a URL,
+    /// or when the proxy the environment gives is not a usable URL.
     pub fn connect(self) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
+        let deadline = Instant::now() + self.connect_timeout.unwrap_or(self.config.handshake_timeout);
         if let Some(path) = url.unix_socket.clone() {
-            return self.connect_unix(&path);
+            return self.connect_unix(&path, deadline);
         }
-        let timeout = self.connect_timeout.unwrap_or(self.config.handshake_timeout);
-        let stream = connect_tcp(&url.socket_addr_string(), timeout)?;
+        let stream = match self.proxy_for(url)? {
+            Some(proxy) => {
+                debug!("connecting to {url} through the proxy {proxy}");
+                proxy.tunnel(&url.host, url.port, deadline, &self.config)?
+            }
+            None => {
+                let addrs = connect::resolve(&url.host, url.port, deadline, Phase::Connect)?;
+                connect::connect_any(&addrs, deadline, Phase::Connect)?
+            }
+        };
         if url.secure {
-            return self.connect_tls(stream);
+            return self.connect_tls(stream, deadline);
         }
-        self.connect_on(stream)
+        self.handshake(stream, deadline)
+    }
+
+    /// A client that reconnects after a drop, as `policy` says, instead of
+    /// connecting once: see [`Reconnecting`]. Nothing is connected yet;
+    /// [`Reconnecting::run`] connects and runs the callbacks, and
+    /// [`Reconnecting::sender`] gives a sender that outlives each
+    /// connection.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use syncws::{Client, Offline, ReconnectPolicy};
+    /// let policy = ReconnectPolicy::default()
+    ///     .initial_delay(Duration::from_millis(200))
+    ///     .max_delay(Duration::from_secs(10))
+    ///     .max_attempts(Some(20))
+    ///     .offline(Offline::Queue { max_messages: 100, max_bytes: 1 << 20 });
+    /// let reconnecting = Client::builder().url("ws://127.0.0.1:8081/feed")?.reconnect(policy)?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] without a URL; [`Error::Config`] for a
+    /// [`Config`] or a policy whose values do not fit
+    /// ([`ReconnectPolicy::validate`]).
+    pub fn reconnect(self, policy: ReconnectPolicy) -> Result<Reconnecting> {
+        self.config.validate()?;
+        policy.validate()?;
+        if self.url.is_none() {
+            return Err(Error::Url("no url given".into()));
+        }
+        Ok(Reconnecting::new(self, policy))
+    }
+
+    /// The proxy to use for `url`, if any.
+    fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>> {
+        match &self.proxy {
+            _ if url.unix_socket.is_some() => Ok(None),
+            ProxyChoice::Direct => Ok(None),
+            ProxyChoice::Fixed(proxy) => Ok(Some(proxy.clone())),
+            ProxyChoice::Env(env) => env.proxy_for(url),
+        }
     }
 
     #[cfg(feature = "tls")]
-    fn connect_tls(self, stream: TcpStream) -> Result<Client> {
+    fn connect_tls(self, stream: TcpStream, deadline: Instant) -> Result<Client> {
         let url = self.url.as_ref().ok_or_else(|| Error::Url("no url given".into()))?;
         let config = match &self.tls {
             Some(config) => std::sync::Arc::clone(config),
             None => crate::tls::default_client_config()?,
         };
         let stream = crate::tls::TlsStream::client(stream, config, &url.host)?;
-        self.connect_on(stream)
+        self.handshake(stream, deadline)
     }
 
     #[cfg(not(feature = "tls"))]
-    fn connect_tls(self, _stream: TcpStream) -> Result<Client> {
+    fn connect_tls(self, _stream: TcpStream, _deadline: Instant) -> Result<Client> {
         Err(Error::Url(NO_TLS.into()))
     }
 
     /// Connects to the Unix socket of a `ws+unix://` URL.
     #[cfg(unix)]
-    fn connect_unix(self, path: &std::path::Path) -> Result<Client> {
+    fn connect_unix(self, path: &std::path::Path, deadline: Instant) -> Result<Client> {
         let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| Error::from_io(e, Phase::Connect))?;
-        self.connect_on(stream)
+        self.handshake(stream, deadline)
     }
 
     #[cfg(not(unix))]
-    fn connect_unix(self, _path: &std::path::Path) -> Result<Client> {
+    fn connect_unix(self, _path: &std::path::Path, _deadline: Instant) -> Result<Client> {
         Err(Error::Url(NO_UNIX.into()))
     }
 
@@ -193,7 +360,16 @@ impl ClientBuilder {
     /// [`TcpStream`], or any transport whose
     /// [`is_encrypted`](Transport::is_encrypted) says no) is refused with
     /// [`Error::Url`].
+    ///
+    /// The proxy choice plays no part: the stream goes where it goes. The
+    /// upgrade has [`Config::handshake_timeout`] from now.
     pub fn connect_on<T: Transport>(self, stream: T) -> Result<Client> {
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        self.handshake(stream, deadline)
+    }
+
+    /// The upgrade over a connected stream, before `deadline`.
+    fn handshake<T: Transport>(self, stream: T, deadline: Instant) -> Result<Client> {
         self.config.validate()?;
         let url = self.url.ok_or_else(|| Error::Url("no url given".into()))?;
         if url.secure && !stream.is_encrypted() {
@@ -203,8 +379,8 @@ impl ClientBuilder {
         }
         let addr = stream.peer_addr();
         let (mut reader, mut writer) = stream.split()?;
-        let deadline = Instant::now() + self.config.handshake_timeout;
-        writer.set_write_timeout(Some(self.config.write_timeout))?;
+        let left = connect::remaining(deadline, Phase::Handshake)?;
+        writer.set_write_timeout(Some(self.config.write_timeout.min(left)))?;
 
         let key = hs::generate_key();
         let mut request = hs::build_request(&url, &key, &self.protocols, &self.headers);
@@ -232,25 +408,6 @@ impl ClientBuilder {
         let ws = WebSocket::new(conn, opened);
         Ok(Client { ws: Some(ws), callback: None, request, response, protocol, addr })
     }
-}
-
-/// Opens a TCP connection to the first address of `addr` that answers
-/// within `timeout`.
-fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream> {
-    let mut last = None;
-    for a in addr.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&a, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => {
-                debug!("connect to {a} failed: {e}");
-                last = Some(e);
-            }
-        }
-    }
-    Err(match last {
-        Some(e) => Error::from_io(e, Phase::Connect),
-        None => Error::Url(format!("{addr} resolves to no address")),
-    })
 }
 
 /// A WebSocket client connection.
@@ -329,10 +486,24 @@ impl Client {
             .callback
             .take()
             .ok_or_else(|| Error::Application("no callback set: call set_callback_ws first".into()))?;
+        let (mut conn, shake) = match self.callback_parts() {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.callback = Some(handler);
+                return Err(e);
+            }
+        };
+        runner::run(&mut conn, &mut *handler, Box::new(shake));
+        self.callback = Some(handler);
+        Ok(())
+    }
+
+    /// The connection, for a callback runner, and what `on_open` is
+    /// handed; [`Error::AlreadyClosed`] if it was taken or has ended.
+    pub(crate) fn callback_parts(&mut self) -> Result<(Box<Connection>, WsHandshake)> {
         let ws = self.ws.take().ok_or(Error::AlreadyClosed)?;
         let mut conn = ws.into_connection();
         if conn.is_finished() {
-            self.callback = Some(handler);
             return Err(Error::AlreadyClosed);
         }
         let shake = WsHandshake {
@@ -341,10 +512,9 @@ impl Client {
             response: self.response.clone(),
             addr: self.addr,
             protocol: self.protocol.clone(),
+            reconnects: 0,
         };
-        runner::run(&mut conn, &mut *handler, Box::new(shake));
-        self.callback = Some(handler);
-        Ok(())
+        Ok((conn, shake))
     }
 
     fn ws(&mut self) -> Result<&mut WebSocket> {

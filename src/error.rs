@@ -78,8 +78,10 @@ pub enum Error {
     /// ([`std::error::Error::source`]) is the `rustls::Error`;
     /// `tls::rustls_error` finds it.
     Tls(io::Error),
-    /// A proxy on the way to the server refused the tunnel or broke its
-    /// protocol.
+    /// A proxy on the way to the server could not be reached, refused the
+    /// tunnel or broke its protocol ([`ProxyError`] says which). A
+    /// deadline that expires while the tunnel is set up is
+    /// [`Error::Timeout`] with [`Phase::Proxy`] instead.
     Proxy(ProxyError),
     /// A [`Config`](crate::Config) value is out of range.
     Config(String),
@@ -182,9 +184,12 @@ impl fmt::Display for Limit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
-    /// Opening the TCP connection (client).
+    /// Resolving the server's name and opening the TCP connection
+    /// (client), every address tried within the connect deadline
+    /// (`ClientBuilder::connect_timeout`).
     Connect,
-    /// Setting up a tunnel through a proxy (client).
+    /// Setting up a tunnel through a proxy (client): resolving and
+    /// connecting to the proxy, then its `CONNECT` or SOCKS5 exchange.
     Proxy,
     /// The TLS and HTTP handshake, on either side, reads and writes
     /// ([`Config::handshake_timeout`](crate::Config::handshake_timeout)).
@@ -227,6 +232,13 @@ pub enum SendError {
     /// The close code may not be sent on the wire (1005, 1006, 1015, or
     /// outside 1000-4999; RFC 6455 §7.4).
     InvalidCloseCode(u16),
+    /// A reconnecting client is between connections and its
+    /// [`Offline`](crate::Offline) policy is
+    /// [`Fail`](crate::Offline::Fail): the message was not sent, nor
+    /// kept. Sending again once
+    /// [`ReconnectSender::is_connected`](crate::ReconnectSender::is_connected)
+    /// says so may succeed.
+    Disconnected,
 }
 
 impl fmt::Display for SendError {
@@ -236,34 +248,111 @@ impl fmt::Display for SendError {
             SendError::CloseSent => f.write_str("a close frame was already sent"),
             SendError::QueueFull => f.write_str("the outbound queue is full"),
             SendError::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent on the wire"),
+            SendError::Disconnected => f.write_str("disconnected, and messages are not queued meanwhile"),
         }
     }
 }
 
 /// How a proxy between client and server failed, for [`Error::Proxy`].
+///
+/// A deadline that expires while the tunnel is being set up is not one of
+/// these but [`Error::Timeout`] with [`Phase::Proxy`]; a proxy URL that
+/// cannot be used is [`Error::Url`].
+///
+/// ```
+/// use syncws::{Error, ProxyError};
+/// fn advice(e: &Error) -> &'static str {
+///     match e {
+///         Error::Proxy(ProxyError::AuthRequired | ProxyError::AuthFailed) => "check the proxy credentials",
+///         Error::Proxy(ProxyError::Refused { status: 403, .. }) => "the proxy does not allow this destination",
+///         Error::Proxy(_) => "the proxy failed",
+///         _ => "not the proxy",
+///     }
+/// }
+/// assert_eq!(advice(&Error::Proxy(ProxyError::AuthRequired)), "check the proxy credentials");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyError {
-    /// An HTTP proxy answered `CONNECT` with this status (407: credentials
-    /// missing or refused).
-    HttpStatus(u16),
+    /// The proxy itself could not be reached (its name does not resolve,
+    /// nothing listens there); the text says what the system answered.
+    Unreachable(String),
+    /// The proxy wants credentials and none were given: an HTTP proxy
+    /// answered `407`, or a SOCKS5 proxy accepts only username and
+    /// password authentication. Put them in the proxy URL,
+    /// `http://user:password@host:port`.
+    AuthRequired,
+    /// The proxy refused the credentials given: an HTTP proxy answered
+    /// `407` (or `401`, as tinyproxy does) to a request that carried them,
+    /// or a SOCKS5 proxy failed the username and password (RFC 1929).
+    AuthFailed,
+    /// An HTTP proxy refused the `CONNECT` with this status, for instance
+    /// `403` for a destination or port it does not allow, or `502` for a
+    /// server it could not reach.
+    Refused {
+        /// The HTTP status of the proxy's answer.
+        status: u16,
+        /// The reason phrase that came with it.
+        reason: String,
+    },
     /// A SOCKS5 proxy refused the connection with this reply code
-    /// (RFC 1928 §6: 2 not allowed, 4 host unreachable, 5 refused, ...).
-    SocksReply(u8),
-    /// A SOCKS5 proxy refused the username and password (RFC 1929), or
-    /// offered no method we can use.
-    SocksAuth,
-    /// The proxy's answer did not follow its protocol; the text says how.
-    Malformed(String),
+    /// (RFC 1928 §6: 1 general failure, 2 not allowed by its rules,
+    /// 3 network unreachable, 4 host unreachable, 5 connection refused,
+    /// 6 TTL expired, 7 command not supported, 8 address type not
+    /// supported).
+    SocksRefused {
+        /// The reply code, `REP` of RFC 1928 §6.
+        reply: u8,
+    },
+    /// The proxy closed the connection before it finished answering.
+    Closed,
+    /// The proxy's answer did not follow its protocol (an HTTP proxy that
+    /// does not answer HTTP, a SOCKS5 reply with the wrong version); the
+    /// text says how.
+    BadReply(String),
+    /// The proxy asks for something syncws does not do (a SOCKS5
+    /// authentication method other than none and username/password).
+    Unsupported(String),
+}
+
+impl ProxyError {
+    /// What a SOCKS5 reply code means (RFC 1928 §6).
+    fn socks_reply_meaning(reply: u8) -> &'static str {
+        match reply {
+            1 => "general failure",
+            2 => "connection not allowed by its rules",
+            3 => "network unreachable",
+            4 => "host unreachable",
+            5 => "connection refused by the destination",
+            6 => "ttl expired",
+            7 => "command not supported",
+            8 => "address type not supported",
+            _ => "unknown reply code",
+        }
+    }
 }
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProxyError::HttpStatus(status) => write!(f, "the proxy answered CONNECT with status {status}"),
-            ProxyError::SocksReply(code) => write!(f, "the socks5 proxy refused the connection (reply {code})"),
-            ProxyError::SocksAuth => f.write_str("the socks5 proxy refused our authentication"),
-            ProxyError::Malformed(why) => write!(f, "malformed answer from the proxy: {why}"),
+            ProxyError::Unreachable(why) => write!(f, "cannot reach the proxy: {why}"),
+            ProxyError::AuthRequired => {
+                f.write_str("the proxy requires authentication; give user:password@ in the proxy url")
+            }
+            ProxyError::AuthFailed => f.write_str("the proxy refused the credentials"),
+            ProxyError::Refused { status, reason } => {
+                write!(f, "the proxy refused to connect: {status} {reason}")
+            }
+            ProxyError::SocksRefused { reply } => {
+                write!(
+                    f,
+                    "the socks5 proxy refused to connect: {} (reply {reply})",
+                    ProxyError::socks_reply_meaning(*reply)
+                )
+            }
+            ProxyError::Closed => f.write_str("the proxy closed the connection before answering"),
+            ProxyError::BadReply(why) => write!(f, "the proxy's answer is malformed: {why}"),
+            ProxyError::Unsupported(why) => write!(f, "unsupported by syncws: {why}"),
         }
     }
 }
@@ -322,6 +411,34 @@ impl Error {
             return Error::Timeout { phase };
         }
         Error::from(e)
+    }
+
+    /// An error equal to this one, for code that must both hand an error
+    /// on and keep it (a reconnecting client reports the error that
+    /// ended a connection to `on_error`, and keeps it to decide what
+    /// next). I/O and TLS errors keep their kind and message, not their
+    /// source.
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            Error::ConnectionClosed => Error::ConnectionClosed,
+            Error::AlreadyClosed => Error::AlreadyClosed,
+            Error::Io(e) => Error::Io(io(e)),
+            Error::Timeout { phase } => Error::Timeout { phase: *phase },
+            Error::Protocol(p) => Error::Protocol(*p),
+            Error::Utf8 => Error::Utf8,
+            Error::Capacity { what, size, max } => Error::Capacity { what: *what, size: *size, max: *max },
+            Error::Handshake { status, reason, response } => {
+                Error::Handshake { status: *status, reason: reason.clone(), response: response.clone() }
+            }
+            Error::Url(s) => Error::Url(s.clone()),
+            Error::Send(why) => Error::Send(*why),
+            Error::Tls(e) => Error::Tls(io(e)),
+            Error::Proxy(p) => Error::Proxy(p.clone()),
+            Error::Config(s) => Error::Config(s.clone()),
+            Error::Application(s) => Error::Application(s.clone()),
+            Error::Deflate(s) => Error::Deflate(s.clone()),
+        }
     }
 
     /// True for the two "connection is over" variants, which are not faults.
@@ -418,8 +535,13 @@ mod tests {
         assert_eq!(e.to_string(), "connections per ip address too large: 8 over the limit of 8");
         assert_eq!(Error::Timeout { phase: Phase::Handshake }.to_string(), "handshake deadline expired");
         assert_eq!(Error::Send(SendError::QueueFull).to_string(), "cannot send: the outbound queue is full");
-        let proxy = Error::Proxy(ProxyError::HttpStatus(407));
-        assert_eq!(proxy.to_string(), "proxy: the proxy answered CONNECT with status 407");
+        let proxy = Error::Proxy(ProxyError::Refused { status: 403, reason: "Forbidden".into() });
+        assert_eq!(proxy.to_string(), "proxy: the proxy refused to connect: 403 Forbidden");
+        let socks = Error::Proxy(ProxyError::SocksRefused { reply: 5 });
+        assert_eq!(
+            socks.to_string(),
+            "proxy: the socks5 proxy refused to connect: connection refused by the destination (reply 5)"
+        );
     }
 
     #[test]

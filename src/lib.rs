@@ -46,6 +46,17 @@
 //!   [`upgrade_response`] and [`WebSocket::from_upgraded`] for a server
 //!   that writes the 101 itself; [`transport::Unsplit`] for a stream that
 //!   is only `Read + Write + Send` (single-threaded API, no deadlines);
+//! - proxies for the client ([`proxy`]): HTTP `CONNECT` and SOCKS5
+//!   (`socks5h` resolves at the proxy), with credentials, given by
+//!   [`ClientBuilder::proxy`] or read from the environment as curl reads
+//!   it ([`ClientBuilder::proxy_from_env`]); `wss://` stays TLS end to end
+//!   with the server; one connect deadline covers the lookup, TCP, the
+//!   proxy, TLS and the upgrade ([`ClientBuilder::connect_timeout`]);
+//! - a client that reconnects ([`ClientBuilder::reconnect`],
+//!   [`Reconnecting`]): capped exponential backoff with full jitter,
+//!   `on_open` again after each reconnect, a give-up policy
+//!   ([`ReconnectPolicy`]), and a [`ReconnectSender`] that keeps, within a
+//!   bound, or refuses ([`Offline`]) what is sent between connections;
 //! - Unix domain sockets (on Unix): `UnixStream` is a [`Transport`], so
 //!   [`accept`] and [`Server::new`] take it; `serve_unix` serves a
 //!   `UnixListener`; clients connect to
@@ -87,6 +98,11 @@
 //!   loader. `rustls` is re-exported so its version always matches.
 //!   Without the feature, a `wss://` URL is refused with [`Error::Url`],
 //!   never tried in plaintext.
+//! - `native-roots` (off by default; turns on `tls`): `wss://` clients
+//!   also trust the operating system's roots, and those of the files
+//!   named by `SSL_CERT_FILE` and `SSL_CERT_DIR` (through
+//!   `rustls-native-certs`), beside Mozilla's; for TLS-inspecting
+//!   corporate proxies, whose CA only the system store knows.
 //!
 //! ```no_run
 //! use syncws::{Client, OwnedMessage};
@@ -111,7 +127,7 @@
 //! One [`Error`] type, with variants to match on: limits ([`Limit`]),
 //! deadlines ([`Phase`]), refused sends ([`SendError`]), protocol
 //! violations ([`ProtocolError`]), which carry the close code that was sent
-//! to the peer ([`Error::close_code`]). TLS failures (feature `tls`) are
+//! to the peer ([`Error::close_code`]), proxies that fail ([`ProxyError`]). TLS failures (feature `tls`) are
 //! [`Error::Tls`] with the `rustls::Error` inside (`tls::rustls_error`
 //! finds it).
 //!
@@ -129,13 +145,27 @@
 //! assert_eq!(describe(&Error::Send(SendError::QueueFull)), "peer reads too slowly");
 //! ```
 //!
+//! # Metrics
+//!
+//! Every [`Listener`] counts, always and cheaply (relaxed atomic adds, per
+//! message and per system call): connections accepted, open, refused by
+//! reason, closed by close code; messages and bytes each way; messages
+//! dropped. [`Running::stats`] takes a [`Stats`] snapshot,
+//! [`Listener::metrics`] gives a live [`Metrics`] handle for any thread,
+//! and [`Stats::to_prometheus`] renders a snapshot for a Prometheus scrape.
+//!
 //! # Logging
 //!
-//! Through the `log` crate: `info` for connections opened and listeners
-//! started, `warn` for peers closed for violations and for connections
-//! turned away (one summary line per second at most, with counts: over
-//! the caps, out of descriptors, out of threads), `debug` for every
-//! connection's end and each request.
+//! Through the `log` crate, each target the module that logs
+//! (`syncws::listener`, `syncws::acceptor`, `syncws::server`,
+//! `syncws::conn::runner`, `syncws::client`, ...; the README's "Logging"
+//! table lists them all): `info` for listeners started and stopped and
+//! WebSocket connections opened, `warn` for peers closed for violations or
+//! errors and for connections turned away (one summary line per second at
+//! most, with counts: over the caps, out of descriptors, out of threads),
+//! `debug` for every connection's end, close code and each request,
+//! `error` only for a bug of the library. Nothing is logged per message,
+//! nor at `trace`.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
 // comment: `send_dontwait` and `read_uninit` in transport/socket.rs, and setting a
@@ -153,7 +183,9 @@ mod listener;
 mod memory;
 pub mod message;
 pub mod protocol;
+pub mod proxy;
 mod server;
+mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
@@ -163,7 +195,9 @@ mod upgrade;
 
 pub use acceptor::Acceptor;
 pub use callback::{HttpTrait, WsHandshake, WsOption, WsTrait};
-pub use client::{Client, ClientBuilder};
+pub use client::{
+    Client, ClientBuilder, EndReason, Ended, LinkState, Offline, ReconnectPolicy, ReconnectSender, Reconnecting, Retry,
+};
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
 pub use config::{Config, OriginPolicy, QueuePolicy};
@@ -174,6 +208,7 @@ pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
 pub use server::{accept, accept_with, accept_with_config, Server};
+pub use stats::{Closed, Metrics, Refused, Stats};
 pub use transport::Transport;
 #[cfg(unix)]
 pub use unix::{serve_unix, UnixRunning};

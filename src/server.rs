@@ -16,7 +16,8 @@ use crate::error::{Error, Phase, Result};
 use crate::handshake::extensions::{negotiate_server, Negotiated};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
-use crate::transport::{ReadHalf, Transport, WriteHalf};
+use crate::stats::{Counters, Refusal};
+use crate::transport::{ReadHalf, Released, Transport, WriteHalf};
 
 /// Where a listener learns about a connection it may have to close.
 #[derive(Default)]
@@ -62,6 +63,9 @@ pub struct Server {
     ws: Option<Box<dyn WsTrait>>,
     http: Option<Box<dyn HttpTrait>>,
     slot: Option<Arc<Slot>>,
+    /// Where refusals and the WebSocket connection count: a listener's,
+    /// else the process-wide counters.
+    metrics: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Server {
@@ -79,7 +83,8 @@ impl Server {
             Ok(io) => (Some(io), None),
             Err(e) => (None, Some(e)),
         };
-        Server { io, split_error, addr, config: Config::default(), ws: None, http: None, slot: None }
+        let metrics = Arc::clone(Counters::global());
+        Server { io, split_error, addr, config: Config::default(), ws: None, http: None, slot: None, metrics }
     }
 
     /// Uses `config` instead of the default.
@@ -109,6 +114,12 @@ impl Server {
 
     pub(crate) fn set_slot(&mut self, slot: Arc<Slot>) {
         self.slot = Some(slot);
+    }
+
+    /// Counts in `metrics` (a listener's) instead of the process-wide
+    /// counters.
+    pub(crate) fn set_metrics(&mut self, metrics: Arc<Counters>) {
+        self.metrics = metrics;
     }
 
     /// Serves the connection until it ends: HTTP requests (kept alive as
@@ -147,7 +158,7 @@ impl Server {
             let mut req = match head {
                 Ok(Some(req)) => req,
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
+                Err(e) => return Err(refuse_head(&mut *writer, e, !buf.is_empty(), &self.metrics)),
             };
             debug!("{} {} from {:?}", req.method, req.path, self.addr);
             let wants_ws =
@@ -218,8 +229,7 @@ impl Server {
 
     /// Validates the upgrade and asks the callback for the response.
     fn upgrade_response(&mut self, req: &Request) -> Result<Response> {
-        hs::check_origin(req, &self.config.origin)?;
-        hs::validate_upgrade(req)?;
+        check_upgrade(req, &self.config, &self.metrics)?;
         let ws = self.ws.as_mut().ok_or(Error::AlreadyClosed)?;
         let resp = match catch_unwind(AssertUnwindSafe(|| ws.on_request(req))) {
             Ok(r) => r?,
@@ -245,18 +255,35 @@ impl Server {
 
     /// Sets up the connection after a 101. Not inlined: its temporaries
     /// stay out of the frames that last as long as the connection.
+    ///
+    /// Its frame sits under the connection's construction, the deepest
+    /// call of a connection thread (whose stack pages, once touched, stay
+    /// resident: `tests/idle_memory.rs`), so the handshake handed to
+    /// `on_open` is built in a frame of its own, [`handshake`](Self::handshake),
+    /// after it.
     #[inline(never)]
-    fn open_ws(&mut self, upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
-        let Upgrade { reader, writer, leftover, request, response, negotiated } = *upgrade;
-        let mut conn = Connection::open(reader, writer, leftover, Role::Server, &self.config, &negotiated)?;
+    fn open_ws(&mut self, mut upgrade: Box<Upgrade>) -> Result<(Box<Connection>, Box<WsHandshake>)> {
+        let reader = std::mem::replace(&mut upgrade.reader, Box::new(Released));
+        let writer = std::mem::replace(&mut upgrade.writer, Box::new(Released));
+        let leftover = std::mem::take(&mut upgrade.leftover);
+        let metrics = Arc::clone(&self.metrics);
+        let role = Role::Server;
+        let mut conn =
+            Connection::open_counted(reader, writer, leftover, role, &self.config, &upgrade.negotiated, metrics)?;
         let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         }
+        Ok((conn, self.handshake(sender, upgrade)))
+    }
+
+    /// What `on_open` is handed, from the upgrade's request and response.
+    #[inline(never)]
+    fn handshake(&self, sender: Sender, upgrade: Box<Upgrade>) -> Box<WsHandshake> {
+        let Upgrade { request, response, .. } = *upgrade;
         let protocol = response.headers.get("sec-websocket-protocol").map(str::to_owned);
         info!("websocket open: {} from {:?}", request.path, self.addr);
-        let shake = WsHandshake { sender: sender.clone(), request, response, addr: self.addr, protocol };
-        Ok((conn, Box::new(shake)))
+        Box::new(WsHandshake { sender, request, response, addr: self.addr, protocol, reconnects: 0 })
     }
 }
 
@@ -290,17 +317,54 @@ fn read_body(
 /// error gets no answer, nor does a deadline that expired before the peer
 /// sent anything (`started` is false then).
 pub(crate) fn refuse(writer: &mut dyn WriteHalf, err: Error, started: bool) -> Error {
-    let answer = match err {
-        Error::Io(_) | Error::Tls(_) => false,
-        Error::Timeout { .. } => started,
-        _ => true,
-    };
-    if answer {
+    if answered(&err, started) {
         debug!("refusing request: {err}");
         let _ = write_response(writer, &hs::refusal(&err));
     }
     writer.shutdown(Shutdown::Both);
     err
+}
+
+/// Whether [`refuse`] answers `err`.
+fn answered(err: &Error, started: bool) -> bool {
+    match err {
+        Error::Io(_) | Error::Tls(_) => false,
+        Error::Timeout { .. } => started,
+        _ => true,
+    }
+}
+
+/// [`refuse`] for a request head that could not be read, counted in
+/// `metrics` as a bad handshake when it is answered (a peer that went away,
+/// or sent nothing before the deadline, is not counted).
+#[cold]
+#[inline(never)]
+fn refuse_head(writer: &mut dyn WriteHalf, err: Error, started: bool, metrics: &Counters) -> Error {
+    if answered(&err, started) {
+        metrics.refused(Refusal::Handshake);
+    }
+    refuse(writer, err, started)
+}
+
+/// The library's checks of an upgrade request, the `Origin` policy first;
+/// a refusal is counted in `metrics` under its reason.
+///
+/// Not inlined: its frame is gone before the deepest call of a connection
+/// thread's handshake (the check of the 101, in
+/// [`upgrade_response`](Server::upgrade_response)), whose frame would
+/// otherwise grow by it; the pages of a connection thread's stack, once
+/// touched, stay resident (`tests/idle_memory.rs`).
+#[inline(never)]
+pub(crate) fn check_upgrade(req: &Request, config: &Config, metrics: &Counters) -> Result<()> {
+    if let Err(e) = hs::check_origin(req, &config.origin) {
+        metrics.refused(Refusal::Origin);
+        return Err(e);
+    }
+    if let Err(e) = hs::validate_upgrade(req) {
+        metrics.refused(Refusal::Handshake);
+        return Err(e);
+    }
+    Ok(())
 }
 
 pub(crate) fn write_response(writer: &mut dyn WriteHalf, resp: &Response) -> Result<()> {
@@ -357,6 +421,10 @@ pub fn accept_with_config<T: Transport>(stream: T, config: Config) -> Result<Web
 ///
 /// The callback runs on the calling thread; a panic in it is not caught.
 ///
+/// The connection, and the refusals of the config's checks, count in the
+/// process-wide counters, [`Metrics::global`](crate::Metrics::global)
+/// (as with [`accept`] and [`accept_with_config`]).
+///
 /// ```no_run
 /// use syncws::{Config, Response, WsHandshake};
 ///
@@ -385,6 +453,7 @@ where
     T: Transport,
     F: FnOnce(&Request) -> Result<Response>,
 {
+    let metrics = Counters::global();
     config.validate()?;
     let peer_addr = stream.peer_addr();
     let (mut reader, mut writer) = stream.split()?;
@@ -395,9 +464,9 @@ where
     let request = match head {
         Ok(Some(req)) => req,
         Ok(None) => return Err(Error::ConnectionClosed),
-        Err(e) => return Err(refuse(&mut *writer, e, !buf.is_empty())),
+        Err(e) => return Err(refuse_head(&mut *writer, e, !buf.is_empty(), metrics)),
     };
-    let mut resp = match plain_upgrade_response(&request, &config, on_request) {
+    let mut resp = match plain_upgrade_response(&request, &config, metrics, on_request) {
         Ok(resp) => resp,
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };
@@ -412,13 +481,13 @@ where
 }
 
 /// The answer of the plain API to an upgrade request: the checks of the
-/// config, then the application's, then the check of its 101.
-fn plain_upgrade_response<F>(req: &Request, config: &Config, on_request: F) -> Result<Response>
+/// config (their refusals counted in `metrics`), then the application's,
+/// then the check of its 101.
+fn plain_upgrade_response<F>(req: &Request, config: &Config, metrics: &Counters, on_request: F) -> Result<Response>
 where
     F: FnOnce(&Request) -> Result<Response>,
 {
-    hs::check_origin(req, &config.origin)?;
-    hs::validate_upgrade(req)?;
+    check_upgrade(req, config, metrics)?;
     hs::finish_response(req, on_request(req)?)
 }
 

@@ -45,6 +45,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::message::CloseCode;
 use crate::server::{Server, Slot};
+use crate::stats::{Counters, Refusal, Stats};
 use crate::transport::Closer;
 
 /// Longest sleep between two failed accepts.
@@ -128,6 +129,7 @@ where
         registry: Mutex::new(Registry::default()),
         changed: Condvar::new(),
         addr,
+        metrics: Arc::new(Counters::default()),
     });
     let accept = Accept { listener, config, shared: Arc::clone(&shared), setup: Arc::new(setup) };
     let thread = thread::Builder::new().name("syncws-unix-accept".into()).spawn(move || accept.run())?;
@@ -152,6 +154,16 @@ impl UnixRunning {
     /// Live connections right now.
     pub fn connections(&self) -> usize {
         self.shared.lock().live
+    }
+
+    /// A snapshot of this server's counters, as
+    /// [`Running::stats`](crate::Running::stats) gives a TCP listener's:
+    /// connections accepted, open, refused (at
+    /// [`Config::max_connections`], no thread, `Origin`, bad requests) and
+    /// closed by code, messages and bytes each way, messages dropped.
+    /// Render it with [`Stats::to_prometheus`].
+    pub fn stats(&self) -> Stats {
+        self.shared.metrics.snapshot()
     }
 
     /// Stops accepting, closes every connection with 1001, waits up to
@@ -204,6 +216,8 @@ struct Shared {
     registry: Mutex<Registry>,
     changed: Condvar,
     addr: SocketAddr,
+    /// The counters of the server and its connections.
+    metrics: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -230,6 +244,7 @@ impl Drop for Ended {
         let entry = {
             let mut reg = self.shared.lock();
             reg.live -= 1;
+            self.shared.metrics.ended();
             reg.entries.remove(&self.id)
         };
         // Its closer and sender go outside the lock.
@@ -291,11 +306,13 @@ where
             let mut reg = self.shared.lock();
             if reg.live >= self.config.max_connections {
                 drop(reg);
+                self.shared.metrics.refused(Refusal::Connections);
                 debug!("unix connection {id} refused: at the connection limit");
                 turn_away(stream, "server at its connection limit\n", true);
                 return;
             }
             reg.live += 1;
+            self.shared.metrics.opened();
         }
         // From here on, dropping `ended` uncounts the connection.
         let ended = Ended { shared: Arc::clone(&self.shared), id };
@@ -304,15 +321,19 @@ where
         let spare = stream.try_clone().ok();
         let mut server = Server::new(stream, None);
         server.set_config(self.config.clone());
+        server.set_metrics(Arc::clone(&self.shared.metrics));
         let slot = Arc::new(Slot::default());
         server.set_slot(Arc::clone(&slot));
         self.shared.lock().entries.insert(id, Entry { closer: server.closer(), slot });
         let setup = Arc::clone(&self.setup);
+        let metrics = Arc::clone(&self.shared.metrics);
         let spawned = thread::Builder::new()
             .name("syncws-conn".into())
             .stack_size(self.config.thread_stack_size)
             .spawn(move || {
                 let _ended = ended;
+                // Counted once it has a thread, before it is served.
+                metrics.accepted();
                 setup(&mut server);
                 if let Err(e) = server.incoming() {
                     debug!("unix connection {id}: {e}");
@@ -322,6 +343,7 @@ where
             (Ok(_detached), _) => {}
             (Err(e), spare) => {
                 // The closure, its server and `ended` are gone: uncounted.
+                self.shared.metrics.refused(Refusal::Threads);
                 debug!("unix connection {id}: no thread: {e}");
                 if let Some(stream) = spare {
                     turn_away(stream, "server out of resources, try again shortly\n", true);

@@ -36,7 +36,8 @@ use crate::error::Result;
 use crate::handshake::extensions::{negotiate_server, Negotiated};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
-use crate::server::{refuse, write_response};
+use crate::server::{check_upgrade, refuse, write_response};
+use crate::stats::Counters;
 use crate::transport::Transport;
 #[cfg(doc)]
 use crate::transport::Unsplit;
@@ -146,7 +147,10 @@ pub fn upgrade<T: Transport>(request: &Request, leftover: Vec<u8>, stream: T, co
     let peer_addr = stream.peer_addr();
     let (reader, mut writer) = stream.split()?;
     writer.set_write_timeout(Some(config.write_timeout))?;
-    let mut resp = match upgrade_response(request, &config) {
+    // upgrade_response's checks, their refusals counted in the
+    // process-wide counters (as those of `accept`).
+    let checked = check_upgrade(request, &config, Counters::global());
+    let mut resp = match checked.and_then(|()| hs::build_response(request)) {
         Ok(resp) => resp,
         Err(e) => return Err(refuse(&mut *writer, e, true)),
     };

@@ -121,6 +121,11 @@ fn serve_unix_answers_503_over_the_connection_cap() {
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(answer.ends_with("server at its connection limit\n"), "{answer}");
     assert_eq!(running.connections(), 1);
+    // Counted as a TCP listener counts: the refusal before its answer, the
+    // message before its echo.
+    let stats = running.stats();
+    assert_eq!((stats.accepted, stats.open, stats.refused.connections, stats.refused.total()), (1, 1, 1, 1));
+    assert_eq!((stats.websockets_opened, stats.websockets_open(), stats.messages_in), (1, 1, 1));
     let stopping = thread::spawn(move || running.shutdown());
     while first.read().is_ok() {}
     stopping.join().unwrap();

@@ -9,7 +9,8 @@
 //! - [`tcp2ws`]: a TCP server; each TCP connection opens a WebSocket client
 //!   to the URL (path and query kept). TCP EOF from the client sends Close
 //!   1000; a Close from the server shuts the TCP write side. A WebSocket
-//!   server that cannot be reached closes the TCP connection at once.
+//!   server that cannot be reached closes the TCP connection at once. The
+//!   WebSocket connections may go through a proxy ([`Tcp2WsOptions::route`]).
 //!
 //! # Flow control
 //!
@@ -53,7 +54,7 @@ use syncws::{
     WsHandshake, WsOption, WsTrait,
 };
 
-use crate::common::TcpServer;
+use crate::common::{HttpFlags, Route, Routes, TcpServer};
 
 /// Default largest Binary message made from TCP bytes.
 pub const DEFAULT_CHUNK: usize = 64 << 10;
@@ -81,6 +82,8 @@ pub struct Ws2TcpOptions {
     pub connect_timeout: Duration,
     /// Limits and timeouts (`origin` gives the Origin check).
     pub config: Config,
+    /// Plain HTTP routes on the WebSocket port (`/metrics`).
+    pub http: HttpFlags,
 }
 
 impl Ws2TcpOptions {
@@ -95,6 +98,7 @@ impl Ws2TcpOptions {
             queue: DEFAULT_QUEUE,
             connect_timeout: Duration::from_secs(5),
             config: Config::default(),
+            http: HttpFlags::default(),
         }
     }
 }
@@ -106,7 +110,11 @@ pub fn ws2tcp(opts: Ws2TcpOptions) -> Result<Running> {
     }
     let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
     log::info!("bridge ws2tcp: ws://{} -> tcp {}", listener.local_addr(), opts.to);
-    listener.spawn(move |server| server.set_callback_ws(Box::new(Ws2Tcp::new(opts.clone()))))
+    let routes = Routes::new(&opts.http, &listener)?;
+    listener.spawn(move |server| {
+        routes.install(server);
+        server.set_callback_ws(Box::new(Ws2Tcp::new(opts.clone())));
+    })
 }
 
 /// One `ws2tcp` connection.
@@ -255,6 +263,9 @@ pub struct Tcp2WsOptions {
     pub chunk: usize,
     /// Limits and timeouts of the WebSocket client side.
     pub config: Config,
+    /// How the WebSocket connections reach the server: directly (the
+    /// default here), through a proxy, or as the environment says.
+    pub route: Route,
 }
 
 impl Tcp2WsOptions {
@@ -267,6 +278,7 @@ impl Tcp2WsOptions {
             protocols: Vec::new(),
             chunk: DEFAULT_CHUNK,
             config: Config::default(),
+            route: Route::Direct,
         }
     }
 }
@@ -296,8 +308,10 @@ impl Tcp2Ws {
 
 /// Starts `tcp2ws` on a thread of its own.
 pub fn tcp2ws(opts: Tcp2WsOptions) -> Result<Tcp2Ws> {
-    // Fail now, not on the first connection, for a URL that cannot work.
+    // Fail now, not on the first connection, for a URL that cannot work,
+    // or a proxy variable that cannot.
     let _ = Client::builder().url(&opts.to)?;
+    let via = opts.route.proxy_for(&opts.to).map_err(Error::Url)?;
     opts.config.validate()?;
     if opts.chunk == 0 {
         return Err(Error::Config("chunk must be above 0".into()));
@@ -305,13 +319,16 @@ pub fn tcp2ws(opts: Tcp2WsOptions) -> Result<Tcp2Ws> {
     let to = opts.to.clone();
     let listen = opts.listen.clone();
     let server = TcpServer::spawn(listen.as_str(), "tcp2ws", move |tcp| bridge_tcp(tcp, &opts))?;
-    log::info!("bridge tcp2ws: tcp {} -> {to}", server.local_addr());
+    match via {
+        Some(proxy) => log::info!("bridge tcp2ws: tcp {} -> {to} through the proxy {proxy}", server.local_addr()),
+        None => log::info!("bridge tcp2ws: tcp {} -> {to}", server.local_addr()),
+    }
     Ok(Tcp2Ws { server })
 }
 
 fn bridge_tcp(tcp: TcpStream, opts: &Tcp2WsOptions) {
     let peer = tcp.peer_addr().ok();
-    let mut builder = match Client::builder().url(&opts.to) {
+    let mut builder = match Client::builder().url(&opts.to).and_then(|b| opts.route.apply(b)) {
         Ok(b) => b.config(opts.config.clone()),
         Err(e) => {
             log::error!("bridge tcp2ws: {e}");

@@ -15,6 +15,8 @@ use syncws::{
     WsHandshake, WsOption, WsTrait,
 };
 
+use crate::common::{HttpFlags, Routes};
+
 /// Longest chat line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
 
@@ -118,12 +120,19 @@ pub fn chat_config(base: Config) -> Config {
 
 /// Starts the chat server on a thread of its own; returns it and its room.
 pub fn spawn(addr: &str, config: Config) -> Result<(Running, Arc<Room>)> {
+    spawn_with(addr, config, HttpFlags::default())
+}
+
+/// [`spawn`], with the plain HTTP routes `http` asks for (`/metrics`)
+/// before the page.
+pub fn spawn_with(addr: &str, config: Config, http: HttpFlags) -> Result<(Running, Arc<Room>)> {
     let room = Arc::new(Room::default());
     let listener = Listener::bind_with_config(addr, config)?;
     log::info!("chat on http://{}/", listener.local_addr());
+    let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
     let r = Arc::clone(&room);
     let running = listener.spawn(move |server| {
-        server.set_callback_http(Box::new(Page));
+        routes.install(server);
         server.set_callback_ws(Box::new(Member { room: Arc::clone(&r), id: 0 }));
     })?;
     Ok((running, room))

@@ -1,15 +1,25 @@
 //! Pieces every tool shares: the [`Config`] limits as command-line flags,
-//! duration parsing, and a small TCP accept loop for tools that take plain
-//! TCP connections.
+//! duration parsing, the plain HTTP routes of the WebSocket servers
+//! ([`Routes`]: `/metrics`, the tool's page, `--static` files), the proxy flags of the tools that connect
+//! out ([`ProxyFlags`], [`Route`]), and a small TCP accept loop for tools that
+//! take plain TCP connections.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use clap::Args;
-use syncws::{Acceptor, Config, DeflateConfig, OriginPolicy};
+use syncws::handshake::WsUrl;
+use syncws::proxy::{Proxy, ProxyEnv};
+use syncws::{
+    Acceptor, ClientBuilder, Config, DeflateConfig, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response,
+    Server,
+};
+
+use crate::static_files::StaticFiles;
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -167,6 +177,197 @@ impl Limits {
     /// The default [`Config`] with the flags applied.
     pub fn config(&self) -> Config {
         self.apply(Config::default())
+    }
+}
+
+/// The flags of the servers that answer plain HTTP on their WebSocket
+/// port: `echo`, `chat`, `exec`, `bridge ws2tcp` and `proxy`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpFlags {
+    /// Answer `GET /metrics` on the same port with the server's counters in
+    /// the Prometheus text format: connections accepted, open, refused (by
+    /// reason) and closed (by close code), messages and bytes each way,
+    /// messages dropped (queue full, memory budget).
+    #[arg(long)]
+    pub metrics: bool,
+    /// Serve the files under DIR on the same port (GET and HEAD; a folder
+    /// serves its index.html; nothing outside DIR, hidden files neither).
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+}
+
+/// The plain HTTP requests of a WebSocket server, resolved in one order
+/// for every tool: `/metrics` (with `--metrics`), then the tool's own page
+/// (the chat's at `/`), then the `--static` files. What none of them
+/// answers gets what the tool would answer without routes: its page's
+/// 404, or, for a tool without a page, 426 (this port speaks WebSocket);
+/// with `--static`, the files' 404. A page's 404 lets the files try, so a
+/// page and the files share the port. Upgrade requests never get here: the
+/// server recognises them by their headers, on any path.
+#[derive(Clone, Default)]
+pub struct Routes {
+    metrics: Option<Metrics>,
+    page: Option<fn() -> Box<dyn HttpTrait>>,
+    files: Option<Arc<StaticFiles>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("metrics", &self.metrics.is_some())
+            .field("page", &self.page.is_some())
+            .field("static", &self.files.as_ref().map(|f| f.root().to_owned()))
+            .finish()
+    }
+}
+
+impl Routes {
+    /// The routes `flags` ask for, on the server `listener` will run.
+    ///
+    /// # Errors
+    ///
+    /// A `--static` folder that cannot be opened.
+    pub fn new(flags: &HttpFlags, listener: &Listener) -> std::io::Result<Routes> {
+        let files = match &flags.static_dir {
+            Some(dir) => Some(Arc::new(
+                StaticFiles::new(dir)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("--static {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
+        Ok(Routes { metrics: flags.metrics.then(|| listener.metrics()), page: None, files })
+    }
+
+    /// With the tool's own page: `page` makes the handler of each
+    /// connection, asked after `/metrics`.
+    #[must_use]
+    pub fn page(mut self, page: fn() -> Box<dyn HttpTrait>) -> Routes {
+        self.page = Some(page);
+        self
+    }
+
+    /// Sets the HTTP callback of one connection's `server`; without any
+    /// route, leaves the library's answer (426) alone.
+    pub fn install(&self, server: &mut Server) {
+        if self.metrics.is_none() && self.page.is_none() && self.files.is_none() {
+            return;
+        }
+        let page = self.page.map(|make| make());
+        server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page, files: self.files.clone() }));
+    }
+}
+
+/// The content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One connection's [`Routes`].
+struct Router {
+    metrics: Option<Metrics>,
+    page: Option<Box<dyn HttpTrait>>,
+    files: Option<Arc<StaticFiles>>,
+}
+
+impl HttpTrait for Router {
+    fn operate(&mut self, req: &mut Request) -> syncws::Result<Response> {
+        let path = req.path.split('?').next().unwrap_or("");
+        if let (Some(metrics), "/metrics") = (&self.metrics, path) {
+            return Ok(match req.method.as_str() {
+                "GET" => Response::new(200).with_body(metrics.snapshot().to_prometheus(), PROMETHEUS_TEXT),
+                _ => Response::text(405, "only GET\n").with_header("Allow", "GET"),
+            });
+        }
+        if let Some(page) = &mut self.page {
+            let resp = page.operate(req)?;
+            if resp.status != 404 || self.files.is_none() {
+                return Ok(resp);
+            }
+        }
+        match &self.files {
+            Some(files) => Ok(files.serve(req)),
+            // What the library answers a plain request on a WebSocket-only
+            // server.
+            None => Ok(Response::text(426, "this endpoint speaks WebSocket only: send an upgrade request")
+                .with_header("Upgrade", "websocket")
+                .with_header("Sec-WebSocket-Version", "13")
+                .with_header("Connection", "close")),
+        }
+    }
+}
+
+/// The proxy flags of the commands that open WebSocket connections
+/// (`client`, `bridge tcp2ws`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProxyFlags {
+    /// Connect through this proxy: `http://[user:pass@]host:port` (HTTP
+    /// CONNECT), `socks5://...` (names resolved here) or `socks5h://...`
+    /// (names resolved by the proxy). Overrides the environment. wss://
+    /// stays TLS end to end with the server.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Ignore the proxy environment variables, which are read by default
+    /// as curl reads them: http_proxy (ws://), https_proxy or HTTPS_PROXY
+    /// (wss://), all_proxy or ALL_PROXY (both), no_proxy or NO_PROXY
+    /// (hosts that go direct; loopback is not exempt unless listed).
+    #[arg(long)]
+    pub no_proxy_env: bool,
+}
+
+/// How a command's WebSocket connections reach their server: directly,
+/// through one proxy, or as the environment says (read once, at start).
+#[derive(Debug, Clone, Default)]
+pub enum Route {
+    /// Straight to the server.
+    #[default]
+    Direct,
+    /// Through this proxy URL (already checked).
+    Proxy(String),
+    /// As the proxy environment variables say, URL by URL.
+    Env(ProxyEnv),
+}
+
+impl Route {
+    /// The route the flags ask for: `--proxy`, else the environment
+    /// unless `--no-proxy-env`.
+    ///
+    /// # Errors
+    ///
+    /// A `--proxy` that is not a usable proxy URL.
+    pub fn from_flags(flags: &ProxyFlags) -> Result<Route, String> {
+        match &flags.proxy {
+            Some(url) => {
+                Proxy::parse(url).map_err(|e| format!("--proxy: {e}"))?;
+                Ok(Route::Proxy(url.clone()))
+            }
+            None if flags.no_proxy_env => Ok(Route::Direct),
+            None => Ok(Route::Env(ProxyEnv::from_env())),
+        }
+    }
+
+    /// `builder` set to take this route.
+    pub fn apply(&self, builder: ClientBuilder) -> syncws::Result<ClientBuilder> {
+        match self {
+            Route::Direct => Ok(builder),
+            Route::Proxy(url) => builder.proxy(url),
+            Route::Env(env) => Ok(builder.proxy_env(env.clone())),
+        }
+    }
+
+    /// The proxy `url` goes through, if any, for messages: `Ok(None)` when
+    /// it goes direct.
+    ///
+    /// # Errors
+    ///
+    /// The URL, or the environment variable that applies to it, is not
+    /// usable (the message says which).
+    pub fn proxy_for(&self, url: &str) -> Result<Option<Proxy>, String> {
+        match self {
+            Route::Direct => Ok(None),
+            Route::Proxy(proxy) => Proxy::parse(proxy).map(Some).map_err(|e| e.to_string()),
+            Route::Env(env) => {
+                let url = WsUrl::parse(url).map_err(|e| e.to_string())?;
+                env.proxy_for(&url).map_err(|e| e.to_string())
+            }
+        }
     }
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use syncws::rustls::ServerConfig;
 use syncws::{Config, Listener, OwnedMessage, Result, Running, Sender, WsHandshake, WsOption, WsTrait};
 
+use crate::common::{HttpFlags, Routes};
+
 /// Echoes every Text and Binary message back to its sender.
 #[derive(Debug, Default)]
 pub struct Echo(Option<Sender>);
@@ -30,9 +32,19 @@ pub fn spawn(addr: &str, config: Config) -> Result<Running> {
 
 /// [`spawn`], over TLS when `tls` is given (`wss://`).
 pub fn spawn_with_tls(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>) -> Result<Running> {
+    spawn_with(addr, config, tls, HttpFlags::default())
+}
+
+/// [`spawn_with_tls`], with the plain HTTP routes `http` asks for
+/// (`/metrics`).
+pub fn spawn_with(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>, http: HttpFlags) -> Result<Running> {
     let mut listener = Listener::bind_with_config(addr, config)?;
     if let Some(tls) = tls {
         listener = listener.tls(tls);
     }
-    listener.spawn(|server| server.set_callback_ws(Box::new(Echo::default())))
+    let routes = Routes::new(&http, &listener)?;
+    listener.spawn(move |server| {
+        routes.install(server);
+        server.set_callback_ws(Box::new(Echo::default()));
+    })
 }

@@ -1,17 +1,26 @@
 //! The tools of the `syncws` command, as a library so tests can drive them.
 //!
 //! One module per tool, each built only on the public API of `syncws`:
-//! [`echo`], [`client`], [`bridge`] (`ws2tcp` and `tcp2ws`), [`proxy`] and
-//! [`chat`], and the benchmark's load generator [`loadgen`]. [`common`] holds the [`Config`](syncws::Config) flags shared by
-//! the servers.
+//! [`echo`], [`client`], [`bridge`] (`ws2tcp` and `tcp2ws`), [`proxy`],
+//! [`chat`], `exec` (a program per connection, Unix only), and the
+//! benchmark's load generator [`loadgen`]. [`common`] holds the
+//! [`Config`](syncws::Config) flags and the plain-HTTP routes shared by the
+//! servers; [`static_files`] serves `--static DIR`.
+//!
+//! One `unsafe` call, `kill(2)` on a process group
+//! (`exec::process::signal_group`), allowed there alone.
+#![deny(unsafe_code)]
 
 pub mod bridge;
 pub mod chat;
 pub mod client;
 pub mod common;
 pub mod echo;
+#[cfg(unix)]
+pub mod exec;
 pub mod loadgen;
 pub mod proxy;
+pub mod static_files;
 
 use std::io::Write;
 

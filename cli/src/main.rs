@@ -5,15 +5,19 @@
 //! address already in use), 2 bad command line; `syncws client` documents
 //! its own codes 3 to 6.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use crossbeam_channel::{bounded, Receiver};
-use syncws::{Config, OriginPolicy};
-use syncws_cli::common::{parse_duration, parse_maybe_duration, parse_opt_duration, Deflate, Limits, MaybeDuration};
-use syncws_cli::{bridge, chat, client, echo, proxy};
+use syncws::{Config, OriginPolicy, ReconnectPolicy};
+use syncws_cli::common::{
+    parse_duration, parse_maybe_duration, parse_opt_duration, Deflate, HttpFlags, Limits, MaybeDuration, ProxyFlags,
+    Route,
+};
+use syncws_cli::{bridge, chat, client, echo, exec, proxy};
 
 /// WebSocket tools built on the syncws library.
 #[derive(Parser)]
@@ -47,28 +51,76 @@ enum Command {
         tls_key: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Interactive client: stdin lines out, arriving messages on stdout.
     ///
-    /// Each stdin line is one message (its line ending removed); each message
-    /// that arrives is printed with a newline. At the end of stdin it sends
-    /// Close 1000 and waits for the reply, and prints the close code on stderr.
+    /// Each stdin line is one message (its line ending removed); each text
+    /// message that arrives is printed with a newline. At the end of stdin it
+    /// sends Close 1000 and waits for the reply, and prints the close code on
+    /// stderr.
     ///
-    /// Exit codes: 0 clean close (1000), 1 local I/O failure, 2 bad usage or
-    /// URL, 3 cannot connect, 4 handshake refused (status printed), 5 closed
-    /// with another code (printed), 6 connection lost without a close
-    /// handshake.
+    /// Proxies: --proxy URL, or else the environment as curl reads it
+    /// (http_proxy for ws://, https_proxy for wss://, all_proxy, no_proxy);
+    /// --no-proxy-env ignores the environment.
+    ///
+    /// Binary messages are printed as one line of hex each when stdout is a
+    /// terminal, raw otherwise (--binary-output). -1 sends all of stdin as
+    /// one message, prints the first reply and exits. --reconnect
+    /// reconnects after a drop (backoff with jitter); lines typed
+    /// meanwhile are kept and sent once it is back.
+    ///
+    /// Exit codes: 0 clean close (1000), or -1 got its reply; 1 local I/O
+    /// failure, or -1 got no reply within --timeout; 2 bad usage or URL; 3
+    /// cannot connect (the proxy too), or --reconnect gave up; 4 handshake
+    /// refused (status printed); 5 closed with another code (printed); 6
+    /// connection lost without a close handshake.
     Client {
         /// Server URL, `ws://host:port/path` or `wss://host:port/path`.
         url: String,
         /// For wss://: trust only the CA certificates in this PEM file (for
         /// instance a self-signed server certificate) instead of the
-        /// built-in Mozilla roots.
+        /// built-in Mozilla roots and the system's.
         #[arg(long, value_name = "PEM")]
         tls_ca: Option<PathBuf>,
+        /// For wss://: accept any certificate, whoever signed it and
+        /// whatever its name (for testing; says so on stderr).
+        #[arg(long, short = 'k', conflicts_with = "tls_ca")]
+        insecure: bool,
         /// Send each line as a binary message instead of text.
         #[arg(long)]
         binary: bool,
+        /// How binary messages are printed: `hex` or `base64` (one line per
+        /// message), or `raw` (the bytes, no line ending) [default: hex on
+        /// a terminal, raw otherwise].
+        #[arg(long, value_name = "FORMAT", value_enum)]
+        binary_output: Option<client::BinaryOutput>,
+        /// Send all of stdin as one message (a text one loses one trailing
+        /// line ending), print the first reply and exit: 0 with a reply, 1
+        /// without one within --timeout.
+        #[arg(long = "one-message", short = '1', conflicts_with = "reconnect")]
+        one_message: bool,
+        /// With -1: how long to wait for the reply after sending.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s", requires = "one_message")]
+        timeout: Duration,
+        /// Reconnect after a drop, a failed connect, or a Close 1001, 1012 or
+        /// 1013 (not after 1000, 1008 or a 4xx refusal), waiting a random
+        /// time up to a delay that doubles from --reconnect-delay to
+        /// --reconnect-max-delay. Lines read meanwhile are kept (up to 1024)
+        /// and sent after reconnecting.
+        #[arg(long)]
+        reconnect: bool,
+        /// With --reconnect: the largest first delay [default: 500ms].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "reconnect")]
+        reconnect_delay: Option<Duration>,
+        /// With --reconnect: the largest delay between attempts [default: 30s].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "reconnect")]
+        reconnect_max_delay: Option<Duration>,
+        /// With --reconnect: give up (exit code 3) after N failed attempts in
+        /// a row [default: never].
+        #[arg(long, value_name = "N", requires = "reconnect")]
+        reconnect_attempts: Option<u32>,
         /// Extra header for the upgrade request, `Name: value` (repeatable).
         #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = client::parse_header)]
         headers: Vec<(String, String)>,
@@ -78,12 +130,19 @@ enum Command {
         /// Largest message accepted from the server, in bytes.
         #[arg(long, value_name = "BYTES")]
         max_message_size: Option<usize>,
-        /// Deadline for connecting and the handshake.
+        /// Deadline for the whole connect: DNS, TCP, the proxy, TLS and the
+        /// upgrade (default 10s).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         connect_timeout: Option<Duration>,
         /// Close when nothing arrives for this long (default 120s), or `off`.
         #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
         idle_timeout: Option<MaybeDuration>,
+        /// Send a Ping after this long without traffic (default 30s), or
+        /// `off`; with --idle-timeout, how soon a vanished server is noticed.
+        #[arg(long, value_name = "DURATION", value_parser = parse_maybe_duration)]
+        ping_interval: Option<MaybeDuration>,
+        #[command(flatten)]
+        proxy: ProxyFlags,
         #[command(flatten)]
         deflate: Deflate,
     },
@@ -97,11 +156,22 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the file].
         #[arg(long)]
         listen: Option<String>,
-        /// Upstream `ws://host:port[/path]`, optionally `,weight=N` (repeatable).
+        /// Upstream `ws://host:port[/path]`, `wss://host:port[/path]` or
+        /// `ws+unix:///path/to.sock[:/path]`, optionally `,weight=N`
+        /// (repeatable). A `wss://` upstream is dialled over TLS
+        /// (connections and health checks), never in plaintext.
         #[arg(long = "upstream", short = 'u', value_name = "URL[,weight=N]", value_parser = proxy::Upstream::parse)]
         upstreams: Vec<proxy::Upstream>,
+        /// For wss:// upstreams: trust only the CA certificates in this PEM
+        /// file (a private CA, or a self-signed upstream certificate)
+        /// instead of the built-in Mozilla roots. An upstream whose
+        /// certificate is not trusted is unreachable: the client gets 502
+        /// and the reason is logged.
+        #[arg(long, value_name = "PEM")]
+        upstream_tls_ca: Option<PathBuf>,
         /// TOML file with `listen`, `x_forwarded_for`, `check_interval`,
-        /// `fail_timeout` and `[[upstream]]` tables (`url`, `weight`).
+        /// `fail_timeout`, `upstream_tls_ca` (relative to the file's folder)
+        /// and `[[upstream]]` tables (`url`, `weight`).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Append the client's address to `X-Forwarded-For`.
@@ -118,12 +188,60 @@ enum Command {
         connect_timeout: Duration,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Chat room: a page at http://ADDR/ and its WebSocket at /ws on the same port.
     Chat {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8082")]
         addr: String,
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
+    },
+    /// A program per connection, like websocketd: messages to its stdin, its stdout lines back.
+    ///
+    /// `syncws exec 127.0.0.1:8083 -- COMMAND ARGS...` starts COMMAND (no
+    /// shell) for each WebSocket connection, with the CGI environment of
+    /// the request (REMOTE_ADDR, QUERY_STRING, HTTP_*, ...; PATH and
+    /// --passenv variables only from the server's own). Each text message
+    /// is written to its stdin with a newline; each stdout line comes back
+    /// as a text message. stderr goes to the log. When the client closes,
+    /// stdin is closed, then SIGTERM goes to the program's process group,
+    /// then SIGKILL after --kill-grace; when the program exits, the
+    /// connection closes with 1000 (status 0) or 1011.
+    ///
+    /// Each connection costs a process, three pipes and a few threads:
+    /// --max-forks (default 1000) answers 503 past it.
+    #[command(
+        override_usage = "syncws exec [ADDR] [OPTIONS] -- COMMAND [ARGS]...\n       syncws exec [ADDR] [OPTIONS] --dir DIR"
+    )]
+    Exec {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8083")]
+        addr: String,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, value_name = "COMMAND", required_unless_present = "dir")]
+        command: Vec<std::ffi::OsString>,
+        /// Run the executable DIR/NAME for a connection to /NAME (nothing outside DIR).
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+        /// Raw bytes both ways: binary messages to stdin, stdout back in binary messages of up to 64 KiB.
+        #[arg(long)]
+        binary: bool,
+        /// Variables of the server's environment passed on to the programs (comma-separated, repeatable).
+        #[arg(long, value_name = "VAR,...", value_delimiter = ',')]
+        passenv: Vec<String>,
+        /// Most programs running at once; more connections get 503.
+        #[arg(long, value_name = "N", default_value_t = exec::DEFAULT_MAX_FORKS)]
+        max_forks: usize,
+        /// Between SIGTERM and SIGKILL when a program is ended.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+        kill_grace: Duration,
+        #[command(flatten)]
+        http: HttpFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -152,8 +270,14 @@ enum Bridge {
         chunk: usize,
         #[command(flatten)]
         limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// TCP clients reach a WebSocket service: each TCP connection opens a WebSocket.
+    ///
+    /// The WebSocket side goes through --proxy, or else the proxy the
+    /// environment gives (read at start, as curl reads it), unless
+    /// --no-proxy-env.
     Tcp2ws {
         /// Address TCP clients connect to.
         #[arg(long)]
@@ -170,6 +294,8 @@ enum Bridge {
         /// Largest binary message made from TCP bytes.
         #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
         chunk: usize,
+        #[command(flatten)]
+        proxy: ProxyFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -189,7 +315,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, tls_cert, tls_key, limits } => {
+        Command::Echo { addr, tls_cert, tls_key, limits, http } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
                     Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
@@ -198,19 +324,29 @@ fn run(command: Command) -> Result<u8, String> {
             };
             let scheme = if tls.is_some() { "wss" } else { "ws" };
             let signals = termination_signals()?;
-            let running = echo::spawn_with_tls(&addr, limits.config(), tls).map_err(|e| e.to_string())?;
+            let running = echo::spawn_with(&addr, limits.config(), tls, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on {scheme}://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
         Command::Client {
             url,
             tls_ca,
+            insecure,
             binary,
+            binary_output,
+            one_message,
+            timeout,
+            reconnect,
+            reconnect_delay,
+            reconnect_max_delay,
+            reconnect_attempts,
             headers,
             protocols,
             max_message_size,
             connect_timeout,
             idle_timeout,
+            ping_interval,
+            proxy,
             deflate,
         } => {
             let mut config = deflate.apply(Config::default());
@@ -224,24 +360,66 @@ fn run(command: Command) -> Result<u8, String> {
             if let Some(MaybeDuration(t)) = idle_timeout {
                 config = config.idle_timeout(t);
             }
-            let opts = client::Options { url, binary, headers, protocols, config, tls_ca };
+            if let Some(MaybeDuration(p)) = ping_interval {
+                config = config.ping_interval(p);
+            }
+            let route = match Route::from_flags(&proxy) {
+                Ok(route) => route,
+                Err(e) => {
+                    eprintln!("syncws client: {e}");
+                    return Ok(2);
+                }
+            };
+            let mode = if one_message {
+                client::Mode::OneMessage { timeout }
+            } else if reconnect {
+                let mut policy = ReconnectPolicy::default().max_attempts(reconnect_attempts);
+                // Either flag alone moves the other bound along if need be.
+                if let Some(d) = reconnect_delay {
+                    policy.initial_delay = d;
+                    policy.max_delay = policy.max_delay.max(d);
+                }
+                if let Some(d) = reconnect_max_delay {
+                    policy.max_delay = d;
+                    policy.initial_delay = policy.initial_delay.min(d);
+                }
+                client::Mode::Reconnect(policy)
+            } else {
+                client::Mode::Lines
+            };
+            let binary_output =
+                binary_output.unwrap_or_else(|| client::BinaryOutput::default_for(std::io::stdout().is_terminal()));
+            let opts = client::Options {
+                url,
+                binary,
+                headers,
+                protocols,
+                config,
+                tls_ca,
+                route,
+                insecure,
+                binary_output,
+                mode,
+            };
             let stdin = std::io::BufReader::new(std::io::stdin());
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));
         }
-        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits } } => {
+        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits, http } } => {
             let mut opts = bridge::Ws2TcpOptions::new(&listen, &to);
             opts.path = path;
             opts.hosts = hosts;
             opts.chunk = chunk;
             opts.config = limits.config();
+            opts.http = http;
             let signals = termination_signals()?;
             let running = bridge::ws2tcp(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, limits } } => {
+        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, proxy, limits } } => {
             let mut opts = bridge::Tcp2WsOptions::new(&listen, &to);
+            opts.route = Route::from_flags(&proxy)?;
             opts.headers = headers;
             opts.protocols = protocols;
             opts.chunk = chunk;
@@ -256,20 +434,23 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Proxy {
             listen,
             upstreams,
+            upstream_tls_ca,
             config,
             x_forwarded_for,
             check_interval,
             fail_timeout,
             connect_timeout,
             limits,
+            http,
         } => {
-            let file = match config {
+            let (file, file_dir) = match config {
                 Some(path) => {
                     let text =
                         std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                    let file = proxy::FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    (file, path.parent().map(PathBuf::from).unwrap_or_default())
                 }
-                None => proxy::FileConfig::default(),
+                None => (proxy::FileConfig::default(), PathBuf::new()),
             };
             let mut ups = file.upstreams()?;
             ups.extend(upstreams);
@@ -287,18 +468,45 @@ fn run(command: Command) -> Result<u8, String> {
                 (None, None) => opts.fail_timeout,
             };
             opts.connect_timeout = connect_timeout;
+            if let Some(ca) = upstream_tls_ca.or_else(|| file.upstream_tls_ca(&file_dir)) {
+                let tls = syncws_cli::client::tls_config_trusting(&ca).map_err(|e| format!("--upstream-tls-ca {e}"))?;
+                opts.upstream_tls = Some(tls);
+            }
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
+            opts.http = http;
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
-        Command::Chat { addr, limits } => {
+        Command::Chat { addr, limits, http } => {
             let config = chat::chat_config(limits.config());
             let signals = termination_signals()?;
-            let (running, _room) = chat::spawn(&addr, config).map_err(|e| e.to_string())?;
+            let (running, _room) = chat::spawn_with(&addr, config, http).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
             serve_until(signals, move || running.shutdown());
+        }
+        Command::Exec { addr, command, dir, binary, passenv, max_forks, kill_grace, http, limits } => {
+            let program = match (dir, command.split_first()) {
+                (Some(dir), _) => exec::Program::Dir(dir),
+                (None, Some((program, args))) => {
+                    exec::Program::Command { program: program.clone(), args: args.to_vec() }
+                }
+                (None, None) => return Err("a COMMAND after `--`, or --dir DIR, is needed".into()),
+            };
+            let mut opts = exec::ExecOptions::new(&addr, program);
+            opts.binary = binary;
+            opts.passenv = passenv;
+            opts.max_forks = max_forks;
+            opts.kill_grace = kill_grace;
+            opts.http = http;
+            opts.config = limits.apply(exec::default_config());
+            let signals = termination_signals()?;
+            let running = exec::exec(opts).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            let _ = signals.recv();
+            log::info!("signal: closing every connection with 1001 and ending the programs");
+            running.shutdown();
         }
         Command::Bench(args) => return Ok(u8::try_from(syncws_cli::loadgen::main(args)).unwrap_or(1)),
     }

@@ -28,11 +28,26 @@
 //! # Paths and headers
 //!
 //! The client's path is appended to the upstream URL's path (`ws://u/app`
-//! and a request for `/chat?x` go to `ws://u/app/chat?x`). Headers are
+//! and a request for `/chat?x` go to `ws://u/app/chat?x`); the upstream's
+//! scheme is kept, so a `wss://` upstream is dialled over TLS and a
+//! `ws+unix:///run/app.sock:/app` upstream over its Unix socket (the
+//! client's path joined to `/app`). Headers are
 //! forwarded except the hop-by-hop and handshake ones; `Host` and `Origin`
 //! are forwarded as the client sent them, so the upstream can apply its own
 //! Origin check. With `x_forwarded_for`, the client's address is appended to
 //! `X-Forwarded-For`.
+//!
+//! # TLS to upstreams
+//!
+//! A `wss://` upstream is always dialled over TLS, for connections and
+//! health checks alike, never in plaintext. Its certificate is checked
+//! against the built-in Mozilla roots, or with
+//! [`ProxyOptions::upstream_tls`] (`--upstream-tls-ca FILE.pem`, or
+//! `upstream_tls_ca` in the file) only against the CA certificates given,
+//! for a private CA or a self-signed upstream. An upstream whose
+//! certificate is not trusted counts as unreachable: it is marked down, the
+//! reason is logged, and when no upstream is left the client gets 502. The
+//! proxy itself listens in plain `ws://`.
 //!
 //! # Flow control
 //!
@@ -42,6 +57,7 @@
 //! ([`Config::max_message_size`]) each way.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,15 +65,19 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as ChanSender};
 use serde::Deserialize;
 use syncws::handshake::WsUrl;
+use syncws::rustls::ClientConfig;
 use syncws::{
     Client, CloseCode, CloseData, Config, Error, Listener, OriginPolicy, OwnedMessage, Request, Response, Result,
     Running, WsHandshake, WsOption, WsTrait,
 };
 
+use crate::common::{HttpFlags, Routes};
+
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// `ws://host:port[/base]`.
+    /// `ws://host:port[/base]`, `wss://host:port[/base]` or
+    /// `ws+unix:///path/to.sock[:/base]`.
     pub url: String,
     /// Share of the connections, relative to the others (at least 1).
     pub weight: u32,
@@ -95,9 +115,17 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// Messages queued per direction per connection.
     pub queue: usize,
+    /// The TLS client configuration for `wss://` upstreams (connections
+    /// and health checks); `None` checks their certificates against the
+    /// built-in Mozilla roots. See
+    /// [`tls_config_trusting`](crate::client::tls_config_trusting) for one
+    /// trusting a private CA.
+    pub upstream_tls: Option<Arc<ClientConfig>>,
     /// Limits and timeouts, for both sides. Its `origin` is the proxy's own
     /// Origin check (default here: any, leaving it to the upstream).
     pub config: Config,
+    /// Plain HTTP routes on the proxy's port (`/metrics`).
+    pub http: HttpFlags,
 }
 
 impl ProxyOptions {
@@ -111,7 +139,9 @@ impl ProxyOptions {
             fail_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             queue: 16,
+            upstream_tls: None,
             config: Config::default().origin(OriginPolicy::Any),
+            http: HttpFlags::default(),
         }
     }
 }
@@ -123,13 +153,14 @@ impl ProxyOptions {
 /// x_forwarded_for = true
 /// check_interval = "5s"
 /// fail_timeout = "10s"
+/// upstream_tls_ca = "private-ca.pem"
 ///
 /// [[upstream]]
 /// url = "ws://127.0.0.1:9001"
 /// weight = 3
 ///
 /// [[upstream]]
-/// url = "ws://127.0.0.1:9002/app"
+/// url = "wss://backend.internal:9443/app"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +173,10 @@ pub struct FileConfig {
     pub check_interval: Option<String>,
     /// How long a failed upstream is skipped, such as `"10s"`.
     pub fail_timeout: Option<String>,
+    /// A PEM file of the CA certificates `wss://` upstreams are checked
+    /// against instead of the built-in roots; a relative path is taken from
+    /// the config file's folder.
+    pub upstream_tls_ca: Option<String>,
     /// The upstreams.
     #[serde(default)]
     pub upstream: Vec<FileUpstream>,
@@ -151,7 +186,8 @@ pub struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
-    /// `ws://host:port[/base]`.
+    /// `ws://host:port[/base]`, `wss://host:port[/base]` or
+    /// `ws+unix:///path/to.sock[:/base]`.
     pub url: String,
     /// Share of the connections (default 1).
     pub weight: Option<u32>,
@@ -172,6 +208,12 @@ impl FileConfig {
                 Upstream::parse(&spec)
             })
             .collect()
+    }
+
+    /// `upstream_tls_ca`, a relative path taken from `dir`, the config
+    /// file's folder.
+    pub fn upstream_tls_ca(&self, dir: &Path) -> Option<PathBuf> {
+        self.upstream_tls_ca.as_ref().map(|p| dir.join(p))
     }
 }
 
@@ -286,15 +328,18 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
             let pool = Arc::clone(&pool);
             let config = opts.config.clone();
             let timeout = opts.connect_timeout;
+            let tls = opts.upstream_tls.clone();
             thread::Builder::new()
                 .name("proxy-checks".into())
-                .spawn(move || check_loop(&pool, &rx, every, timeout, &config))?;
+                .spawn(move || check_loop(&pool, &rx, every, timeout, &config, tls.as_ref()))?;
             Some(tx)
         }
         None => None,
     };
+    let routes = Routes::new(&opts.http, &listener)?;
     let shared = Arc::new((pool, opts));
     let running = listener.spawn(move |server| {
+        routes.install(server);
         let handler = ClientSide {
             shared: Arc::clone(&shared),
             peer: server.peer_addr(),
@@ -309,13 +354,21 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
     Ok(Proxy { running, _stop_checks: stop_checks })
 }
 
-fn check_loop(pool: &Pool, stop: &Receiver<()>, every: Duration, timeout: Duration, config: &Config) {
+fn check_loop(
+    pool: &Pool,
+    stop: &Receiver<()>,
+    every: Duration,
+    timeout: Duration,
+    config: &Config,
+    tls: Option<&Arc<ClientConfig>>,
+) {
     loop {
         let n = pool.lock().len();
         for i in 0..n {
             let url = pool.url(i);
             let config = config.clone().handshake_timeout(timeout).close_timeout(timeout);
-            let result = Client::builder().url(&url.to_string()).and_then(|b| b.config(config).connect());
+            let result =
+                Client::builder().url(&url.to_string()).and_then(|b| with_tls(b, tls).config(config).connect());
             match result {
                 Ok(mut client) => {
                     let _ = client.close(CloseCode::NORMAL, "health check");
@@ -326,7 +379,7 @@ fn check_loop(pool: &Pool, stop: &Receiver<()>, every: Duration, timeout: Durati
                 // shows a live server.
                 Err(Error::Handshake { status, .. }) if (400..500).contains(&status) => pool.mark(i, true),
                 Err(e) => {
-                    log::debug!("health check of {url} failed: {e}");
+                    log::debug!("health check of {url} failed: {e}{}", tls_hint(&e));
                     pool.mark(i, false);
                 }
             }
@@ -372,9 +425,30 @@ fn refusal(status: u16, upstream: Option<Response>) -> Response {
     resp.with_header("Connection", "close")
 }
 
+/// The TLS configuration for `wss://` upstreams, if one was given (a
+/// `ws://` URL ignores it).
+fn with_tls(b: syncws::ClientBuilder, tls: Option<&Arc<ClientConfig>>) -> syncws::ClientBuilder {
+    match tls {
+        Some(tls) => b.tls_config(Arc::clone(tls)),
+        None => b,
+    }
+}
+
+/// What to add to the log line of a failed upstream connection: for a TLS
+/// failure, how to trust a private CA.
+fn tls_hint(e: &Error) -> &'static str {
+    match e {
+        Error::Tls(_) => {
+            " (not retried in plaintext; for a private CA or a self-signed upstream, trust it with --upstream-tls-ca)"
+        }
+        _ => "",
+    }
+}
+
 /// The upstream URL for a request: the upstream's path joined with the
-/// request's.
-fn join(url: &WsUrl, path: &str) -> String {
+/// request's, the rest of the URL (its scheme above all: `wss://` stays
+/// `wss://`) kept.
+fn join(url: &WsUrl, path: &str) -> WsUrl {
     let base = url.path.split('?').next().unwrap_or("/").trim_end_matches('/');
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
     let joined = if base.is_empty() {
@@ -384,7 +458,7 @@ fn join(url: &WsUrl, path: &str) -> String {
     } else {
         format!("{base}{path}")
     };
-    format!("ws://{}{joined}", url.host_header())
+    WsUrl { path: joined, ..url.clone() }
 }
 
 /// The client's side of one proxied connection.
@@ -403,9 +477,10 @@ struct ClientSide {
 }
 
 impl ClientSide {
-    fn connect(&self, req: &Request, url: &str) -> Result<Client> {
+    fn connect(&self, req: &Request, url: &WsUrl) -> Result<Client> {
         let opts = &self.shared.1;
-        let mut b = Client::builder().url(url)?.connect_timeout(opts.connect_timeout).config(opts.config.clone());
+        let b = Client::builder().url(&url.to_string())?.connect_timeout(opts.connect_timeout);
+        let mut b = with_tls(b, opts.upstream_tls.as_ref()).config(opts.config.clone());
         for (name, value) in req.headers.iter() {
             if !SKIP.iter().any(|s| s.eq_ignore_ascii_case(name)) {
                 b = b.header(name, value);
@@ -476,7 +551,7 @@ impl WsTrait for ClientSide {
                     last = Some(resp);
                 }
                 Err(e) => {
-                    log::warn!("proxy: cannot reach {url}: {e}");
+                    log::warn!("proxy: cannot reach {url}: {e}{}", tls_hint(&e));
                     pool.mark(i, false);
                 }
             }
@@ -688,9 +763,20 @@ mod tests {
         assert!(Upstream::parse("http://a/").is_err());
         assert!(Upstream::parse("http://a").is_err());
         let u = WsUrl::parse("ws://a:1/app/").unwrap();
+        let join = |u: &WsUrl, path: &str| join(u, path).to_string();
         assert_eq!(join(&u, "/chat?x=1"), "ws://a:1/app/chat?x=1");
         assert_eq!(join(&u, "/"), "ws://a:1/app");
         assert_eq!(join(&WsUrl::parse("ws://a:1").unwrap(), "/c"), "ws://a:1/c");
+        // The scheme is the upstream's: wss:// stays wss://.
+        let secure = WsUrl::parse("wss://a/app").unwrap();
+        assert_eq!(join(&secure, "/chat?x=1"), "wss://a/app/chat?x=1");
+        assert!(super::join(&secure, "/chat").secure);
+        assert_eq!(join(&WsUrl::parse("wss://[::1]:9443").unwrap(), "/c"), "wss://[::1]:9443/c");
+        // A Unix socket stays the socket; only the request path grows.
+        let unix = WsUrl::parse("ws+unix:///run/app.sock:/app").unwrap();
+        assert_eq!(join(&unix, "/chat?x=1"), "ws+unix:///run/app.sock:/app/chat?x=1");
+        assert_eq!(super::join(&unix, "/").unix_socket.as_deref(), Some(Path::new("/run/app.sock")));
+        assert_eq!(Upstream::parse("ws+unix:///run/app.sock:/app,weight=2").unwrap().weight, 2);
     }
 
     #[test]
@@ -703,5 +789,11 @@ mod tests {
         assert_eq!(ups.len(), 2);
         assert_eq!((ups[0].weight, ups[1].weight), (2, 1));
         assert!(FileConfig::parse("bogus = 1").is_err());
+        assert_eq!(f.upstream_tls_ca(Path::new("/etc/syncws")), None);
+        let f = FileConfig::parse("upstream_tls_ca = \"ca.pem\"\n[[upstream]]\nurl = \"wss://a:1\"\n").unwrap();
+        assert_eq!(f.upstream_tls_ca(Path::new("/etc/syncws")), Some(PathBuf::from("/etc/syncws/ca.pem")));
+        assert_eq!(f.upstreams().unwrap()[0].url, "wss://a:1");
+        let f = FileConfig::parse("upstream_tls_ca = \"/srv/ca.pem\"\n").unwrap();
+        assert_eq!(f.upstream_tls_ca(Path::new("/etc/syncws")), Some(PathBuf::from("/srv/ca.pem")));
     }
 }

@@ -50,7 +50,13 @@ fn listening(mut child: std::process::Child, prefix: &str) -> Server {
 /// stdout, stderr).
 fn client(args: Vec<String>, input: Vec<u8>) -> (i32, String, String) {
     within("syncws client", move || {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // The client reads the proxy variables by default: none of the
+        // developer's may send these loopback tests elsewhere.
+        for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+            command.env_remove(var);
+        }
+        let mut child = command
             .arg("client")
             .args(&args)
             .stdin(Stdio::piped())
@@ -82,10 +88,203 @@ fn client_in_a_pipe_against_echo() {
     assert_eq!(out.lines().collect::<Vec<_>>(), lines);
     assert!(err.contains("closed: 1000"), "{err}");
 
-    // Binary mode, CRLF line endings, and a last line without a newline.
+    // Binary mode, CRLF line endings, and a last line without a newline;
+    // stdout is a pipe, so binary messages come out raw, without a line
+    // ending each.
     let (code, out, _) = client(vec!["--binary".into(), echo.addr.clone()], b"a\r\nb\nc".to_vec());
     assert_eq!(code, 0);
-    assert_eq!(out, "a\nb\nc\n");
+    assert_eq!(out, "abc");
+}
+
+#[test]
+fn client_binary_output_hex_base64_raw() {
+    let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
+    // Three binary messages, one with a newline inside ("x\ny" in one
+    // message, sent with -1): hex and base64 give one line per message.
+    let input = b"a\nb\nc\n".to_vec();
+    for (format, want) in [("hex", "61\n62\n63\n"), ("base64", "YQ==\nYg==\nYw==\n"), ("raw", "abc")] {
+        let args = vec!["--binary".into(), "--binary-output".into(), format.into(), echo.addr.clone()];
+        let (code, out, err) = client(args, input.clone());
+        assert_eq!((code, out.as_str()), (0, want), "{format}: {err}");
+    }
+    let args = vec!["-1".into(), "--binary".into(), "--binary-output".into(), "hex".into(), echo.addr.clone()];
+    let (code, out, err) = client(args, b"x\ny".to_vec());
+    assert_eq!((code, out.as_str()), (0, "780a79\n"), "{err}");
+    let (code, _, err) = client(vec!["--binary-output".into(), "octal".into(), echo.addr.clone()], Vec::new());
+    assert_eq!(code, 2, "{err}");
+}
+
+/// A server that reads and never answers.
+struct Mute;
+
+impl syncws::WsTrait for Mute {
+    fn on_open(&mut self, _shake: syncws::WsHandshake) -> syncws::Result<Option<syncws::WsOption>> {
+        Ok(None)
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> syncws::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn client_one_message_prints_one_reply_or_exits_1() {
+    let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
+    // All of stdin is one message (its last line ending dropped).
+    let (code, out, err) = client(vec!["-1".into(), echo.addr.clone()], b"first line\nsecond line\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "first line\nsecond line\n");
+    let (code, out, err) = client(vec!["--one-message".into(), echo.addr.clone()], b"{\"op\":\"ping\"}".to_vec());
+    assert_eq!((code, out.as_str()), (0, "{\"op\":\"ping\"}\n"), "{err}");
+
+    // A server that never answers: exit 1 once --timeout has passed.
+    init_log();
+    let running = syncws::Listener::bind("127.0.0.1:0").unwrap().spawn(|s| s.set_callback_ws(Box::new(Mute))).unwrap();
+    let args = vec!["-1".into(), "--timeout".into(), "200ms".into(), format!("ws://{}/", running.local_addr())];
+    let (code, out, err) = client(args, b"anyone?\n".to_vec());
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("no reply within"), "{err}");
+    // One that closes first: no reply either.
+    running.shutdown();
+    let closer = syncws::Listener::bind("127.0.0.1:0").unwrap().spawn(|s| s.set_callback_ws(Box::new(Closer))).unwrap();
+    let (code, _, err) = client(vec!["-1".into(), format!("ws://{}/", closer.local_addr())], b"hi".to_vec());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("closed first: 4000"), "{err}");
+    closer.shutdown();
+    // -1 and --reconnect do not go together.
+    let (code, _, err) = client(vec!["-1".into(), "--reconnect".into(), echo.addr.clone()], Vec::new());
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn client_insecure_accepts_a_self_signed_certificate_with_a_warning() {
+    // Self-signed, and for another name than the one dialled.
+    let (dir, cert, key) = tls_files_for("insecure", &["elsewhere.invalid"]);
+    let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key], "listening on ");
+    let (code, out, err) = client(vec!["-k".into(), echo.addr.clone()], b"trust me\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "trust me\n");
+    assert!(err.contains("warning: --insecure"), "{err}");
+    let (code, out, err) = client(vec!["--insecure".into(), "-1".into(), echo.addr.clone()], b"hi".to_vec());
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    // Without it, refused (exit 3); trusting the certificate is not
+    // enough either: its name is not the server's.
+    let (code, _, err) = client(vec![echo.addr.clone()], Vec::new());
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = client(vec!["--tls-ca".into(), cert.clone(), echo.addr.clone()], Vec::new());
+    assert_eq!(code, 3, "{err}");
+    let args = vec!["-k".into(), "--tls-ca".into(), cert.clone(), echo.addr.clone()];
+    let (code, _, err) = client(args, Vec::new());
+    assert_eq!(code, 2, "-k and --tls-ca conflict: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `syncws client ARGS` with its standard streams piped: stdin to write
+/// to, stdout and stderr line by line on channels.
+struct Interactive {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: crossbeam_channel::Receiver<String>,
+    err: crossbeam_channel::Receiver<String>,
+}
+
+impl Interactive {
+    fn start(args: &[String]) -> Interactive {
+        let mut command = Command::new(BIN);
+        for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .arg("client")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run syncws client");
+        let lines = |stream: Box<dyn Read + Send>| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        Interactive { stdin: child.stdin.take(), child, out, err }
+    }
+
+    fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to the client's stdin");
+    }
+
+    /// Skips standard error lines until one contains `needle`.
+    fn wait_err(&self, needle: &str) -> String {
+        loop {
+            let line = recv(&self.err, needle);
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Ends stdin and waits for the exit code.
+    fn finish(mut self) -> i32 {
+        drop(self.stdin.take());
+        let mut child = self.child;
+        within("the client to exit", move || child.wait().expect("wait")).code().unwrap_or(-1)
+    }
+}
+
+#[test]
+fn client_reconnects_across_a_killed_and_restarted_server() {
+    let first = start(&["echo", "127.0.0.1:0"], "listening on ");
+    let url = first.addr.clone();
+    let port_addr = url.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+    let args: Vec<String> =
+        ["--reconnect", "--reconnect-delay", "10ms", "--reconnect-max-delay", "100ms", &url].map(String::from).to_vec();
+    let mut client = Interactive::start(&args);
+    client.send_line("one");
+    assert_eq!(recv(&client.out, "the echo of one"), "one");
+
+    // Killed (SIGKILL): no Close, the connection just drops.
+    drop(first);
+    let line = client.wait_err("reconnecting in");
+    assert!(line.contains("attempt 1"), "{line}");
+    // Typed while no server listens: kept, in order.
+    client.send_line("two");
+    client.send_line("three");
+    let second = start(&["echo", &port_addr], "listening on ");
+    assert_eq!(second.addr, url, "started again on the same port");
+    client.wait_err("reconnected (connection 2)");
+    assert_eq!(recv(&client.out, "the echo of two"), "two");
+    assert_eq!(recv(&client.out, "the echo of three"), "three");
+    client.send_line("four");
+    assert_eq!(recv(&client.out, "the echo of four"), "four");
+    let out = client.out.clone();
+    let code = client.finish();
+    assert_eq!(code, 0);
+    // Nothing twice.
+    assert_eq!(out.try_iter().collect::<Vec<_>>(), Vec::<String>::new());
+}
+
+#[test]
+fn client_reconnect_gives_up_with_exit_code_3() {
+    // Stdin stays open (an empty one would end the client at once: a
+    // Close with nothing to deliver first stops it).
+    let dead = format!("ws://{}/", dead_addr());
+    let args = ["--reconnect", "--reconnect-delay", "1ms", "--reconnect-attempts", "3", &dead].map(String::from);
+    let client = Interactive::start(&args);
+    let line = client.wait_err("gave up reconnecting");
+    assert!(line.contains(&dead), "{line}");
+    let code = client.finish();
+    assert_eq!(code, 3);
 }
 
 #[test]
@@ -143,7 +342,12 @@ fn echo_help_explains_the_origin_check() {
 }
 
 fn tls_files(test: &str) -> (std::path::PathBuf, String, String) {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    tls_files_for(test, &["localhost", "127.0.0.1"])
+}
+
+/// [`tls_files`] for a certificate naming only `names`.
+fn tls_files_for(test: &str, names: &[&str]) -> (std::path::PathBuf, String, String) {
+    let made = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let dir = std::env::temp_dir().join(format!("syncws-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -251,6 +455,86 @@ fn chat_serves_its_page_and_broadcasts() {
     assert_eq!(first, second);
 }
 
+/// `GET path` over plain HTTP to `addr` (`host:port`); returns the status
+/// line, the head and the body.
+fn http_get(addr: &str, path: &str) -> (String, String, String) {
+    let (addr, path) = (addr.to_owned(), path.to_owned());
+    let answer = within("an HTTP answer", move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {answer:?}"));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name` (with its labels, if any) in a
+/// Prometheus text `body`.
+fn sample(body: &str, name: &str) -> u64 {
+    let line = body.lines().find(|l| l.strip_prefix(name).is_some_and(|v| v.starts_with(' ')));
+    let line = line.unwrap_or_else(|| panic!("no sample {name} in\n{body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+#[test]
+fn servers_answer_metrics_only_with_the_flag() {
+    let echo = start(&["echo", "127.0.0.1:0", "--metrics"], "listening on ");
+    let addr = echo.addr.trim_start_matches("ws://").to_owned();
+    // One WebSocket connection, open while the page is scraped: its echo
+    // came back, so the server has counted it and its message.
+    let url = echo.addr.clone();
+    let client = within("an echo", move || {
+        let mut c = Client::connect(&url).unwrap();
+        c.send(OwnedMessage::Text("counted".into())).unwrap();
+        assert_eq!(c.read().unwrap(), OwnedMessage::Text("counted".into()));
+        c
+    });
+    let (status, head, body) = http_get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(body.contains("# TYPE syncws_connections_open gauge\n"), "{body}");
+    assert!(body.contains("# TYPE syncws_websockets_closed_total counter\n"), "{body}");
+    // The client's connection and the scrape's.
+    assert_eq!(sample(&body, "syncws_connections_accepted_total"), 2);
+    assert_eq!(sample(&body, "syncws_connections_open"), 2);
+    assert_eq!(sample(&body, "syncws_websockets_opened_total"), 1);
+    assert_eq!(sample(&body, "syncws_websockets_open"), 1);
+    assert_eq!(sample(&body, "syncws_received_messages_total"), 1);
+    assert_eq!(sample(&body, "syncws_connections_refused_total{reason=\"origin\"}"), 0);
+    assert_eq!(sample(&body, "syncws_websockets_closed_total{code=\"1000\"}"), 0);
+    // Any other path is still a WebSocket-only endpoint.
+    assert!(http_get(&addr, "/").0.starts_with("HTTP/1.1 426"));
+    drop(client);
+    // An upgrade is one on any path, /metrics included.
+    let url = format!("{}/metrics", echo.addr);
+    within("an echo on /metrics", move || {
+        let mut c = Client::connect(&url).unwrap();
+        c.send(OwnedMessage::Text("upgraded".into())).unwrap();
+        assert_eq!(c.read().unwrap(), OwnedMessage::Text("upgraded".into()));
+    });
+
+    // Without the flag, /metrics is not served.
+    let plain = start(&["echo", "127.0.0.1:0"], "listening on ");
+    let (status, _, body) = http_get(plain.addr.trim_start_matches("ws://"), "/metrics");
+    assert!(status.starts_with("HTTP/1.1 426"), "{status}");
+    assert!(!body.contains("syncws_"), "{body}");
+
+    // The chat: /metrics first, then its own page.
+    let chat = start(&["chat", "127.0.0.1:0", "--metrics"], "chat on http://");
+    let addr = chat.addr.trim_end_matches('/');
+    let (status, _, body) = http_get(addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(sample(&body, "syncws_connections_open"), 1);
+    let (status, _, body) = http_get(addr, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("new WebSocket("), "{body}");
+    assert!(http_get(addr, "/nothing").0.starts_with("HTTP/1.1 404"));
+}
+
 #[test]
 fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
     let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
@@ -283,6 +567,72 @@ fn proxy_from_a_toml_file_and_bridges_from_the_command_line() {
     let (code, _, err) = client(vec![ws2tcp.addr.clone()], Vec::new());
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("502"), "{err}");
+}
+
+/// `syncws echo` over TLS on 127.0.0.1 port 0, and its URL written with
+/// `localhost` (a DNS name, as upstreams usually are): (server, URL).
+fn tls_echo(cert: &str, key: &str) -> (Server, String) {
+    let echo = start(&["echo", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key], "listening on ");
+    let url = echo.addr.replace("wss://127.0.0.1:", "wss://localhost:");
+    assert!(url.starts_with("wss://localhost:"), "{}", echo.addr);
+    (echo, url)
+}
+
+#[test]
+fn proxy_dials_a_wss_upstream_over_tls_trusting_upstream_tls_ca() {
+    let (dir, cert, key) = tls_files("proxy-wss");
+    let (_echo, upstream) = tls_echo(&cert, &key);
+
+    // From the command line: a plain ws:// client, through the proxy, to
+    // the wss:// upstream and back.
+    let args = ["proxy", "--listen", "127.0.0.1:0", "-u", &upstream, "--upstream-tls-ca", &cert];
+    let proxy = start(&args, "listening on ");
+    assert!(proxy.addr.starts_with("ws://"), "{}", proxy.addr);
+    let (code, out, err) = client(vec![proxy.addr.clone()], b"through the proxy over tls\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "through the proxy over tls\n"), "{err}");
+
+    // From a file whose upstream_tls_ca is relative to the file's folder.
+    let file = dir.join("proxy.toml");
+    let toml =
+        format!("listen = \"127.0.0.1:0\"\nupstream_tls_ca = \"cert.pem\"\n\n[[upstream]]\nurl = \"{upstream}\"\n");
+    std::fs::write(&file, toml).unwrap();
+    let proxy = start(&["proxy", "--config", file.to_str().unwrap()], "listening on ");
+    let (code, out, err) = client(vec![format!("{}/some/path", proxy.addr)], b"from the file\n".to_vec());
+    assert_eq!((code, out.as_str()), (0, "from the file\n"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxy_without_trust_in_a_wss_upstream_answers_502_and_logs_why() {
+    let (dir, cert, key) = tls_files("proxy-wss-untrusted");
+    let (_echo, upstream) = tls_echo(&cert, &key);
+    // No --upstream-tls-ca: the built-in roots do not trust the upstream's
+    // self-signed certificate.
+    let child = Command::new(BIN)
+        .args(["proxy", "--listen", "127.0.0.1:0", "-u", &upstream])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run syncws proxy");
+    let mut proxy = listening(child, "listening on ");
+    // 502, not the upstream's plaintext 400 that a ws:// fallback would
+    // bring back (the TLS echo answers a plaintext request with 400).
+    let (code, _, err) = client(vec![proxy.addr.clone()], b"never echoed\n".to_vec());
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("502"), "{err}");
+
+    let stderr = proxy.child.stderr.take().unwrap();
+    let _ = proxy.child.kill();
+    let _ = proxy.child.wait();
+    let log = within("the proxy's log", move || {
+        let mut log = String::new();
+        BufReader::new(stderr).read_to_string(&mut log).expect("read the proxy's stderr");
+        log
+    });
+    assert!(log.contains(&format!("cannot reach {upstream}/")), "{log}");
+    assert!(log.contains("certificate") && log.contains("--upstream-tls-ca"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(unix)]

@@ -284,6 +284,85 @@ fn active_checks_mark_upstreams_down_and_up() {
     b.shutdown();
 }
 
+/// A `wss://` upstream with a self-signed certificate: connections and
+/// health checks both dial it over TLS, trusting the CA given in
+/// `upstream_tls` (the built-in roots would fail before any HTTP).
+#[test]
+fn a_wss_upstream_is_checked_and_proxied_over_tls_trusting_the_given_ca() {
+    init_log();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("syncws-proxy-lib-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (tx, events) = unbounded();
+    let upstream = Listener::bind_with_config("127.0.0.1:0", Config::default())
+        .unwrap()
+        .tls(syncws::tls::load_server_config(&cert, &key).unwrap())
+        .spawn(move |server| server.set_callback_ws(Box::new(Tagger { tag: "T", sender: None, events: tx.clone() })))
+        .unwrap();
+    let url = format!("wss://localhost:{}/base", upstream.local_addr().port());
+    let mut opts = ProxyOptions::new("127.0.0.1:0", vec![Upstream { url, weight: 1 }]);
+    opts.check_interval = Some(std::time::Duration::from_millis(50));
+    opts.upstream_tls = Some(syncws_cli::client::tls_config_trusting(&cert).unwrap());
+    let p = proxy(opts).unwrap();
+
+    // Nothing else connects yet: the first request is the health check's,
+    // at the upstream's own path, and it got through TLS.
+    assert_eq!(recv(&events, "a health check over TLS"), "request /base xff -");
+
+    let url = format!("ws://{}/chat", p.local_addr());
+    let (tag, echoed) = within("a connection through the proxy", move || {
+        let (mut ws, _) = connect(&url, None).unwrap();
+        let tag = first_tag(&mut ws);
+        ws.send(OwnedMessage::Text("over tls".into())).unwrap();
+        let echoed = ws.read().unwrap();
+        close(ws);
+        (tag, echoed)
+    });
+    assert_eq!((tag.as_str(), echoed), ("tag:T", OwnedMessage::Text("over tls".into())));
+    // Among further health checks, the client's request at its joined path.
+    while recv(&events, "the proxied request") != "request /base/chat xff -" {}
+    p.shutdown();
+    upstream.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `ws+unix://` upstream: the proxy connects to its socket, and the
+/// client's path is joined to the URL's request path.
+#[cfg(unix)]
+#[test]
+fn a_ws_unix_upstream_is_reached_over_its_socket() {
+    init_log();
+    let dir = std::env::temp_dir().join(format!("syncws-proxy-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("up.sock");
+    let _ = std::fs::remove_file(&sock);
+    let (tx, events) = unbounded();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let upstream = syncws::serve_unix(listener, Config::default(), move |server| {
+        server.set_callback_ws(Box::new(Tagger { tag: "U", sender: None, events: tx.clone() }))
+    })
+    .unwrap();
+    let spec = format!("ws+unix://{}:/base", sock.display());
+    let p = proxy(ProxyOptions::new("127.0.0.1:0", vec![Upstream::parse(&spec).unwrap()])).unwrap();
+    let url = format!("ws://{}/chat", p.local_addr());
+    let (tag, echoed) = within("a connection to a ws+unix upstream", move || {
+        let (mut ws, _) = connect(&url, None).unwrap();
+        let tag = first_tag(&mut ws);
+        ws.send(OwnedMessage::Text("over a unix socket".into())).unwrap();
+        let echoed = ws.read().unwrap();
+        close(ws);
+        (tag, echoed)
+    });
+    assert_eq!((tag.as_str(), echoed), ("tag:U", OwnedMessage::Text("over a unix socket".into())));
+    assert_eq!(recv(&events, "the request at the upstream"), "request /base/chat xff -");
+    p.shutdown();
+    upstream.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An upstream that accepts one WebSocket upgrade, then reads nothing until
 /// `go` says so; reports whether the proxy ended the connection (EOF)
 /// within `limit` after that.

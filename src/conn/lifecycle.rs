@@ -6,6 +6,7 @@
 //! the connection's [state machine](super::state).
 
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -15,10 +16,11 @@ use crate::conn::read::{Read, ReadSide};
 use crate::conn::sender::Sender;
 use crate::conn::state::{Event, Life, State};
 use crate::conn::write::WriteSide;
-use crate::error::{Error, Phase, Result};
+use crate::error::{Error, Limit, Phase, Result};
 use crate::handshake::extensions::Negotiated;
 use crate::message::{CloseData, OwnedMessage};
 use crate::protocol::Role;
+use crate::stats::Counters;
 use crate::transport::{ReadHalf, WriteHalf};
 
 /// The connection's copy of its [`Config`]. Boxed with the `deflate`
@@ -61,10 +63,13 @@ impl Connection {
     /// `leftover` holds bytes that arrived with the handshake (the first
     /// frames); `negotiated`, the extensions the handshake settled.
     ///
-    /// Boxed, and out of line: the connection's state is large, and a
-    /// connection thread keeps every stack page it once touched, so it is
-    /// built here rather than in the (longer-lived) callers' frames.
-    #[inline(never)]
+    /// Boxed, and out of line ([`open_counted`](Self::open_counted)): the
+    /// connection's state is large, and a connection thread keeps every
+    /// stack page it once touched, so it is built there rather than in the
+    /// (longer-lived) callers' frames.
+    ///
+    /// The connection counts in the process-wide counters
+    /// ([`Metrics::global`](crate::Metrics::global)).
     pub(crate) fn open(
         reader: Box<dyn ReadHalf>,
         writer: Box<dyn WriteHalf>,
@@ -73,8 +78,25 @@ impl Connection {
         config: &Config,
         negotiated: &Negotiated,
     ) -> Result<Box<Connection>> {
-        let write = WriteSide::new(writer, role, config.write_timeout, negotiated)?;
-        let read = ReadSide::new(reader, role, config, leftover, negotiated, Instant::now());
+        Connection::open_counted(reader, writer, leftover, role, config, negotiated, Arc::clone(Counters::global()))
+    }
+
+    /// [`open`](Self::open), counting the connection, its messages and
+    /// bytes, and its close code in `metrics` (a listener's, or the
+    /// process-wide ones).
+    #[inline(never)]
+    pub(crate) fn open_counted(
+        reader: Box<dyn ReadHalf>,
+        writer: Box<dyn WriteHalf>,
+        leftover: Vec<u8>,
+        role: Role,
+        config: &Config,
+        negotiated: &Negotiated,
+        metrics: Arc<Counters>,
+    ) -> Result<Box<Connection>> {
+        let write = WriteSide::counted(writer, role, config.write_timeout, negotiated, Arc::clone(&metrics))?;
+        metrics.websocket_opened();
+        let read = ReadSide::new(reader, role, config, leftover, negotiated, Instant::now(), metrics);
         let keepalive = Keepalive::new(config);
         Ok(Box::new(Connection { role, read, write, config: conn_config(config), keepalive, sender: None }))
     }
@@ -112,13 +134,25 @@ impl Connection {
                 Some(sender) => sender.flush_local(),
                 None => Ok(()),
             };
-            if let Read::Message(msg) = self.read.read(&mut deadline, &mut flush)? {
-                return Ok(Read::Message(msg));
+            match self.read.read(&mut deadline, &mut flush) {
+                Ok(Read::Message(msg)) => return Ok(Read::Message(msg)),
+                Ok(Read::Deadline) => {}
+                Err(e) => return Err(self.read_failed(e)),
             }
             if self.on_deadline(until)? {
                 return Ok(Read::Deadline);
             }
         }
+    }
+
+    /// Counts a message refused for the memory budget as it arrived.
+    #[cold]
+    #[inline(never)]
+    fn read_failed(&self, err: Error) -> Error {
+        if matches!(err, Error::Capacity { what: Limit::MemoryBudget, .. }) {
+            self.write.metrics().memory_budget();
+        }
+        err
     }
 
     /// A deadline passed: a keepalive ping is sent if one is due, an error
@@ -160,6 +194,7 @@ impl Connection {
     /// our own Close has not been sent already; returns once the answer is
     /// written.
     pub(crate) fn peer_closed(&mut self, reason: &Option<CloseData>, defer: bool) -> Result<()> {
+        self.write.peer_close_code(reason.as_ref().map(|c| c.status_code));
         if self.write.life().apply(Event::CloseRead) == State::CloseReceived && !defer {
             self.send_own(close_reply(reason))?;
         }
@@ -213,6 +248,14 @@ impl Connection {
     /// The plain API has told its caller the connection ended.
     pub(crate) fn report(&self) -> State {
         self.write.life().apply(Event::Report)
+    }
+}
+
+impl Drop for Connection {
+    /// A connection dropped before it ended (the plain API's caller let
+    /// it go) counts as ended now; one that ended was counted then.
+    fn drop(&mut self) {
+        self.write.count_end();
     }
 }
 

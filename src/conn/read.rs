@@ -3,6 +3,7 @@
 //! with as few system calls as possible.
 
 use std::io::{self, ErrorKind, IoSliceMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -10,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
 use crate::protocol::{MessageDecoder, Role};
+use crate::stats::Counters;
 use crate::transport::{self, is_timeout, ReadHalf, Released};
 
 /// The most payload one read system call puts straight into a message.
@@ -67,6 +69,8 @@ pub(crate) struct ReadSide {
     pub(crate) last_activity: Instant,
     /// Bytes arrived since the clock was last read for `last_activity`.
     active: bool,
+    /// Where messages and bytes read are counted.
+    metrics: Arc<Counters>,
 }
 
 impl ReadSide {
@@ -74,7 +78,8 @@ impl ReadSide {
     /// `negotiated` says whether messages may arrive compressed; `now` is
     /// when the connection opened, the caller's clock read (here, a level
     /// deeper, the clock's call was the deepest a connection thread went:
-    /// `tests/idle_memory.rs`).
+    /// `tests/idle_memory.rs`); messages and bytes read count in
+    /// `metrics`.
     pub(crate) fn new(
         io: Box<dyn ReadHalf>,
         role: Role,
@@ -82,9 +87,11 @@ impl ReadSide {
         leftover: Vec<u8>,
         negotiated: &Negotiated,
         now: Instant,
+        metrics: Arc<Counters>,
     ) -> Self {
         let base_size = config.read_buffer_size;
         let end = leftover.len();
+        metrics.bytes_in(end);
         let mut buf = leftover;
         if buf.len() < base_size {
             if buf.capacity() > base_size {
@@ -111,6 +118,7 @@ impl ReadSide {
             armed: Some(Duration::MAX),
             last_activity: now,
             active: false,
+            metrics,
         }
     }
 
@@ -135,6 +143,7 @@ impl ReadSide {
                 self.start += used;
                 if let Some(msg) = msg {
                     self.read_msgs += 1;
+                    self.metrics.message_in();
                     return Ok(Read::Message(msg));
                 }
             }
@@ -160,6 +169,7 @@ impl ReadSide {
                     )))
                 }
                 Ok((direct, buffered)) => {
+                    self.metrics.bytes_in(direct + buffered);
                     self.end += buffered;
                     self.last_read = direct + buffered;
                     self.read_msgs = 0;
@@ -180,6 +190,7 @@ impl ReadSide {
                         };
                         if let Some(msg) = msg {
                             self.read_msgs += 1;
+                            self.metrics.message_in();
                             return Ok(Read::Message(msg));
                         }
                     }
@@ -404,8 +415,15 @@ mod tests {
         wire.extend(client_frames(6, 64 << 10));
         let wire = Arc::new(Mutex::new(wire));
         let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
-        let mut side =
-            ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default(), Instant::now());
+        let mut side = ReadSide::new(
+            io,
+            Role::Server,
+            &Config::default(),
+            Vec::new(),
+            &Negotiated::default(),
+            Instant::now(),
+            Arc::clone(Counters::global()),
+        );
         assert_eq!(side.buf.len(), 512);
 
         // A burst of small messages: few reads, each bringing dozens.
@@ -431,8 +449,15 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let (io, _writer) = crate::Transport::split(socket).unwrap();
-        let mut side =
-            ReadSide::new(io, Role::Server, &Config::default(), Vec::new(), &Negotiated::default(), Instant::now());
+        let mut side = ReadSide::new(
+            io,
+            Role::Server,
+            &Config::default(),
+            Vec::new(),
+            &Negotiated::default(),
+            Instant::now(),
+            Arc::clone(Counters::global()),
+        );
         let wire = client_frames(3, 100 << 10);
         let writer = std::thread::spawn(move || io::Write::write_all(&mut peer, &wire).map(|()| peer));
         read_messages(&mut side, 3, 100 << 10);

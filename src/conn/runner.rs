@@ -30,9 +30,41 @@ use crate::message::{CloseData, OwnedMessage};
 /// then (a message, a deadline, a failure, the close) runs in frames of its
 /// own instead of enlarging the one that waits for the network.
 pub(crate) fn run(conn: &mut Connection, handler: &mut dyn WsTrait, shake: Box<WsHandshake>) {
+    run_with(conn, handler, shake, &mut |_| {});
+}
+
+/// [`run`], calling `opened` with the connection's [`Sender`] once
+/// `on_open` has returned (a reconnecting client sends what it queued
+/// meanwhile), and returning how the connection ended.
+pub(crate) fn run_with(
+    conn: &mut Connection,
+    handler: &mut dyn WsTrait,
+    shake: Box<WsHandshake>,
+    opened: &mut dyn FnMut(&Sender),
+) -> End {
     let mut r = Runner::new(conn);
-    let reason = if r.open(handler, shake) { r.serve(handler) } else { None };
-    r.close(handler, &reason);
+    let reason = if r.open(handler, shake) {
+        opened(&r.sender);
+        r.serve(handler)
+    } else {
+        None
+    };
+    r.close(handler, &reason)
+}
+
+/// How a connection ended, for a reconnecting client to decide what comes
+/// next.
+#[derive(Debug, Default)]
+pub(crate) struct End {
+    /// The peer's Close, if one was read (`Some(None)`: a Close without a
+    /// code).
+    pub(crate) peer_close: Option<Option<CloseData>>,
+    /// The error that ended the connection, if one did (a copy: the
+    /// handler's `on_error` had the original).
+    pub(crate) error: Option<Error>,
+    /// Our Close was written before the peer's arrived, or before the
+    /// connection failed: this side ended it.
+    pub(crate) ours_first: bool,
 }
 
 struct Runner<'c> {
@@ -40,6 +72,7 @@ struct Runner<'c> {
     sender: Sender,
     option: Option<WsOption>,
     next_interval: Option<Instant>,
+    end: End,
 }
 
 /// What the loop does after a message.
@@ -53,7 +86,7 @@ enum Flow {
 impl<'c> Runner<'c> {
     fn new(conn: &'c mut Connection) -> Self {
         let sender = conn.sender();
-        Runner { conn, sender, option: None, next_interval: None }
+        Runner { conn, sender, option: None, next_interval: None, end: End::default() }
     }
 
     /// Calls `on_open`; false if the connection failed there.
@@ -71,15 +104,16 @@ impl<'c> Runner<'c> {
         }
     }
 
-    /// Calls `on_close` and ends the connection.
+    /// Calls `on_close` and ends the connection; says how it ended.
     #[inline(never)]
-    fn close(self, handler: &mut dyn WsTrait, reason: &Option<CloseData>) {
+    fn close(self, handler: &mut dyn WsTrait, reason: &Option<CloseData>) -> End {
         guard(|| {
             handler.on_close(reason);
             Ok(())
         })
         .ok();
         self.conn.end();
+        self.end
     }
 
     fn set_option(&mut self, mut option: Option<WsOption>) {
@@ -134,6 +168,8 @@ impl<'c> Runner<'c> {
                 Ok(())
             })?,
             OwnedMessage::Close(reason) => {
+                self.end.ours_first = self.conn.state() == State::CloseSent;
+                self.end.peer_close = Some(reason.clone());
                 let defer = self.option.as_ref().is_some_and(|o| o.defer_close);
                 self.conn.peer_closed(&reason, defer)?;
                 if self.conn.state() == State::CloseReceived {
@@ -158,6 +194,8 @@ impl<'c> Runner<'c> {
     /// Reports `err` and closes with its close code where one applies.
     #[inline(never)]
     fn fail(&mut self, handler: &mut dyn WsTrait, err: Error) {
+        self.end.ours_first |= self.conn.state() == State::CloseSent;
+        self.end.error = Some(err.duplicate());
         match &err {
             Error::Io(_) | Error::Tls(_) | Error::Timeout { .. } => debug!("connection ended: {err}"),
             _ => warn!("closing connection: {err}"),
@@ -173,7 +211,7 @@ impl<'c> Runner<'c> {
 
 /// Runs a callback, turning a panic into [`Error::Application`] so that one
 /// faulty handler ends only its own connection.
-fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(panic) => {

@@ -219,6 +219,7 @@ impl Sender {
         match self.enqueue(msg, out.policy) {
             Ok(()) => Ok(()),
             Err(Refused::Full) => {
+                out.write.metrics().queue_full();
                 if out.policy == QueuePolicy::Close {
                     warn!("outbound queue full: closing the connection (policy Close)");
                     self.close_now(CloseCode::POLICY, "outbound queue full");
@@ -226,6 +227,7 @@ impl Sender {
                 Err(Error::Send(SendError::QueueFull))
             }
             Err(Refused::OverBudget { size, max }) => {
+                out.write.metrics().memory_budget();
                 warn!(
                     "the process's memory budget ({max} bytes) is used up: closing a connection whose queue would grow"
                 );
@@ -234,6 +236,17 @@ impl Sender {
             }
             Err(Refused::Gone) => Err(Error::Send(SendError::Closed)),
         }
+    }
+
+    /// [`send`](Self::send), unless the connection can no longer send
+    /// (a Close was sent, or it failed or ended): the message is then
+    /// handed back untouched, for a reconnecting client to queue it for
+    /// the next connection.
+    pub(crate) fn send_if_open(&self, msg: OwnedMessage) -> std::result::Result<Result<()>, OwnedMessage> {
+        if self.is_closed() {
+            return Err(msg);
+        }
+        Ok(self.send(msg))
     }
 
     /// Closes a connection whose peer does not read: the Close frame may
@@ -525,7 +538,6 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
 mod tests {
     use super::*;
     use crate::conn::write::mock::{decode, Mock};
-    use crate::handshake::extensions::Negotiated;
     use crate::protocol::Role;
 
     /// Source and number from a test message such as `"t1:42"`.
@@ -539,8 +551,7 @@ mod tests {
     fn partial_and_refused_fast_writes_keep_each_threads_order() {
         // The socket takes everything, nothing, a few bytes, ... in turn.
         let (mock, out) = Mock::new(vec![None, Some(0), Some(3), None, Some(1), Some(7), None]);
-        let write =
-            WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let sender = Sender::new(write.clone(), &Config::default());
         const EACH: usize = 300;
         thread::scope(|s| {
@@ -588,8 +599,7 @@ mod tests {
     #[test]
     fn nothing_is_sent_after_a_close_and_the_sender_says_why() {
         let (mock, out) = Mock::new(vec![None]);
-        let write =
-            WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let sender = Sender::new(write.clone(), &Config::default());
         // On the connection's own thread, a send after a batched Close is
         // refused at once, not dropped later.
@@ -615,8 +625,7 @@ mod tests {
     #[test]
     fn a_batch_overtaken_by_another_threads_close_is_dropped_not_an_error() {
         let (mock, out) = Mock::new(vec![None]);
-        let write =
-            WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let sender = Sender::new(write.clone(), &Config::default());
         sender.send("batched".into()).unwrap();
         thread::scope(|s| {

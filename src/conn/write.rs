@@ -12,7 +12,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::protocol::deflate::Compressor;
 use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
 #[cfg(feature = "deflate")]
 use crate::protocol::{OpCode, RSV1};
+use crate::stats::Counters;
 use crate::transport::{Closer, Released, WriteHalf};
 
 /// Frames up to this size are copied into the batch buffer; larger ones are
@@ -100,7 +101,21 @@ struct Shared {
     /// lock, so no frame follows it; every message checks it without a
     /// lock.
     life: Life,
+    /// The counters the connection adds to: messages and bytes written per
+    /// batch, its close code once it ends.
+    metrics: Arc<Counters>,
+    /// The code of the Close that began the close handshake, ours or the
+    /// peer's ([`NO_CODE`] for one without a code), or [`NO_CLOSE_YET`].
+    close_code: AtomicU32,
+    /// The connection's end was counted.
+    counted: AtomicBool,
 }
+
+/// [`Shared::close_code`] before either side's Close.
+const NO_CLOSE_YET: u32 = 0;
+/// [`Shared::close_code`] for a Close without a code: 1005, "no status
+/// received" (RFC 6455 §7.1.5), a code never sent on the wire.
+const NO_CODE: u32 = 1005;
 
 /// What [`WriteSide::try_send_now`] did with a message.
 pub(crate) enum Now {
@@ -122,17 +137,32 @@ pub(crate) struct WriteSide {
 }
 
 impl WriteSide {
+    /// A write side counted in the process-wide [`Counters`], with no
+    /// extension.
+    #[cfg(test)]
+    pub(crate) fn new(io: Box<dyn WriteHalf>, role: Role, timeout: Duration) -> Result<Self> {
+        WriteSide::counted(io, role, timeout, &Negotiated::default(), Arc::clone(Counters::global()))
+    }
+
     /// The write side of `role`'s connection over `io`, compressing as
-    /// `negotiated` says.
-    pub(crate) fn new(
+    /// `negotiated` says; its messages and bytes, and close code at the
+    /// end, count in `metrics`.
+    pub(crate) fn counted(
         mut io: Box<dyn WriteHalf>,
         role: Role,
         timeout: Duration,
         negotiated: &Negotiated,
+        metrics: Arc<Counters>,
     ) -> Result<Self> {
         io.set_write_timeout(Some(timeout))?;
         let masks = (role == Role::Client).then(|| Box::new(MaskGen::new()));
-        let shared = Arc::new(Shared { closer: Mutex::new(Some(io.closer())), life: Life::new() });
+        let shared = Arc::new(Shared {
+            closer: Mutex::new(Some(io.closer())),
+            life: Life::new(),
+            metrics,
+            close_code: AtomicU32::new(NO_CLOSE_YET),
+            counted: AtomicBool::new(false),
+        });
         #[cfg(feature = "deflate")]
         let deflate =
             negotiated.deflate.as_ref().map(|(params, config)| Box::new(Compressor::new(role, params, config)));
@@ -157,6 +187,35 @@ impl WriteSide {
     /// The connection's state, shared with everything that uses it.
     pub(crate) fn life(&self) -> &Life {
         &self.shared.life
+    }
+
+    /// The counters the connection adds to.
+    pub(crate) fn metrics(&self) -> &Counters {
+        &self.shared.metrics
+    }
+
+    /// The peer's Close arrived, with `code`: if no Close came before it,
+    /// the connection counts under this code when it ends.
+    pub(crate) fn peer_close_code(&self, code: Option<u16>) {
+        self.shared.note_close(code);
+    }
+
+    /// Counts the connection's end, under its close code; once, whether
+    /// [`end`](Self::end) or the drop of an unfinished connection comes
+    /// first.
+    pub(crate) fn count_end(&self) {
+        if self.shared.counted.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let code = match self.shared.close_code.load(Ordering::Relaxed) {
+            NO_CLOSE_YET => None,
+            code => u16::try_from(code).ok(),
+        };
+        self.shared.metrics.websocket_closed(code);
+        match code {
+            Some(code) => log::debug!("websocket closed: {code}"),
+            None => log::debug!("websocket closed without a close frame"),
+        }
     }
 
     /// Encodes and writes `msgs` in order, in as few system calls as the
@@ -215,6 +274,8 @@ impl WriteSide {
         st.io = Box::new(Released);
         st.batch = Vec::new();
         lock(&self.shared.closer).take();
+        drop(st);
+        self.count_end();
         state
     }
 
@@ -278,13 +339,20 @@ impl WriteSide {
             }
         };
         match written {
-            Ok(0) if compressed => Ok(Now::Pending),
+            Ok(0) if compressed => {
+                // Committed: the writer thread writes it (its bytes are
+                // counted then).
+                self.shared.metrics.messages_out(1);
+                Ok(Now::Pending)
+            }
             Ok(0) => {
                 st.batch.clear();
                 Ok(Now::Queue(out))
             }
             Ok(n) => {
                 st.batch.drain(..n);
+                self.shared.metrics.messages_out(1);
+                self.shared.metrics.bytes_out(n);
                 Ok(if st.batch.is_empty() { Now::Sent } else { Now::Pending })
             }
             Err(e) => {
@@ -315,6 +383,15 @@ impl WriteSide {
     }
 }
 
+impl Shared {
+    /// Keeps `code` as the connection's close code if no Close came
+    /// before.
+    fn note_close(&self, code: Option<u16>) {
+        let code = code.map_or(NO_CODE, u32::from);
+        let _ = self.close_code.compare_exchange(NO_CLOSE_YET, code, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 /// Locks `m`. A panic while holding one of these locks leaves at most bytes
 /// half-written, after which the connection is marked failed, so a poisoned
 /// lock carries no further meaning.
@@ -340,12 +417,17 @@ impl WriteState {
         if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
+        // Messages committed to the batch or written; counted once, when
+        // the batch is written.
+        let mut count = 0;
         for out in msgs {
             if !self.shared.life.may_send() {
                 self.flush()?;
+                self.count_messages(count);
                 return Err(Error::AlreadyClosed);
             }
             let key = self.masks.as_mut().map(|m| m.next_key());
+            count += 1;
             #[cfg(feature = "deflate")]
             if let Some(frame) = self.compressed_frame(&out, key)? {
                 self.write_frame(&frame)?;
@@ -359,15 +441,28 @@ impl WriteState {
                 self.flush_if_full()?;
                 continue;
             }
+            let close = match &msg {
+                OwnedMessage::Close(data) => Some(data.as_ref().map(|c| c.status_code)),
+                _ => None,
+            };
             let frame = OutFrame::new(msg, key)?;
-            if frame.is_close() {
+            if let Some(code) = close {
                 // Under the write lock, as every transition that stops
                 // sending is: no frame can follow it.
+                self.shared.note_close(code);
                 self.shared.life.apply(Event::CloseWritten);
             }
             self.write_frame(&frame)?;
         }
-        self.flush()
+        self.flush()?;
+        self.count_messages(count);
+        Ok(())
+    }
+
+    fn count_messages(&self, count: usize) {
+        if count > 0 {
+            self.shared.metrics.messages_out(count);
+        }
     }
 
     /// Copies `frame` into the batch, or writes it (after the batch) from
@@ -397,6 +492,9 @@ impl WriteState {
         let batch = std::mem::take(&mut self.batch);
         let mut parts = [IoSlice::new(&batch), IoSlice::new(frame.header()), IoSlice::new(frame.payload())];
         let result = write_all_vectored(&mut *self.io, &mut parts);
+        if result.is_ok() {
+            self.shared.metrics.bytes_out(batch.len() + frame.wire_len());
+        }
         self.batch = batch;
         self.batch.clear();
         result
@@ -407,6 +505,9 @@ impl WriteState {
             return Ok(());
         }
         let result = write_all(&mut *self.io, &self.batch);
+        if result.is_ok() {
+            self.shared.metrics.bytes_out(self.batch.len());
+        }
         self.batch.clear();
         if self.batch.capacity() > BATCH_KEEP {
             self.batch = Vec::new();
@@ -564,7 +665,7 @@ mod tests {
 
     fn side(plan: Vec<Option<usize>>) -> (WriteSide, Arc<Mutex<Vec<u8>>>) {
         let (mock, out) = Mock::new(plan);
-        (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap(), out)
+        (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap(), out)
     }
 
     #[test]
@@ -589,7 +690,7 @@ mod tests {
     #[test]
     fn a_transport_without_try_write_keeps_the_queue_and_is_not_asked_again() {
         let (mock, out) = Mock::without_try_write();
-        let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &Negotiated::default()).unwrap();
+        let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let none = AtomicUsize::new(0);
         for i in 0..3 {
             match ws.try_send_now(text(&format!("m{i}")).into(), &none) {
@@ -643,7 +744,17 @@ mod tests {
         fn deflate_side(plan: Vec<Option<usize>>, params: DeflateParams) -> (WriteSide, Arc<Mutex<Vec<u8>>>) {
             let (mock, out) = Mock::new(plan);
             let negotiated = Negotiated { deflate: Some((params, DeflateConfig::default())) };
-            (WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5), &negotiated).unwrap(), out)
+            (
+                WriteSide::counted(
+                    Box::new(mock),
+                    Role::Server,
+                    Duration::from_secs(5),
+                    &negotiated,
+                    Arc::clone(Counters::global()),
+                )
+                .unwrap(),
+                out,
+            )
         }
 
         /// Each frame's RSV1 bit, and the messages a client decodes.

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::message::CloseCode;
 use crate::server::{Server, Slot};
+use crate::stats::{Counters, Metrics, Stats};
 use crate::transport::Closer;
 
 struct Entry {
@@ -94,6 +95,8 @@ struct Shared {
     local_addr: SocketAddr,
     /// Test hook: fail this many coming thread spawns.
     fail_spawns: AtomicUsize,
+    /// The counters of the listener and its connections.
+    metrics: Arc<Counters>,
 }
 
 impl Shared {
@@ -102,6 +105,9 @@ impl Shared {
         let entry = {
             let mut reg = self.lock();
             release(&mut reg, ip);
+            // Under the lock, as `live` is: a caller that saw
+            // `connections()` drop sees `open` dropped too.
+            self.metrics.ended();
             reg.entries.remove(&id)
         };
         // Its closer and sender go outside the lock.
@@ -226,6 +232,9 @@ impl Listener {
         let local_addr = inner.local_addr()?;
         let (jobs, rx) = cb::unbounded();
         let pool = Pool { idle: 0, jobs: Some(jobs), rx, workers: HashMap::new(), exited: None };
+        let metrics = Arc::new(Counters::default());
+        let mut acceptor = Acceptor::new(inner);
+        acceptor.set_metrics(Arc::clone(&metrics));
         let shared = Shared {
             stopping: AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
@@ -233,9 +242,10 @@ impl Listener {
             changed: Condvar::new(),
             local_addr,
             fail_spawns: AtomicUsize::new(0),
+            metrics,
         };
         Ok(Listener {
-            acceptor: Acceptor::new(inner),
+            acceptor,
             config,
             shared: Arc::new(shared),
             #[cfg(feature = "tls")]
@@ -287,6 +297,14 @@ impl Listener {
     /// The address it listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The counters of this listener and its connections, live: take the
+    /// handle before [`spawn`](Listener::spawn) or [`serve`](Listener::serve)
+    /// to read them from a connection's callbacks (a `/metrics` page) or
+    /// any other thread.
+    pub fn metrics(&self) -> Metrics {
+        Metrics(Arc::clone(&self.shared.metrics))
     }
 
     /// A handle that stops this listener from any thread.
@@ -383,6 +401,7 @@ impl Listener {
             }
             reg.live += 1;
             *reg.per_ip.entry(ip).or_insert(0) += 1;
+            self.shared.metrics.opened();
         }
         // From here on, dropping `ended` uncounts the connection.
         let ended = Ended { shared: Arc::clone(&self.shared), id, ip };
@@ -418,8 +437,10 @@ impl Listener {
         let closer = server.closer();
         server.set_config(self.config.clone());
         server.set_slot(Arc::clone(&slot));
+        server.set_metrics(Arc::clone(&self.shared.metrics));
         // Registered before its thread has it, so it cannot end first.
         self.shared.lock().entries.insert(id, Entry { closer, slot });
+        self.shared.metrics.accepted();
         let job: Job = Box::new(ConnJob { peer, server, setup: Arc::clone(setup), ended });
         match (first, &pool.jobs) {
             // The new thread waits on its receiver; if it were gone, the
@@ -548,6 +569,23 @@ impl Running {
     /// Live connections right now.
     pub fn connections(&self) -> usize {
         self.handle.connections()
+    }
+
+    /// A snapshot of the listener's counters: connections accepted, open,
+    /// refused by reason and closed by code, messages and bytes each way,
+    /// messages dropped. See [`Stats`]; [`Stats::to_prometheus`] renders
+    /// it for a Prometheus scrape.
+    ///
+    /// ```
+    /// let running = syncws::Listener::bind("127.0.0.1:0")?.spawn(|_server| {})?;
+    /// let stats = running.stats();
+    /// println!("{} open, {} refused by Origin", stats.open, stats.refused.origin);
+    /// assert_eq!((stats.accepted, stats.closed.total()), (0, 0));
+    /// running.shutdown();
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.handle.shared.metrics.snapshot()
     }
 
     /// Stops the listener, closes every connection with 1001, and waits

@@ -20,7 +20,17 @@ pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// The client configuration `wss://` URLs use unless
 /// [`ClientBuilder::tls_config`](crate::ClientBuilder::tls_config) gives
 /// another: the Mozilla roots from `webpki-roots`, TLS 1.2 and 1.3 with
-/// the ring provider, ALPN `http/1.1`, no client certificate. Built once.
+/// the ring provider, ALPN `http/1.1`, no client certificate. Built once,
+/// on first use.
+///
+/// With the `native-roots` feature it also trusts the operating system's
+/// roots, loaded by `rustls-native-certs`: on Linux the distribution's
+/// bundle, or the PEM file named by `SSL_CERT_FILE` and the directory
+/// named by `SSL_CERT_DIR` when those are set; the platform store on
+/// macOS and Windows. That is what a TLS-inspecting corporate proxy needs,
+/// whose certificates come from a CA the company installed. Certificates
+/// that cannot be loaded are logged (`warn`) and skipped; the Mozilla
+/// roots are always there.
 ///
 /// To trust other roots, build a config the same way:
 ///
@@ -43,7 +53,10 @@ pub fn default_client_config() -> Result<Arc<ClientConfig>> {
     if let Some(config) = CONFIG.get() {
         return Ok(Arc::clone(config));
     }
-    let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    #[allow(unused_mut)] // mutated with the `native-roots` feature only
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    #[cfg(feature = "native-roots")]
+    add_native_roots(&mut roots);
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("tls: {e}")))?
@@ -51,6 +64,18 @@ pub fn default_client_config() -> Result<Arc<ClientConfig>> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::clone(CONFIG.get_or_init(|| Arc::new(config))))
+}
+
+/// Adds the operating system's roots (or those of `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR`) to `roots`; what cannot be loaded is logged.
+#[cfg(feature = "native-roots")]
+fn add_native_roots(roots: &mut RootCertStore) {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        log::warn!("tls: loading the system's trust roots: {e}");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    log::debug!("tls: {added} roots from the system added to Mozilla's ({ignored} unusable skipped)");
 }
 
 /// A server configuration from a PEM certificate chain (the server's

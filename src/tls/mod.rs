@@ -8,8 +8,10 @@
 //!   [`load_server_config`] reads a PEM certificate chain and key.
 //! - Client: `wss://` URLs work with [`Client`](crate::Client), trusting
 //!   the Mozilla roots of the `webpki-roots` crate
-//!   ([`default_client_config`]) and checking the certificate against the
-//!   URL's host (also sent as SNI);
+//!   ([`default_client_config`]; with the `native-roots` feature also the
+//!   operating system's, and `SSL_CERT_FILE`'s) and checking the
+//!   certificate against the URL's host (also sent as SNI), with or
+//!   without a proxy in between;
 //!   [`ClientBuilder::tls_config`](crate::ClientBuilder::tls_config) takes
 //!   other roots or a client certificate. A `wss://` URL is never served in
 //!   plaintext.

@@ -3,6 +3,8 @@
 //! timeouts. No test sleeps to wait for readiness.
 #![allow(dead_code)]
 
+pub mod proxies;
+
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Once;
 use std::time::Duration;

@@ -2,10 +2,13 @@
 //! masked frames out, a buffered frame reader in, and the payload pattern
 //! every echo is checked against.
 //!
-//! Written on raw `std` sockets and independent of syncws's decoder, so a
-//! server bug cannot be hidden by a matching client bug, and kept cheap (one
-//! read fetches many frames, one write carries many frames) so it is not the
-//! bottleneck.
+//! Written on raw `std` sockets and independent of syncws: its own frame
+//! decoder, masking ([`mask`]) and `Sec-WebSocket-Accept` computation
+//! ([`accept_key`], on the `sha1` crate and a base64 encoder of its own),
+//! so a server bug cannot be hidden by a matching client bug. Only the TLS
+//! types come through syncws (its re-export of rustls). Kept cheap (one
+//! read fetches many frames, one write carries many frames, masking goes a
+//! word at a time) so it is not the bottleneck.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -16,9 +19,6 @@ use std::time::Duration;
 
 use syncws::rustls::pki_types::ServerName;
 use syncws::rustls::{ClientConfig, ClientConnection, StreamOwned};
-
-use syncws::handshake::accept_key;
-use syncws::protocol::apply_mask;
 
 /// Opcodes the client deals with.
 pub const OP_CONT: u8 = 0x0;
@@ -232,6 +232,40 @@ pub fn check_response(head: &str, expected_accept: &str) -> WireResult<()> {
     }
 }
 
+/// The GUID of RFC 6455 §1.3, appended to the key before hashing.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The `Sec-WebSocket-Accept` a server must answer `key` with (RFC 6455
+/// §4.2.2): base64 of the SHA-1 of the key followed by the GUID.
+pub fn accept_key(key: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    base64_encode(&sha.finalize())
+}
+
+/// XORs `buf` with `key` repeated (RFC 6455 §5.3), `buf[0]` taking
+/// `key[0]`: masks and unmasks alike.
+///
+/// Eight bytes at a time: the key read as a native-endian `u32` and put in
+/// both halves of a `u64` is the key twice over in memory order, and every
+/// 8-byte step keeps the key's phase (8 is a multiple of 4). The tail of
+/// under 8 bytes starts at a multiple of 4, so it takes the key from
+/// `key[0]` again.
+pub fn mask(buf: &mut [u8], key: [u8; 4]) {
+    let half = u64::from(u32::from_ne_bytes(key));
+    let word = (half << 32) | half;
+    let mut words = buf.chunks_exact_mut(8);
+    for w in &mut words {
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ word;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in words.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i & 3];
+    }
+}
+
 fn base64_encode(data: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -265,7 +299,7 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4])
     out.extend_from_slice(&key);
     let at = out.len();
     out.extend_from_slice(payload);
-    apply_mask(&mut out[at..], key, 0);
+    mask(&mut out[at..], key);
 }
 
 /// Where a received message's payload is.
@@ -423,7 +457,7 @@ impl FrameReader {
             let range = self.start + h.header_len..self.start + total;
             self.start += total;
             if let Some(key) = h.mask {
-                apply_mask(&mut self.buf[range.clone()], key, 0);
+                mask(&mut self.buf[range.clone()], key);
             }
             let control = h.opcode & 0x8 != 0;
             if control {
@@ -723,6 +757,42 @@ mod tests {
         assert_eq!(seen[0], (OP_PING, b"hi".to_vec()));
         assert_eq!(seen[1].0, OP_BINARY);
         assert_eq!(seen[1].1, plain);
+    }
+
+    #[test]
+    fn accept_key_matches_rfc_6455() {
+        // RFC 6455 §1.3.
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        // The example of Wikipedia's WebSocket article (checked with
+        // Python's hashlib and base64).
+        assert_eq!(accept_key("x3JJHMbDL1EzLkh9GBhXDw=="), "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
+    }
+
+    #[test]
+    fn masking_by_hand_and_against_byte_at_a_time() {
+        // RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d.
+        // 'H' 0x48 ^ 0x37 = 0x7f, 'e' 0x65 ^ 0xfa = 0x9f, 'l' 0x6c ^ 0x21 = 0x4d,
+        // 'l' 0x6c ^ 0x3d = 0x51, 'o' 0x6f ^ 0x37 = 0x58.
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let mut hello = *b"Hello";
+        mask(&mut hello, key);
+        assert_eq!(hello, [0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+        mask(&mut hello, key);
+        assert_eq!(&hello, b"Hello");
+        // Twelve zero bytes (a whole word and a 4-byte tail): the key three
+        // times over.
+        let mut zeros = [0u8; 12];
+        mask(&mut zeros, [1, 2, 3, 4]);
+        assert_eq!(zeros, [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]);
+        // Every length across a few words, against the definition.
+        let key = [0xa5, 0x0f, 0x3c, 0x81];
+        for len in 0..41 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let mut fast = data.clone();
+            mask(&mut fast, key);
+            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+            assert_eq!(fast, slow, "length {len}");
+        }
     }
 
     #[test]

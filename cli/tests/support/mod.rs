@@ -2,6 +2,10 @@
 //! by channel, watchdogs with `recv_timeout`, never a sleep.
 #![allow(dead_code)]
 
+/// The real proxies (tinyproxy, microsocks): one copy, the library's.
+#[path = "../../../tests/support/proxies.rs"]
+pub mod proxies;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Once;
