@@ -165,10 +165,9 @@ impl Sender {
     /// Sends `msg` on the connection.
     ///
     /// With permessage-deflate negotiated (feature `deflate`), a Text or
-    /// Binary message of at least
-    /// [`DeflateConfig::threshold`](crate::DeflateConfig::threshold) bytes
-    /// is compressed; [`send_uncompressed`](Self::send_uncompressed) sends
-    /// one as it is.
+    /// Binary message of at least `DeflateConfig::threshold` bytes is
+    /// compressed; [`send_uncompressed`](Self::send_uncompressed) sends one
+    /// as it is.
     #[inline]
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
         self.send_outgoing(Outgoing::new(msg))

@@ -12,8 +12,8 @@
 //!
 //! - with the `deflate` feature, permessage-deflate (RFC 7692): the
 //!   decoder allows RSV1 on a message's first frame once the extension was
-//!   negotiated ([`MessageDecoder::with_deflate`]) and inflates such
-//!   messages within the size limit; [`DeflateParams`] is what negotiation
+//!   negotiated (`MessageDecoder::with_deflate`) and inflates such
+//!   messages within the size limit; `DeflateParams` is what negotiation
 //!   settled.
 
 mod assembler;
