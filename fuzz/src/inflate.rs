@@ -117,6 +117,11 @@ pub fn check(data: &[u8]) {
         }
         if peer_resets {
             match (reference(payload, max), &outcome, &got) {
+                // Text is checked as it inflates: bad UTF-8 within the
+                // limit is the first fault found.
+                (Ok(r), Err(Error::Utf8), _) if r.len() > max => {
+                    assert!(text && std::str::from_utf8(&r).is_err(), "valid UTF-8 refused");
+                }
                 (Ok(r), _, _) if r.len() > max => {
                     assert!(
                         matches!(outcome, Err(Error::Capacity { what: Limit::Message, .. })),
