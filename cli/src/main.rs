@@ -16,7 +16,7 @@ use syncws::{Config, OriginPolicy, ReconnectPolicy};
 use syncws_cli::common::{
     parse_duration, parse_maybe_duration, parse_opt_duration, HttpFlags, Limits, MaybeDuration, ProxyFlags, Route,
 };
-use syncws_cli::{bridge, chat, client, echo, exec, proxy};
+use syncws_cli::{bridge, chat, client, echo, exec, proxy, pubsub};
 
 /// WebSocket tools built on the syncws library.
 #[derive(Parser)]
@@ -183,6 +183,36 @@ enum Command {
         /// Deadline for connecting to an upstream.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
         connect_timeout: Duration,
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
+    },
+    /// Topics: a WebSocket to ws://ADDR/<topic> subscribes to <topic> and publishes there.
+    ///
+    /// Every text or binary message a socket sends is published to its
+    /// topic (the percent-decoded path, query ignored; an empty one gets
+    /// 400), the sender included, framed once for all subscribers. `GET /`
+    /// answers `{"topics":[{"name":"...","subscribers":N}, ...]}`. A
+    /// subscriber whose unwritten backlog passes --max-backlog is closed
+    /// with 1008 (--backlog-policy close, the default) or skips the message
+    /// (skip, counted in --metrics' dropped messages).
+    Pubsub {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8084")]
+        addr: String,
+        /// Largest backlog of a subscriber, in bytes (`64k`, `1m`; default 1 MiB).
+        #[arg(long, value_name = "BYTES", value_parser = syncws_cli::common::parse_size)]
+        max_backlog: Option<usize>,
+        /// What a subscriber over --max-backlog gets.
+        #[arg(long, value_name = "POLICY", value_enum, default_value_t = pubsub::Policy::Close)]
+        backlog_policy: pubsub::Policy,
+        /// Serve wss:// with this PEM certificate chain (server certificate first).
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
         #[command(flatten)]
@@ -473,6 +503,23 @@ fn run(command: Command) -> Result<u8, String> {
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            serve_until(signals, move || running.shutdown());
+        }
+        Command::Pubsub { addr, max_backlog, backlog_policy, tls_cert, tls_key, limits, http } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            let hub = syncws::Hub::with_backlog(
+                max_backlog.unwrap_or(syncws::Hub::DEFAULT_MAX_BACKLOG),
+                backlog_policy.into(),
+            );
+            let signals = termination_signals()?;
+            let running = pubsub::spawn(&addr, limits.config(), tls, http, hub).map_err(|e| e.to_string())?;
+            syncws_cli::announce(&format!("pubsub on {scheme}://{}/<topic>", running.local_addr()));
             serve_until(signals, move || running.shutdown());
         }
         Command::Chat { addr, limits, http } => {
