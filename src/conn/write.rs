@@ -303,20 +303,18 @@ impl WriteSide {
                 let key = st.masks.as_mut().map(|m| m.next_key());
                 append_data_frame(msg, key, &mut st.batch);
                 let WriteState { io, batch, no_try_write, .. } = &mut *st;
-                try_write(&mut **io, batch, no_try_write).map(|n| {
+                try_write(&mut **io, batch, no_try_write).inspect(|&n| {
                     batch.drain(..n);
-                    n
                 })
             }
             // Written from the shared buffer; only an unwritten end is
             // copied, into the batch buffer, for the next write.
             Item::Frame(frame) => {
                 let WriteState { io, batch, no_try_write, .. } = &mut *st;
-                try_write(&mut **io, frame, no_try_write).map(|n| {
+                try_write(&mut **io, frame, no_try_write).inspect(|&n| {
                     if n > 0 {
                         batch.extend_from_slice(&frame[n..]);
                     }
-                    n
                 })
             }
         };
