@@ -69,11 +69,13 @@ use std::io;
 
 use crate::error::Error;
 
+mod advice;
 mod config;
 mod pool;
 mod session;
 mod stream;
 
+pub(crate) use advice::advice;
 pub use config::{default_client_config, load_server_config};
 pub use stream::TlsStream;
 
