@@ -502,7 +502,7 @@ fn run(command: Command) -> Result<u8, String> {
             let page = if tls.is_some() { "https" } else { "http" };
             syncws_cli::announce(&format!("chat on {page}://{}/", running.local_addr()));
             if let Some(tls) = &tls {
-                tls.announce(&format!("wss://{}/ws", running.local_addr()));
+                tls.announce(&format!("wss://{}/ws", syncws_cli::tls::reachable(running.local_addr())));
             }
             serve_until(signals, move || running.shutdown());
         }
@@ -542,7 +542,7 @@ fn announce_server(prefix: &str, tls: Option<&ServerTls>, addr: std::net::Socket
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     syncws_cli::announce(&format!("{prefix}{scheme}://{addr}"));
     if let Some(tls) = tls {
-        tls.announce(&format!("{scheme}://{addr}/"));
+        tls.announce(&format!("{scheme}://{}/", syncws_cli::tls::reachable(addr)));
     }
 }
 

@@ -256,7 +256,8 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<ServerTls, String> {
 /// name (and `NAME.local`, its mDNS name, for a name without a dot),
 /// 127.0.0.1, ::1, and the addresses `listen` names if they are specific;
 /// if `listen` is the unspecified address, the address of the interface
-/// of the default route too (the one the LAN knows this machine by). An
+/// of the default route too (the one the LAN knows this machine by; for
+/// `::`, the IPv4 one as well). An
 /// ECDSA P-256 key, kept in memory only; the certificate (PEM) is written
 /// to `write_cert` if given.
 ///
@@ -300,7 +301,11 @@ fn self_signed_names(listen: &str) -> Vec<String> {
     let bound: Vec<SocketAddr> = listen.to_socket_addrs().map(Iterator::collect).unwrap_or_default();
     for addr in &bound {
         if addr.ip().is_unspecified() {
+            // `[::]` takes IPv4 clients too, on most systems.
             ips.extend(default_route_address(addr.ip()));
+            if addr.is_ipv6() {
+                ips.extend(default_route_address(Ipv4Addr::UNSPECIFIED.into()));
+            }
         } else {
             ips.push(addr.ip());
         }
@@ -330,6 +335,16 @@ fn host_name() -> Option<String> {
             });
         valid.then_some(name)
     })
+}
+
+/// `addr`, or, if it is the unspecified address (`0.0.0.0`, `::`), the
+/// address other machines reach this one by (that of the interface of
+/// the default route), for the URL a server suggests to its clients.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip().is_unspecified().then(|| default_route_address(addr.ip())).flatten() {
+        Some(ip) => SocketAddr::new(ip, addr.port()),
+        None => addr,
+    }
 }
 
 /// The local address of the interface of the default route, of the family
