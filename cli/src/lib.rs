@@ -21,6 +21,7 @@ pub mod exec;
 pub mod loadgen;
 pub mod proxy;
 pub mod static_files;
+pub mod tls;
 
 use std::io::Write;
 
