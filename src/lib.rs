@@ -116,7 +116,8 @@
 //! violations ([`ProtocolError`]), which carry the close code that was sent
 //! to the peer ([`Error::close_code`]), proxies that fail ([`ProxyError`]). TLS failures (feature `tls`) are
 //! [`Error::Tls`] with the `rustls::Error` inside (`tls::rustls_error`
-//! finds it).
+//! finds it); its message says what to do about the common ones (a CA
+//! certificate used as a server's, an unknown issuer, a wrong name).
 //!
 //! ```
 //! use syncws::{Error, Limit, Phase, SendError};

@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use syncws::rustls::ServerConfig;
 use syncws::{
     BacklogPolicy, CloseData, Config, HttpTrait, Hub, Listener, OwnedMessage, Prepared, QueuePolicy, Request, Response,
     Result, Running, WsHandshake, WsOption, WsTrait,
@@ -153,8 +154,22 @@ pub fn spawn(addr: &str, config: Config) -> Result<(Running, Arc<Room>)> {
 /// [`spawn`], with the plain HTTP routes `http` asks for (`/metrics`)
 /// before the page.
 pub fn spawn_with(addr: &str, config: Config, http: HttpFlags) -> Result<(Running, Arc<Room>)> {
+    spawn_tls(addr, config, http, None)
+}
+
+/// [`spawn_with`], over TLS when `tls` is given: the page on https://,
+/// which then opens its socket with wss://.
+pub fn spawn_tls(
+    addr: &str,
+    config: Config,
+    http: HttpFlags,
+    tls: Option<Arc<ServerConfig>>,
+) -> Result<(Running, Arc<Room>)> {
     let room = Arc::new(Room::default());
-    let listener = Listener::bind_with_config(addr, config)?;
+    let mut listener = Listener::bind_with_config(addr, config)?;
+    if let Some(tls) = tls {
+        listener = listener.tls(tls);
+    }
     log::info!("chat on http://{}/", listener.local_addr());
     let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
     let r = Arc::clone(&room);

@@ -22,6 +22,7 @@ pub mod loadgen;
 pub mod proxy;
 pub mod pubsub;
 pub mod static_files;
+pub mod tls;
 
 use std::io::Write;
 
