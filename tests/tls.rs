@@ -528,3 +528,39 @@ fn a_wss_client_on_a_plain_port_is_told_so() {
     let err = wss_client(running.local_addr(), &id).unwrap_err().to_string();
     assert!(err.contains("does not speak TLS") && err.contains("ws://"), "{err}");
 }
+
+/// Subscribes every connection to one hub topic.
+struct HubMember(syncws::Hub);
+
+impl syncws::WsTrait for HubMember {
+    fn on_open(&mut self, shake: syncws::WsHandshake) -> syncws::Result<Option<syncws::WsOption>> {
+        self.0.subscribe(&shake.sender, "news");
+        Ok(None)
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> syncws::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_hub_publishes_the_same_frame_over_tls() {
+    let id = identity();
+    let hub = syncws::Hub::new();
+    let h = hub.clone();
+    let running =
+        tls_server(&id, Config::default(), move |server| server.set_callback_ws(Box::new(HubMember(h.clone()))));
+    let mut clients: Vec<Client> = (0..3).map(|_| wss_client(running.local_addr(), &id).unwrap()).collect();
+    let deadline = std::time::Instant::now() + WAIT;
+    while hub.subscribers("news") < 3 {
+        assert!(std::time::Instant::now() < deadline, "subscribers did not arrive");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let large = bytes(100_000, 7);
+    for msg in [syncws::Prepared::text("small"), syncws::Prepared::binary(&large)] {
+        assert_eq!(hub.publish("news", &msg).delivered, 3);
+    }
+    for c in &mut clients {
+        assert_eq!(c.read().unwrap(), OwnedMessage::Text("small".into()));
+        assert!(c.read().unwrap() == OwnedMessage::Binary(large.clone()));
+    }
+}

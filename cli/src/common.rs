@@ -234,10 +234,13 @@ impl TlsClientFlags {
 /// with `--static`, the files' 404. A page's 404 lets the files try, so a
 /// page and the files share the port. Upgrade requests never get here: the
 /// server recognises them by their headers, on any path.
+/// Makes the handler of a tool's page for one connection.
+type MakePage = dyn Fn() -> Box<dyn HttpTrait> + Send + Sync;
+
 #[derive(Clone, Default)]
 pub struct Routes {
     metrics: Option<Metrics>,
-    page: Option<fn() -> Box<dyn HttpTrait>>,
+    page: Option<Arc<MakePage>>,
     files: Option<Arc<StaticFiles>>,
 }
 
@@ -271,8 +274,8 @@ impl Routes {
     /// With the tool's own page: `page` makes the handler of each
     /// connection, asked after `/metrics`.
     #[must_use]
-    pub fn page(mut self, page: fn() -> Box<dyn HttpTrait>) -> Routes {
-        self.page = Some(page);
+    pub fn page(mut self, page: impl Fn() -> Box<dyn HttpTrait> + Send + Sync + 'static) -> Routes {
+        self.page = Some(Arc::new(page));
         self
     }
 
@@ -282,7 +285,7 @@ impl Routes {
         if self.metrics.is_none() && self.page.is_none() && self.files.is_none() {
             return;
         }
-        let page = self.page.map(|make| make());
+        let page = self.page.as_ref().map(|make| make());
         server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page, files: self.files.clone() }));
     }
 }

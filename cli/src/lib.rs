@@ -20,6 +20,7 @@ pub mod echo;
 pub mod exec;
 pub mod loadgen;
 pub mod proxy;
+pub mod pubsub;
 pub mod static_files;
 pub mod tls;
 

@@ -18,7 +18,7 @@ use syncws_cli::common::{
     TlsClientFlags, TlsServerFlags,
 };
 use syncws_cli::tls::ServerTls;
-use syncws_cli::{bridge, chat, client, echo, exec, proxy};
+use syncws_cli::{bridge, chat, client, echo, exec, proxy, pubsub};
 
 /// WebSocket tools built on the syncws library.
 #[derive(Parser)]
@@ -191,6 +191,32 @@ enum Command {
         /// Deadline for connecting to an upstream.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
         connect_timeout: Duration,
+        #[command(flatten)]
+        tls: TlsServerFlags,
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
+    },
+    /// Topics: a WebSocket to ws://ADDR/<topic> subscribes to <topic> and publishes there.
+    ///
+    /// Every text or binary message a socket sends is published to its
+    /// topic (the percent-decoded path, query ignored; an empty one gets
+    /// 400), the sender included, framed once for all subscribers. `GET /`
+    /// answers `{"topics":[{"name":"...","subscribers":N}, ...]}`. A
+    /// subscriber whose unwritten backlog passes --max-backlog is closed
+    /// with 1008 (--backlog-policy close, the default) or skips the message
+    /// (skip, counted in --metrics' dropped messages).
+    Pubsub {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8084")]
+        addr: String,
+        /// Largest backlog of a subscriber, in bytes (`64k`, `1m`; default 1 MiB).
+        #[arg(long, value_name = "BYTES", value_parser = syncws_cli::common::parse_size)]
+        max_backlog: Option<usize>,
+        /// What a subscriber over --max-backlog gets.
+        #[arg(long, value_name = "POLICY", value_enum, default_value_t = pubsub::Policy::Close)]
+        backlog_policy: pubsub::Policy,
         #[command(flatten)]
         tls: TlsServerFlags,
         #[command(flatten)]
@@ -491,6 +517,18 @@ fn run(command: Command) -> Result<u8, String> {
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
             announce_server("listening on ", tls.as_ref(), running.local_addr());
+            serve_until(signals, move || running.shutdown());
+        }
+        Command::Pubsub { addr, max_backlog, backlog_policy, tls, limits, http } => {
+            let tls = tls.server_tls(&addr)?;
+            let hub = syncws::Hub::with_backlog(
+                max_backlog.unwrap_or(syncws::Hub::DEFAULT_MAX_BACKLOG),
+                backlog_policy.into(),
+            );
+            let signals = termination_signals()?;
+            let config = tls.as_ref().map(|t| t.config.clone());
+            let running = pubsub::spawn(&addr, limits.config(), config, http, hub).map_err(|e| e.to_string())?;
+            announce_server("pubsub on ", tls.as_ref(), running.local_addr());
             serve_until(signals, move || running.shutdown());
         }
         Command::Chat { addr, tls, limits, http } => {

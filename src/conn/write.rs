@@ -9,6 +9,13 @@
 //! non-blocking write when nothing is queued or being written. Bytes it
 //! could not write stay at the front of the batch buffer, and every later
 //! write, whoever makes it, sends them first: frames never interleave.
+//!
+//! What is written is an [`Item`]: a message, encoded here, or a frame
+//! encoded once elsewhere and shared ([`Item::Frame`]: a publish to many
+//! connections). A shared frame is a server's, unmasked, so its bytes are
+//! valid on every server connection as they are; they are written from
+//! the shared buffer itself, or copied into the batch buffer when small,
+//! never copied into a buffer of their own.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
@@ -60,6 +67,9 @@ struct Shared {
     close_code: AtomicU32,
     /// The connection's end was counted.
     counted: AtomicBool,
+    /// A client's connection: its frames are masked, so a shared frame
+    /// ([`Item::Frame`]) may not be written on it.
+    client: bool,
 }
 
 /// [`Shared::close_code`] before either side's Close.
@@ -67,6 +77,43 @@ const NO_CLOSE_YET: u32 = 0;
 /// [`Shared::close_code`] for a Close without a code: 1005, "no status
 /// received" (RFC 6455 §7.1.5), a code never sent on the wire.
 const NO_CODE: u32 = 1005;
+
+/// One thing to write: a message, or a frame encoded once and shared by
+/// many connections' queues.
+pub(crate) enum Item {
+    /// A message, encoded when written.
+    Msg(OwnedMessage),
+    /// A whole, final, unmasked Text or Binary frame (header and
+    /// payload), as a server sends it. With permessage-deflate it is an
+    /// uncompressed frame (RSV1 clear), which the extension allows on any
+    /// connection that negotiated it.
+    Frame(Arc<[u8]>),
+}
+
+impl Item {
+    /// Bytes it counts for in the connection's queue budget: the payload
+    /// of a message, the whole frame of a shared one.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Item::Msg(msg) => msg.len(),
+            Item::Frame(frame) => frame.len(),
+        }
+    }
+
+    /// Bytes it counts for in the process-wide memory budget: a message's
+    /// payload, which it owns; none for a shared frame, whose memory is
+    /// one buffer however many queues hold it.
+    pub(crate) fn owned_len(&self) -> usize {
+        match self {
+            Item::Msg(msg) => msg.len(),
+            Item::Frame(_) => 0,
+        }
+    }
+
+    pub(crate) fn is_close(&self) -> bool {
+        matches!(self, Item::Msg(OwnedMessage::Close(_)))
+    }
+}
 
 /// What [`WriteSide::try_send_now`] did with a message.
 pub(crate) enum Now {
@@ -76,8 +123,8 @@ pub(crate) enum Now {
     /// and must be flushed by a thread that may block
     /// ([`WriteSide::flush_pending`]).
     Pending,
-    /// Nothing was written; the message is handed back to be queued.
-    Queue(OwnedMessage),
+    /// Nothing was written; the item is handed back to be queued.
+    Queue(Item),
 }
 
 /// A cloneable handle on the write half of one connection.
@@ -110,6 +157,7 @@ impl WriteSide {
             metrics,
             close_code: AtomicU32::new(NO_CLOSE_YET),
             counted: AtomicBool::new(false),
+            client: role == Role::Client,
         });
         let state = WriteState { io, masks, batch: Vec::new(), no_try_write: false, shared: Arc::clone(&shared) };
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
@@ -127,6 +175,11 @@ impl WriteSide {
     /// The counters the connection adds to.
     pub(crate) fn metrics(&self) -> &Counters {
         &self.shared.metrics
+    }
+
+    /// A client's connection (its frames are masked).
+    pub(crate) fn is_client(&self) -> bool {
+        self.shared.client
     }
 
     /// The peer's Close arrived, with `code`: if no Close came before it,
@@ -156,7 +209,7 @@ impl WriteSide {
     /// Encodes and writes `msgs` in order, in as few system calls as the
     /// sizes allow. Messages after a Close, or after a failure, are refused
     /// with [`Error::AlreadyClosed`].
-    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
+    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
         let mut st = self.lock();
         let result = st.send_all(msgs);
         self.check(&mut st, result)
@@ -194,7 +247,7 @@ impl WriteSide {
     pub(crate) fn fail_with(&self, close: Option<OwnedMessage>) {
         let mut st = self.lock();
         if let Some(close) = close.filter(|_| self.shared.life.may_send()) {
-            let _ = st.send_all(&mut std::iter::once(close));
+            let _ = st.send_all(&mut std::iter::once(Item::Msg(close)));
         }
         self.shared.life.apply(Event::Fail);
     }
@@ -227,42 +280,50 @@ impl WriteSide {
     /// anything sent before it. Otherwise, or when the socket takes no
     /// byte, the message comes back as [`Now::Queue`]. A Close always
     /// does: its writer thread also keeps the close timeout.
-    pub(crate) fn try_send_now(&self, msg: OwnedMessage, queued: &AtomicUsize) -> Result<Now> {
+    pub(crate) fn try_send_now(&self, item: Item, queued: &AtomicUsize) -> Result<Now> {
         let mut st = match self.state.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(msg)),
+            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(item)),
         };
-        if !is_small_data(&msg)
+        let small = match &item {
+            Item::Msg(msg) => is_small_data(msg),
+            Item::Frame(frame) => frame.len() <= COPY_LIMIT,
+        };
+        if !small
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
             || !self.shared.life.may_send()
         {
-            return Ok(Now::Queue(msg));
+            return Ok(Now::Queue(item));
         }
-        let key = st.masks.as_mut().map(|m| m.next_key());
-        append_data_frame(&msg, key, &mut st.batch);
-        let WriteState { io, batch, .. } = &mut *st;
-        let written = loop {
-            match io.try_write(batch) {
-                Ok(n) => break Ok(n.min(batch.len())),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                    st.no_try_write = true;
-                    break Ok(0);
-                }
-                Err(e) => break Err(Error::from(e)),
+        let written = match &item {
+            Item::Msg(msg) => {
+                let key = st.masks.as_mut().map(|m| m.next_key());
+                append_data_frame(msg, key, &mut st.batch);
+                let WriteState { io, batch, no_try_write, .. } = &mut *st;
+                try_write(&mut **io, batch, no_try_write).inspect(|&n| {
+                    batch.drain(..n);
+                })
+            }
+            // Written from the shared buffer; only an unwritten end is
+            // copied, into the batch buffer, for the next write.
+            Item::Frame(frame) => {
+                let WriteState { io, batch, no_try_write, .. } = &mut *st;
+                try_write(&mut **io, frame, no_try_write).inspect(|&n| {
+                    if n > 0 {
+                        batch.extend_from_slice(&frame[n..]);
+                    }
+                })
             }
         };
         match written {
             Ok(0) => {
                 st.batch.clear();
-                Ok(Now::Queue(msg))
+                Ok(Now::Queue(item))
             }
             Ok(n) => {
-                st.batch.drain(..n);
                 self.shared.metrics.messages_out(1);
                 self.shared.metrics.bytes_out(n);
                 Ok(if st.batch.is_empty() { Now::Sent } else { Now::Pending })
@@ -276,7 +337,7 @@ impl WriteSide {
 
     /// Encodes and writes one message.
     pub(crate) fn send(&self, msg: OwnedMessage) -> Result<()> {
-        self.send_all(&mut std::iter::once(msg))
+        self.send_all(&mut std::iter::once(Item::Msg(msg)))
     }
 
     /// Shuts down the connection in the given direction(s), at once, even
@@ -306,20 +367,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One non-blocking write of `buf`: the bytes written, 0 if the socket
+/// took none (or the transport has no such write: `no_try_write` is then
+/// set).
+fn try_write(io: &mut dyn WriteHalf, buf: &[u8], no_try_write: &mut bool) -> Result<usize> {
+    loop {
+        match io.try_write(buf) {
+            Ok(n) => return Ok(n.min(buf.len())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                *no_try_write = true;
+                return Ok(0);
+            }
+            Err(e) => return Err(Error::from(e)),
+        }
+    }
+}
+
 impl WriteState {
-    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = OwnedMessage>) -> Result<()> {
+    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
         if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
         // Messages committed to the batch or written; counted once, when
         // the batch is written.
         let mut count = 0;
-        for msg in msgs {
+        for item in msgs {
             if !self.shared.life.may_send() {
                 self.flush()?;
                 self.count_messages(count);
                 return Err(Error::AlreadyClosed);
             }
+            let msg = match item {
+                Item::Msg(msg) => msg,
+                Item::Frame(frame) => {
+                    count += 1;
+                    self.write_shared(&frame)?;
+                    continue;
+                }
+            };
             let key = self.masks.as_mut().map(|m| m.next_key());
             count += 1;
             if is_small_data(&msg) {
@@ -364,6 +451,26 @@ impl WriteState {
             return self.flush();
         }
         Ok(())
+    }
+
+    /// Adds a shared frame: copied into the batch when small, else written
+    /// from the shared buffer after the batch. Out of line, off the
+    /// path of the connection's own messages.
+    #[inline(never)]
+    fn write_shared(&mut self, frame: &[u8]) -> Result<()> {
+        if frame.len() <= COPY_LIMIT {
+            self.batch.extend_from_slice(frame);
+            return self.flush_if_full();
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut parts = [IoSlice::new(&batch), IoSlice::new(frame)];
+        let result = write_all_vectored(&mut *self.io, &mut parts);
+        if result.is_ok() {
+            self.shared.metrics.bytes_out(batch.len() + frame.len());
+        }
+        self.batch = batch;
+        self.batch.clear();
+        result
     }
 
     /// Writes the batch, then `frame` from its own memory (a frame too
@@ -539,18 +646,18 @@ mod tests {
     fn fast_path_writes_a_whole_frame_or_hands_the_message_back() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![None, Some(0)]);
-        assert!(matches!(ws.try_send_now(text("a"), &none), Ok(Now::Sent)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("a")), &none), Ok(Now::Sent)));
         // The socket takes nothing: the message comes back untouched.
-        match ws.try_send_now(OwnedMessage::Binary(vec![1, 2, 3]), &none) {
-            Ok(Now::Queue(m)) => assert_eq!(m, OwnedMessage::Binary(vec![1, 2, 3])),
+        match ws.try_send_now(Item::Msg(OwnedMessage::Binary(vec![1, 2, 3])), &none) {
+            Ok(Now::Queue(Item::Msg(m))) => assert_eq!(m, OwnedMessage::Binary(vec![1, 2, 3])),
             _ => panic!("expected Queue"),
         }
         // Not tried: something is queued, a control frame, a large message.
-        assert!(matches!(ws.try_send_now(text("b"), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
-        assert!(matches!(ws.try_send_now(OwnedMessage::Ping(vec![]), &none), Ok(Now::Queue(_))));
-        assert!(matches!(ws.try_send_now(OwnedMessage::Close(None), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("b")), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(OwnedMessage::Ping(vec![])), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(OwnedMessage::Close(None)), &none), Ok(Now::Queue(_))));
         let big = OwnedMessage::Binary(vec![0; COPY_LIMIT]);
-        assert!(matches!(ws.try_send_now(big, &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(big), &none), Ok(Now::Queue(_))));
         assert_eq!(decode(&out.lock().unwrap()), [text("a")]);
     }
 
@@ -560,8 +667,8 @@ mod tests {
         let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let none = AtomicUsize::new(0);
         for i in 0..3 {
-            match ws.try_send_now(text(&format!("m{i}")), &none) {
-                Ok(Now::Queue(m)) => assert_eq!(m, text(&format!("m{i}"))),
+            match ws.try_send_now(Item::Msg(text(&format!("m{i}"))), &none) {
+                Ok(Now::Queue(Item::Msg(m))) => assert_eq!(m, text(&format!("m{i}"))),
                 _ => panic!("expected the message back for the queue"),
             }
             assert!(lock(&ws.state).no_try_write, "Unsupported is remembered");
@@ -575,13 +682,13 @@ mod tests {
     fn a_partly_written_frame_is_finished_before_anything_else() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![Some(3), None]);
-        assert!(matches!(ws.try_send_now(text("hello world"), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("hello world")), &none), Ok(Now::Pending)));
         assert_eq!(out.lock().unwrap().len(), 3);
         // Nothing may be written by the fast path while the rest waits.
-        assert!(matches!(ws.try_send_now(text("next"), &none), Ok(Now::Queue(_))));
-        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter()).unwrap();
+        assert!(matches!(ws.try_send_now(Item::Msg(text("next")), &none), Ok(Now::Queue(_))));
+        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter().map(Item::Msg)).unwrap();
         // Nothing after the Close, by either path.
-        assert!(matches!(ws.try_send_now(text("late"), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("late")), &none), Ok(Now::Queue(_))));
         assert!(matches!(ws.send(text("late")), Err(Error::AlreadyClosed)));
         let msgs = decode(&out.lock().unwrap());
         assert_eq!(msgs, [text("hello world"), text("next"), OwnedMessage::Close(None)]);
@@ -591,11 +698,11 @@ mod tests {
     fn flush_pending_writes_the_rest_of_a_frame() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![Some(1), Some(4)]);
-        assert!(matches!(ws.try_send_now(text("abcdef"), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("abcdef")), &none), Ok(Now::Pending)));
         ws.flush_pending().unwrap();
         ws.flush_pending().unwrap();
         // Partial again, and finished by the owner's next batch.
-        assert!(matches!(ws.try_send_now(text("ghijkl"), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("ghijkl")), &none), Ok(Now::Pending)));
         ws.send(text("own")).unwrap();
         assert_eq!(decode(&out.lock().unwrap()), [text("abcdef"), text("ghijkl"), text("own")]);
     }
