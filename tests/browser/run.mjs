@@ -91,7 +91,7 @@ async function chat() {
   }
   if (screenshot) {
     // The second alpha page with the two greetings (docs/chat.png).
-    await a2.screenshot({ path: screenshot });
+    await a2.screenshot({ path: screenshot, clip: { x: 40, y: 10, width: 680, height: 570 } });
   }
   // Beta's own line arrives after alpha's were delivered; alpha's would
   // have been queued before it had the hub sent them to beta.
