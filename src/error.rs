@@ -76,7 +76,10 @@ pub enum Error {
     /// TLS failed (feature `tls`): an untrusted or invalid certificate, a
     /// corrupt record, an alert from the peer. The source
     /// ([`std::error::Error::source`]) is the `rustls::Error`;
-    /// `tls::rustls_error` finds it.
+    /// `tls::rustls_error` finds it. Its `Display` says, for the common
+    /// failures (a CA certificate used as a server's, an unknown issuer, a
+    /// name the certificate does not carry, an expired certificate, a
+    /// peer that does not speak TLS), what happened and what to do.
     Tls(io::Error),
     /// A proxy on the way to the server could not be reached, refused the
     /// tunnel or broke its protocol ([`ProxyError`] says which). A
@@ -433,7 +436,15 @@ impl Error {
             }
             Error::Url(s) => Error::Url(s.clone()),
             Error::Send(why) => Error::Send(*why),
-            Error::Tls(e) => Error::Tls(io(e)),
+            Error::Tls(e) => {
+                // The rustls error is kept (it is Clone), so the copy
+                // still says what to do and `tls::rustls_error` finds it.
+                #[cfg(feature = "tls")]
+                if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return Error::Tls(io::Error::new(e.kind(), inner.clone()));
+                }
+                Error::Tls(io(e))
+            }
             Error::Proxy(p) => Error::Proxy(p.clone()),
             Error::Config(s) => Error::Config(s.clone()),
             Error::Application(s) => Error::Application(s.clone()),
@@ -454,7 +465,17 @@ impl fmt::Display for Error {
             Error::AlreadyClosed => f.write_str("connection already closed"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Timeout { phase } => write!(f, "{phase} deadline expired"),
-            Error::Tls(e) => write!(f, "tls: {e}"),
+            Error::Tls(e) => {
+                // The common failures (an untrusted or CA certificate, a
+                // wrong name, a plaintext peer) say what to do.
+                #[cfg(feature = "tls")]
+                if let Some(advice) =
+                    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).and_then(crate::tls::advice)
+                {
+                    return write!(f, "tls: {advice}");
+                }
+                write!(f, "tls: {e}")
+            }
             Error::Proxy(e) => write!(f, "proxy: {e}"),
             Error::Protocol(p) => write!(f, "protocol error: {p}"),
             Error::Utf8 => f.write_str("text is not valid utf-8"),

@@ -129,7 +129,8 @@
 //! violations ([`ProtocolError`]), which carry the close code that was sent
 //! to the peer ([`Error::close_code`]), proxies that fail ([`ProxyError`]). TLS failures (feature `tls`) are
 //! [`Error::Tls`] with the `rustls::Error` inside (`tls::rustls_error`
-//! finds it).
+//! finds it); its message says what to do about the common ones (a CA
+//! certificate used as a server's, an unknown issuer, a wrong name).
 //!
 //! ```
 //! use syncws::{Error, Limit, Phase, SendError};
@@ -179,6 +180,7 @@ pub mod config;
 mod conn;
 pub mod error;
 pub mod handshake;
+pub mod hub;
 mod listener;
 mod memory;
 pub mod message;
@@ -204,6 +206,7 @@ pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use conn::{Sender, WebSocket, WsReader, WsWriter};
 pub use error::{Error, Limit, Phase, ProtocolError, ProxyError, Result, SendError};
 pub use handshake::{Headers, Request, Response};
+pub use hub::{BacklogPolicy, Hub, Prepared, Published};
 pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};

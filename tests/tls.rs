@@ -455,3 +455,112 @@ fn interop_tungstenite_client_over_rustls_with_a_syncws_server() {
         }
     }
 }
+
+/// A self-signed certificate marked as a CA (basicConstraints CA:TRUE),
+/// as `openssl req -x509` makes by default.
+fn ca_identity() -> Identity {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Identity { cert: cert.der().clone(), key: PrivatePkcs8KeyDer::from(key.serialize_der()).into() }
+}
+
+#[test]
+fn a_ca_certificate_as_the_servers_says_what_to_do() {
+    let id = ca_identity();
+    let running = tls_echo_server(&id, Config::default());
+    let err = wss_client(running.local_addr(), &id).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("tls: the server's certificate is a CA certificate (basicConstraints CA:TRUE"), "{msg}");
+    assert!(msg.contains("-addext basicConstraints=critical,CA:FALSE"), "{msg}");
+    assert!(msg.contains("--tls-self-signed") && msg.contains("--tls-fingerprint"), "{msg}");
+    // The rustls error is still there for code that matches on it.
+    assert!(matches!(syncws::tls::rustls_error(&err), Some(rustls::Error::InvalidCertificate(_))), "{err:?}");
+}
+
+#[test]
+fn a_regenerated_self_signed_certificate_says_what_to_do() {
+    // Two certificates of the same name (rcgen's default subject), as a
+    // server's certificate made again since the client copied it.
+    let id = identity();
+    let running = tls_echo_server(&id, Config::default());
+    let err = wss_client(running.local_addr(), &identity()).unwrap_err().to_string();
+    assert!(err.contains("made again (same name, new key)"), "{err}");
+}
+
+#[test]
+fn an_unknown_issuer_and_a_wrong_name_say_what_to_do() {
+    let id = identity();
+    let running = tls_echo_server(&id, Config::default());
+    // Trusting a certificate of another name: the server's issuer is
+    // unknown.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "another");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let other = Identity {
+        cert: params.self_signed(&key).unwrap().der().clone(),
+        key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    };
+    let err = wss_client(running.local_addr(), &other).unwrap_err().to_string();
+    assert!(
+        err.contains("not signed by a certificate authority this client trusts") && err.contains("--tls-ca"),
+        "{err}"
+    );
+    // A certificate for another name than the URL's.
+    let made = rcgen::generate_simple_self_signed(vec!["example.test".to_owned()]).unwrap();
+    let named = Identity {
+        cert: made.cert.der().clone(),
+        key: PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()).into(),
+    };
+    let running = tls_echo_server(&named, Config::default());
+    let err = wss_client(running.local_addr(), &named).unwrap_err().to_string();
+    assert!(err.contains("not valid for the host in the URL") && err.contains("subjectAltName"), "{err}");
+}
+
+#[test]
+fn a_wss_client_on_a_plain_port_is_told_so() {
+    init_log();
+    let running =
+        Listener::bind("127.0.0.1:0").unwrap().spawn(|server| server.set_callback_ws(Box::new(Echo(None)))).unwrap();
+    let id = identity();
+    let err = wss_client(running.local_addr(), &id).unwrap_err().to_string();
+    assert!(err.contains("does not speak TLS") && err.contains("ws://"), "{err}");
+}
+
+/// Subscribes every connection to one hub topic.
+struct HubMember(syncws::Hub);
+
+impl syncws::WsTrait for HubMember {
+    fn on_open(&mut self, shake: syncws::WsHandshake) -> syncws::Result<Option<syncws::WsOption>> {
+        self.0.subscribe(&shake.sender, "news");
+        Ok(None)
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> syncws::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_hub_publishes_the_same_frame_over_tls() {
+    let id = identity();
+    let hub = syncws::Hub::new();
+    let h = hub.clone();
+    let running =
+        tls_server(&id, Config::default(), move |server| server.set_callback_ws(Box::new(HubMember(h.clone()))));
+    let mut clients: Vec<Client> = (0..3).map(|_| wss_client(running.local_addr(), &id).unwrap()).collect();
+    let deadline = std::time::Instant::now() + WAIT;
+    while hub.subscribers("news") < 3 {
+        assert!(std::time::Instant::now() < deadline, "subscribers did not arrive");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let large = bytes(100_000, 7);
+    for msg in [syncws::Prepared::text("small"), syncws::Prepared::binary(&large)] {
+        assert_eq!(hub.publish("news", &msg).delivered, 3);
+    }
+    for c in &mut clients {
+        assert_eq!(c.read().unwrap(), OwnedMessage::Text("small".into()));
+        assert!(c.read().unwrap() == OwnedMessage::Binary(large.clone()));
+    }
+}

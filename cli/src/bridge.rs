@@ -45,10 +45,12 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender as ChanSender};
+use syncws::rustls::{ClientConfig, ServerConfig};
 use syncws::{
     Client, CloseCode, CloseData, Config, Error, Listener, OwnedMessage, Request, Response, Result, Running,
     WsHandshake, WsOption, WsTrait,
@@ -84,6 +86,8 @@ pub struct Ws2TcpOptions {
     pub config: Config,
     /// Plain HTTP routes on the WebSocket port (`/metrics`).
     pub http: HttpFlags,
+    /// Serve over TLS (wss://) with this configuration; `None`: plain ws://.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl Ws2TcpOptions {
@@ -99,6 +103,7 @@ impl Ws2TcpOptions {
             connect_timeout: Duration::from_secs(5),
             config: Config::default(),
             http: HttpFlags::default(),
+            tls: None,
         }
     }
 }
@@ -108,8 +113,12 @@ pub fn ws2tcp(opts: Ws2TcpOptions) -> Result<Running> {
     if opts.chunk == 0 || opts.queue == 0 {
         return Err(Error::Config("chunk and queue must be above 0".into()));
     }
-    let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
-    log::info!("bridge ws2tcp: ws://{} -> tcp {}", listener.local_addr(), opts.to);
+    let mut listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
+    if let Some(tls) = &opts.tls {
+        listener = listener.tls(Arc::clone(tls));
+    }
+    let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
+    log::info!("bridge ws2tcp: {scheme}://{} -> tcp {}", listener.local_addr(), opts.to);
     let routes = Routes::new(&opts.http, &listener)?;
     listener.spawn(move |server| {
         routes.install(server);
@@ -266,6 +275,9 @@ pub struct Tcp2WsOptions {
     /// How the WebSocket connections reach the server: directly (the
     /// default here), through a proxy, or as the environment says.
     pub route: Route,
+    /// For a `wss://` server: the TLS client configuration (a private CA,
+    /// a pinned fingerprint); `None`: the built-in and system roots.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl Tcp2WsOptions {
@@ -279,6 +291,7 @@ impl Tcp2WsOptions {
             chunk: DEFAULT_CHUNK,
             config: Config::default(),
             route: Route::Direct,
+            tls: None,
         }
     }
 }
@@ -329,7 +342,10 @@ pub fn tcp2ws(opts: Tcp2WsOptions) -> Result<Tcp2Ws> {
 fn bridge_tcp(tcp: TcpStream, opts: &Tcp2WsOptions) {
     let peer = tcp.peer_addr().ok();
     let mut builder = match Client::builder().url(&opts.to).and_then(|b| opts.route.apply(b)) {
-        Ok(b) => b.config(opts.config.clone()),
+        Ok(b) => match &opts.tls {
+            Some(tls) => b.tls_config(Arc::clone(tls)).config(opts.config.clone()),
+            None => b.config(opts.config.clone()),
+        },
         Err(e) => {
             log::error!("bridge tcp2ws: {e}");
             return;

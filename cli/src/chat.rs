@@ -1,83 +1,110 @@
-//! `syncws chat`: a chat room. `GET /` serves the page; the page opens a
-//! WebSocket on the same port (`/ws`), and every text message is broadcast
-//! to every connected client, with [`Sender`] clones used from whichever
-//! connection's thread the message arrived on.
+//! `syncws chat`: chat rooms. `GET /` serves the page; the page opens a
+//! WebSocket on the same port, `/ws/<room>` (`/ws` is the room `lobby`),
+//! and every text message is published to the room on the library's
+//! [`Hub`]: framed once, the same bytes queued for every member, from
+//! whichever connection's thread the message arrived on.
 //!
-//! A client that cannot keep up with the room is closed with 1008 rather
-//! than slowing everyone down ([`QueuePolicy::Close`]).
+//! A client that cannot keep up with its room is closed with 1008 rather
+//! than slowing everyone down ([`BacklogPolicy::Close`], and
+//! [`QueuePolicy::Close`] for the connection's own queue).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use syncws::rustls::ServerConfig;
 use syncws::{
-    CloseData, Config, HttpTrait, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, Sender,
-    WsHandshake, WsOption, WsTrait,
+    BacklogPolicy, CloseData, Config, HttpTrait, Hub, Listener, OwnedMessage, Prepared, QueuePolicy, Request, Response,
+    Result, Running, WsHandshake, WsOption, WsTrait,
 };
 
 use crate::common::{HttpFlags, Routes};
+use crate::static_files::percent_decode;
 
 /// Longest chat line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
 
-/// The connected clients.
-#[derive(Default)]
+/// Longest room name, in bytes.
+pub const MAX_ROOM: usize = 64;
+
+/// The room a client joins without naming one.
+pub const LOBBY: &str = "lobby";
+
+/// The chat's rooms: topics of a [`Hub`].
 pub struct Room {
-    members: Mutex<HashMap<u64, Sender>>,
+    hub: Hub,
     next_id: AtomicU64,
 }
 
+impl Default for Room {
+    fn default() -> Room {
+        Room { hub: Hub::with_backlog(Hub::DEFAULT_MAX_BACKLOG, BacklogPolicy::Close), next_id: AtomicU64::new(0) }
+    }
+}
+
 impl Room {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Sender>> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    /// Sends `text` to every member of `room`; members that cannot keep up
+    /// are closed with 1008, and leave the room as they end.
+    pub fn broadcast(&self, room: &str, text: &str) {
+        self.hub.publish(room, &Prepared::text(text));
     }
 
-    /// Sends `text` to every member; members whose connection has ended or
-    /// whose queue is full are dropped from the room.
-    pub fn broadcast(&self, text: &str) {
-        let members: Vec<(u64, Sender)> = self.lock().iter().map(|(id, s)| (*id, s.clone())).collect();
-        let mut gone = Vec::new();
-        for (id, sender) in members {
-            if sender.send(OwnedMessage::Text(text.to_owned())).is_err() {
-                gone.push(id);
-            }
-        }
-        if !gone.is_empty() {
-            let mut m = self.lock();
-            for id in gone {
-                m.remove(&id);
-            }
-        }
-    }
-
-    /// Number of members.
+    /// Number of members, in all rooms.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.hub.topics().iter().map(|(_, n)| n).sum()
     }
 
     /// True with no members.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The rooms with members, and how many each.
+    pub fn rooms(&self) -> Vec<(String, usize)> {
+        self.hub.topics()
+    }
+
+    /// The hub the rooms are topics of.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+/// The room a WebSocket path names: `/ws` is the lobby, `/ws/<room>` the
+/// percent-decoded `<room>` (up to [`MAX_ROOM`] bytes of printable text);
+/// `None` for any other path.
+pub fn room_of(path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap_or("");
+    let rest = path.strip_prefix("/ws")?;
+    if rest.is_empty() || rest == "/" {
+        return Some(LOBBY.to_owned());
+    }
+    let name = String::from_utf8(percent_decode(rest.strip_prefix('/')?)?).ok()?;
+    let ok = !name.is_empty() && name.len() <= MAX_ROOM && !name.chars().any(char::is_control);
+    ok.then_some(name)
 }
 
 struct Member {
     room: Arc<Room>,
+    name: String,
     id: u64,
 }
 
 impl WsTrait for Member {
     fn on_request(&mut self, req: &Request) -> Result<Response> {
-        if req.path.split('?').next() != Some("/ws") {
-            return Ok(Response::text(404, "the chat socket is at /ws\n"));
+        match room_of(&req.path) {
+            Some(name) => {
+                self.name = name;
+                WsHandshake::build_request(req)
+            }
+            None => Ok(Response::text(404, "the chat socket is at /ws or /ws/<room>\n")),
         }
-        WsHandshake::build_request(req)
     }
 
     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
         self.id = self.room.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        self.room.lock().insert(self.id, shake.sender);
-        self.room.broadcast(&format!("* guest{} joined ({} here)", self.id, self.room.len()));
+        self.room.hub.subscribe(&shake.sender, &self.name);
+        let here = self.room.hub.subscribers(&self.name);
+        self.room.broadcast(&self.name, &format!("* guest{} joined {} ({here} here)", self.id, self.name));
         Ok(None)
     }
 
@@ -88,14 +115,15 @@ impl WsTrait for Member {
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            self.room.broadcast(&format!("guest{}: {}", self.id, &text[..cut]));
+            self.room.broadcast(&self.name, &format!("guest{}: {}", self.id, &text[..cut]));
         }
         Ok(())
     }
 
     fn on_close(&mut self, _reason: &Option<CloseData>) {
-        if self.room.lock().remove(&self.id).is_some() {
-            self.room.broadcast(&format!("* guest{} left", self.id));
+        // The hub has already let the connection go.
+        if self.id != 0 {
+            self.room.broadcast(&self.name, &format!("* guest{} left", self.id));
         }
     }
 }
@@ -126,14 +154,28 @@ pub fn spawn(addr: &str, config: Config) -> Result<(Running, Arc<Room>)> {
 /// [`spawn`], with the plain HTTP routes `http` asks for (`/metrics`)
 /// before the page.
 pub fn spawn_with(addr: &str, config: Config, http: HttpFlags) -> Result<(Running, Arc<Room>)> {
+    spawn_tls(addr, config, http, None)
+}
+
+/// [`spawn_with`], over TLS when `tls` is given: the page on https://,
+/// which then opens its socket with wss://.
+pub fn spawn_tls(
+    addr: &str,
+    config: Config,
+    http: HttpFlags,
+    tls: Option<Arc<ServerConfig>>,
+) -> Result<(Running, Arc<Room>)> {
     let room = Arc::new(Room::default());
-    let listener = Listener::bind_with_config(addr, config)?;
+    let mut listener = Listener::bind_with_config(addr, config)?;
+    if let Some(tls) = tls {
+        listener = listener.tls(tls);
+    }
     log::info!("chat on http://{}/", listener.local_addr());
     let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
     let r = Arc::clone(&room);
     let running = listener.spawn(move |server| {
         routes.install(server);
-        server.set_callback_ws(Box::new(Member { room: Arc::clone(&r), id: 0 }));
+        server.set_callback_ws(Box::new(Member { room: Arc::clone(&r), name: String::new(), id: 0 }));
     })?;
     Ok((running, room))
 }
@@ -151,6 +193,7 @@ body { font-family: sans-serif; max-width: 40em; margin: 2em auto; }
 </head>
 <body>
 <h1>syncws chat</h1>
+<form id="pick">Room: <input id="room" size="20" maxlength="64"> <button>Join</button></form>
 <div id="log"></div>
 <form id="form"><input id="line" autocomplete="off" autofocus> <button>Send</button></form>
 <p id="state">connecting...</p>
@@ -158,14 +201,21 @@ body { font-family: sans-serif; max-width: 40em; margin: 2em auto; }
 const log = document.getElementById("log");
 const state = document.getElementById("state");
 const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-const ws = new WebSocket(scheme + location.host + "/ws");
+const room = decodeURIComponent(location.hash.slice(1)) || "lobby";
+document.getElementById("room").value = room;
+document.getElementById("pick").onsubmit = (e) => {
+  e.preventDefault();
+  location.hash = encodeURIComponent(document.getElementById("room").value || "lobby");
+  location.reload();
+};
+const ws = new WebSocket(scheme + location.host + "/ws/" + encodeURIComponent(room));
 function show(text) {
   const line = document.createElement("div");
   line.textContent = text;
   log.appendChild(line);
   log.scrollTop = log.scrollHeight;
 }
-ws.onopen = () => { state.textContent = "connected"; };
+ws.onopen = () => { state.textContent = "connected to " + room; };
 ws.onmessage = (e) => show(e.data);
 ws.onclose = (e) => { state.textContent = "closed (" + e.code + (e.reason ? " " + e.reason : "") + ")"; };
 document.getElementById("form").onsubmit = (e) => {
@@ -178,3 +228,39 @@ document.getElementById("form").onsubmit = (e) => {
 </body>
 </html>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_from_paths() {
+        assert_eq!(room_of("/ws").as_deref(), Some(LOBBY));
+        assert_eq!(room_of("/ws/").as_deref(), Some(LOBBY));
+        assert_eq!(room_of("/ws/rust%20talk?x").as_deref(), Some("rust talk"));
+        assert_eq!(room_of("/wsx"), None);
+        assert_eq!(room_of("/other"), None);
+        assert_eq!(room_of(&format!("/ws/{}", "a".repeat(MAX_ROOM + 1))), None);
+        assert_eq!(room_of("/ws/%0a"), None);
+    }
+
+    #[test]
+    fn rooms_are_separate() {
+        let (running, room) = spawn("127.0.0.1:0", chat_config(Config::default())).unwrap();
+        let addr = running.local_addr();
+        let mut a = syncws::Client::connect(&format!("ws://{addr}/ws/a")).unwrap();
+        let mut b = syncws::Client::connect(&format!("ws://{addr}/ws/b")).unwrap();
+        let joined = |c: &mut syncws::Client| match c.read().unwrap() {
+            OwnedMessage::Text(t) => assert!(t.starts_with("* guest") && t.contains("joined"), "{t}"),
+            other => panic!("{other:?}"),
+        };
+        joined(&mut a);
+        joined(&mut b);
+        a.send(OwnedMessage::Text("hi a".into())).unwrap();
+        b.send(OwnedMessage::Text("hi b".into())).unwrap();
+        assert!(matches!(a.read().unwrap(), OwnedMessage::Text(t) if t.ends_with(": hi a")));
+        assert!(matches!(b.read().unwrap(), OwnedMessage::Text(t) if t.ends_with(": hi b")));
+        assert_eq!(room.rooms(), [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+        running.shutdown();
+    }
+}

@@ -15,8 +15,10 @@
 //! away being kept and sent once it is back.
 //!
 //! It goes through the proxy of `--proxy`, or else the one the proxy
-//! environment variables give, as curl reads them ([`Route`]). `-k`
-//! accepts any server certificate, for testing ([`accept_any_certificate`]).
+//! environment variables give, as curl reads them ([`Route`]). `--tls-ca`
+//! trusts a private CA, `--tls-fingerprint` exactly one certificate
+//! ([`TlsClientFlags`]); `-k` accepts any server certificate, for testing
+//! ([`accept_any_certificate`]).
 //!
 //! # Exit codes
 //!
@@ -25,13 +27,13 @@
 //! | 0 | closed cleanly: Close 1000 (or a Close without a code); `-1`: a reply was printed |
 //! | 1 | local failure (reading stdin, writing stdout); `-1`: no reply within `--timeout` (or the connection ended first) |
 //! | 2 | bad command line or URL |
-//! | 3 | could not connect (DNS, TCP, timeout, TLS, the proxy); `--reconnect`: gave up (`--reconnect-attempts`) |
+//! | 3 | could not connect (DNS, TCP, timeout, TLS: an untrusted certificate, a wrong `--tls-fingerprint`; the proxy); `--reconnect`: gave up (`--reconnect-attempts`) |
 //! | 4 | the server refused the handshake (its HTTP status is printed) |
 //! | 5 | the server closed with a code other than 1000 (printed); `--reconnect`: one it does not reconnect on |
 //! | 6 | the connection ended without a close handshake, or with a protocol error |
 
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,7 +50,7 @@ use syncws::{
     ReconnectPolicy, ReconnectSender, Retry, SendError, WsHandshake, WsOption, WsTrait, WsWriter,
 };
 
-use crate::common::Route;
+use crate::common::{Route, TlsClientFlags};
 
 /// Exit code: closed cleanly.
 pub const EXIT_OK: i32 = 0;
@@ -78,9 +80,10 @@ pub struct Options {
     pub protocols: Vec<String>,
     /// Limits and timeouts.
     pub config: Config,
-    /// For `wss://`: trust only the CA certificates of this PEM file, not
-    /// the built-in Mozilla roots.
-    pub tls_ca: Option<PathBuf>,
+    /// For `wss://`: trust only the CA certificates of a PEM file, or
+    /// only the certificate of a SHA-256 fingerprint, instead of the
+    /// built-in and system roots.
+    pub tls: TlsClientFlags,
     /// Directly, through a proxy, or as the environment says.
     pub route: Route,
     /// For wss://: accept any certificate (`-k`), for testing; a warning
@@ -242,6 +245,8 @@ pub fn tls_config_trusting(path: &Path) -> Result<Arc<ClientConfig>, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -292,8 +297,7 @@ fn prepare(opts: &Options, report: &mut dyn Write) -> Result<(ClientBuilder, Opt
     for p in &opts.protocols {
         builder = builder.protocol(p);
     }
-    if let Some(ca) = &opts.tls_ca {
-        let tls = tls_config_trusting(ca).map_err(|e| usage(report, &format!("--tls-ca {e}")))?;
+    if let Some(tls) = opts.tls.client_config().map_err(|e| usage(report, &format!("--tls-ca {e}")))? {
         builder = builder.tls_config(tls);
     }
     if opts.insecure {

@@ -1,7 +1,8 @@
 //! Pieces every tool shares: the [`Config`] limits as command-line flags,
 //! duration parsing, the plain HTTP routes of the WebSocket servers
 //! ([`Routes`]: `/metrics`, the tool's page, `--static` files), the proxy flags of the tools that connect
-//! out ([`ProxyFlags`], [`Route`]), and a small TCP accept loop for tools that
+//! out ([`ProxyFlags`], [`Route`]), the TLS flags of servers and clients
+//! ([`TlsServerFlags`], [`TlsClientFlags`]), and a small TCP accept loop for tools that
 //! take plain TCP connections.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -14,12 +15,14 @@ use std::time::Duration;
 use clap::Args;
 use syncws::handshake::WsUrl;
 use syncws::proxy::{Proxy, ProxyEnv};
+use syncws::rustls::ClientConfig;
 use syncws::{
     Acceptor, ClientBuilder, Config, DeflateConfig, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response,
     Server,
 };
 
 use crate::static_files::StaticFiles;
+use crate::tls::{Fingerprint, ServerTls};
 
 /// The [`Config`] limits, as flags. Each flag left out keeps the library's
 /// default.
@@ -196,6 +199,84 @@ pub struct HttpFlags {
     pub static_dir: Option<PathBuf>,
 }
 
+/// The TLS flags of every server (`echo`, `chat`, `exec`, `bridge
+/// ws2tcp`, `proxy`): a certificate from files, or one made at start.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerFlags {
+    /// Serve over TLS (wss://, https://) with this PEM certificate chain
+    /// (the server's certificate first); its SHA-256 fingerprint is printed.
+    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve over TLS with a certificate made at start (for localhost,
+    /// this machine's host name, 127.0.0.1, ::1 and the listening
+    /// address), and print its SHA-256 fingerprint: clients trust it with
+    /// `--tls-fingerprint` (or `--tls-ca` and the file of
+    /// --tls-write-cert). A new certificate, and fingerprint, each start.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// With --tls-self-signed: write the certificate made (PEM) to FILE.
+    #[arg(long, value_name = "FILE", requires = "tls_self_signed")]
+    pub tls_write_cert: Option<PathBuf>,
+}
+
+impl TlsServerFlags {
+    /// The TLS the flags ask for, for a server listening on `listen`;
+    /// `None` for plain ws://.
+    ///
+    /// # Errors
+    ///
+    /// Files that cannot be read or used, a certificate that cannot be
+    /// made or written.
+    pub fn server_tls(&self, listen: &str) -> Result<Option<ServerTls>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::from_files(cert, key).map(Some),
+            _ if self.tls_self_signed => crate::tls::self_signed(listen, self.tls_write_cert.as_deref()).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The TLS flags of the tools that dial `wss://` (`client`, `bridge
+/// tcp2ws`, `bench`; the proxy's upstreams have their own names for the
+/// same, `--upstream-tls-ca` and `--upstream-tls-fingerprint`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsClientFlags {
+    /// For wss://: trust only the CA certificates in this PEM file (a
+    /// private CA, or a self-signed server certificate) instead of the
+    /// built-in Mozilla roots and the system's.
+    #[arg(long, value_name = "PEM", conflicts_with = "tls_fingerprint")]
+    pub tls_ca: Option<PathBuf>,
+    /// For wss://: accept exactly the certificate with this SHA-256
+    /// fingerprint (64 hex digits, colons optional, as the servers'
+    /// --tls-self-signed and `openssl x509 -fingerprint -sha256` print it),
+    /// whatever its name, issuer or dates; any other is refused
+    /// (repeatable: any of them).
+    #[arg(long, value_name = "SHA256", value_parser = crate::tls::parse_fingerprint)]
+    pub tls_fingerprint: Vec<Fingerprint>,
+}
+
+impl TlsClientFlags {
+    /// The client TLS config the flags ask for; `None` for the default
+    /// (the library's: Mozilla's and the system's roots).
+    ///
+    /// # Errors
+    ///
+    /// A `--tls-ca` file that cannot be read or holds no certificate (the
+    /// message starts with its path; callers add the flag's name).
+    pub fn client_config(&self) -> Result<Option<Arc<ClientConfig>>, String> {
+        if let Some(ca) = &self.tls_ca {
+            return crate::client::tls_config_trusting(ca).map(Some);
+        }
+        if !self.tls_fingerprint.is_empty() {
+            return crate::tls::pinned_config(&self.tls_fingerprint).map(Some);
+        }
+        Ok(None)
+    }
+}
+
 /// The plain HTTP requests of a WebSocket server, resolved in one order
 /// for every tool: `/metrics` (with `--metrics`), then the tool's own page
 /// (the chat's at `/`), then the `--static` files. What none of them
@@ -204,10 +285,13 @@ pub struct HttpFlags {
 /// with `--static`, the files' 404. A page's 404 lets the files try, so a
 /// page and the files share the port. Upgrade requests never get here: the
 /// server recognises them by their headers, on any path.
+/// Makes the handler of a tool's page for one connection.
+type MakePage = dyn Fn() -> Box<dyn HttpTrait> + Send + Sync;
+
 #[derive(Clone, Default)]
 pub struct Routes {
     metrics: Option<Metrics>,
-    page: Option<fn() -> Box<dyn HttpTrait>>,
+    page: Option<Arc<MakePage>>,
     files: Option<Arc<StaticFiles>>,
 }
 
@@ -241,8 +325,8 @@ impl Routes {
     /// With the tool's own page: `page` makes the handler of each
     /// connection, asked after `/metrics`.
     #[must_use]
-    pub fn page(mut self, page: fn() -> Box<dyn HttpTrait>) -> Routes {
-        self.page = Some(page);
+    pub fn page(mut self, page: impl Fn() -> Box<dyn HttpTrait> + Send + Sync + 'static) -> Routes {
+        self.page = Some(Arc::new(page));
         self
     }
 
@@ -252,7 +336,7 @@ impl Routes {
         if self.metrics.is_none() && self.page.is_none() && self.files.is_none() {
             return;
         }
-        let page = self.page.map(|make| make());
+        let page = self.page.as_ref().map(|make| make());
         server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page, files: self.files.clone() }));
     }
 }

@@ -20,7 +20,9 @@ pub mod echo;
 pub mod exec;
 pub mod loadgen;
 pub mod proxy;
+pub mod pubsub;
 pub mod static_files;
+pub mod tls;
 
 use std::io::Write;
 

@@ -15,9 +15,10 @@ use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy, ReconnectPolicy};
 use syncws_cli::common::{
     parse_duration, parse_maybe_duration, parse_opt_duration, Deflate, HttpFlags, Limits, MaybeDuration, ProxyFlags,
-    Route,
+    Route, TlsClientFlags, TlsServerFlags,
 };
-use syncws_cli::{bridge, chat, client, echo, exec, proxy};
+use syncws_cli::tls::ServerTls;
+use syncws_cli::{bridge, chat, client, echo, exec, proxy, pubsub};
 
 /// WebSocket tools built on the syncws library.
 #[derive(Parser)]
@@ -43,12 +44,8 @@ enum Command {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8081")]
         addr: String,
-        /// Serve wss:// with this PEM certificate chain (server certificate first).
-        #[arg(long, value_name = "PEM", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
-        #[arg(long, value_name = "PEM", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsServerFlags,
         #[command(flatten)]
         limits: Limits,
         #[command(flatten)]
@@ -71,22 +68,25 @@ enum Command {
     /// reconnects after a drop (backoff with jitter); lines typed
     /// meanwhile are kept and sent once it is back.
     ///
+    /// TLS: wss:// checks the server's certificate against the built-in
+    /// and system roots; --tls-ca FILE.pem trusts a private CA or a
+    /// self-signed certificate, --tls-fingerprint SHA256 exactly the
+    /// certificate a server made with --tls-self-signed printed.
+    ///
     /// Exit codes: 0 clean close (1000), or -1 got its reply; 1 local I/O
     /// failure, or -1 got no reply within --timeout; 2 bad usage or URL; 3
-    /// cannot connect (the proxy too), or --reconnect gave up; 4 handshake
+    /// cannot connect (the proxy too; TLS: an untrusted certificate, a
+    /// wrong fingerprint), or --reconnect gave up; 4 handshake
     /// refused (status printed); 5 closed with another code (printed); 6
     /// connection lost without a close handshake.
     Client {
         /// Server URL, `ws://host:port/path` or `wss://host:port/path`.
         url: String,
-        /// For wss://: trust only the CA certificates in this PEM file (for
-        /// instance a self-signed server certificate) instead of the
-        /// built-in Mozilla roots and the system's.
-        #[arg(long, value_name = "PEM")]
-        tls_ca: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsClientFlags,
         /// For wss://: accept any certificate, whoever signed it and
         /// whatever its name (for testing; says so on stderr).
-        #[arg(long, short = 'k', conflicts_with = "tls_ca")]
+        #[arg(long, short = 'k', conflicts_with_all = ["tls_ca", "tls_fingerprint"])]
         insecure: bool,
         /// Send each line as a binary message instead of text.
         #[arg(long)]
@@ -167,11 +167,18 @@ enum Command {
         /// instead of the built-in Mozilla roots. An upstream whose
         /// certificate is not trusted is unreachable: the client gets 502
         /// and the reason is logged.
-        #[arg(long, value_name = "PEM")]
+        #[arg(long, value_name = "PEM", conflicts_with = "upstream_tls_fingerprint")]
         upstream_tls_ca: Option<PathBuf>,
+        /// For wss:// upstreams: accept exactly the certificates with these
+        /// SHA-256 fingerprints (repeatable; as `syncws client
+        /// --tls-fingerprint`), for upstreams started with
+        /// --tls-self-signed.
+        #[arg(long, value_name = "SHA256", value_parser = syncws_cli::tls::parse_fingerprint)]
+        upstream_tls_fingerprint: Vec<syncws_cli::tls::Fingerprint>,
         /// TOML file with `listen`, `x_forwarded_for`, `check_interval`,
-        /// `fail_timeout`, `upstream_tls_ca` (relative to the file's folder)
-        /// and `[[upstream]]` tables (`url`, `weight`).
+        /// `fail_timeout`, `upstream_tls_ca` (relative to the file's folder),
+        /// `upstream_tls_fingerprint` (a list) and `[[upstream]]` tables
+        /// (`url`, `weight`).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Append the client's address to `X-Forwarded-For`.
@@ -187,6 +194,34 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
         connect_timeout: Duration,
         #[command(flatten)]
+        tls: TlsServerFlags,
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        http: HttpFlags,
+    },
+    /// Topics: a WebSocket to ws://ADDR/<topic> subscribes to <topic> and publishes there.
+    ///
+    /// Every text or binary message a socket sends is published to its
+    /// topic (the percent-decoded path, query ignored; an empty one gets
+    /// 400), the sender included, framed once for all subscribers. `GET /`
+    /// answers `{"topics":[{"name":"...","subscribers":N}, ...]}`. A
+    /// subscriber whose unwritten backlog passes --max-backlog is closed
+    /// with 1008 (--backlog-policy close, the default) or skips the message
+    /// (skip, counted in --metrics' dropped messages).
+    Pubsub {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1:8084")]
+        addr: String,
+        /// Largest backlog of a subscriber, in bytes (`64k`, `1m`; default 1 MiB).
+        #[arg(long, value_name = "BYTES", value_parser = syncws_cli::common::parse_size)]
+        max_backlog: Option<usize>,
+        /// What a subscriber over --max-backlog gets.
+        #[arg(long, value_name = "POLICY", value_enum, default_value_t = pubsub::Policy::Close)]
+        backlog_policy: pubsub::Policy,
+        #[command(flatten)]
+        tls: TlsServerFlags,
+        #[command(flatten)]
         limits: Limits,
         #[command(flatten)]
         http: HttpFlags,
@@ -196,6 +231,8 @@ enum Command {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8082")]
         addr: String,
+        #[command(flatten)]
+        tls: TlsServerFlags,
         #[command(flatten)]
         limits: Limits,
         #[command(flatten)]
@@ -241,6 +278,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
         kill_grace: Duration,
         #[command(flatten)]
+        tls: TlsServerFlags,
+        #[command(flatten)]
         http: HttpFlags,
         #[command(flatten)]
         limits: Limits,
@@ -269,6 +308,8 @@ enum Bridge {
         #[arg(long, value_name = "BYTES", default_value_t = bridge::DEFAULT_CHUNK)]
         chunk: usize,
         #[command(flatten)]
+        tls: TlsServerFlags,
+        #[command(flatten)]
         limits: Limits,
         #[command(flatten)]
         http: HttpFlags,
@@ -282,7 +323,7 @@ enum Bridge {
         /// Address TCP clients connect to.
         #[arg(long)]
         listen: String,
-        /// The WebSocket server, `ws://host:port/path`.
+        /// The WebSocket server, `ws://host:port/path` or `wss://...`.
         #[arg(long)]
         to: String,
         /// Extra header for the upgrade request, `Name: value` (repeatable).
@@ -296,6 +337,8 @@ enum Bridge {
         chunk: usize,
         #[command(flatten)]
         proxy: ProxyFlags,
+        #[command(flatten)]
+        tls: TlsClientFlags,
         #[command(flatten)]
         limits: Limits,
     },
@@ -315,22 +358,17 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, String> {
     match command {
-        Command::Echo { addr, tls_cert, tls_key, limits, http } => {
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => {
-                    Some(syncws::tls::load_server_config(&cert, &key).map_err(|e| e.to_string())?)
-                }
-                _ => None,
-            };
-            let scheme = if tls.is_some() { "wss" } else { "ws" };
+        Command::Echo { addr, tls, limits, http } => {
+            let tls = tls.server_tls(&addr)?;
             let signals = termination_signals()?;
-            let running = echo::spawn_with(&addr, limits.config(), tls, http).map_err(|e| e.to_string())?;
-            syncws_cli::announce(&format!("listening on {scheme}://{}", running.local_addr()));
+            let config = tls.as_ref().map(|t| t.config.clone());
+            let running = echo::spawn_with(&addr, limits.config(), config, http).map_err(|e| e.to_string())?;
+            announce_server("listening on ", tls.as_ref(), running.local_addr());
             serve_until(signals, move || running.shutdown());
         }
         Command::Client {
             url,
-            tls_ca,
+            tls,
             insecure,
             binary,
             binary_output,
@@ -389,24 +427,16 @@ fn run(command: Command) -> Result<u8, String> {
             };
             let binary_output =
                 binary_output.unwrap_or_else(|| client::BinaryOutput::default_for(std::io::stdout().is_terminal()));
-            let opts = client::Options {
-                url,
-                binary,
-                headers,
-                protocols,
-                config,
-                tls_ca,
-                route,
-                insecure,
-                binary_output,
-                mode,
-            };
+            let opts =
+                client::Options { url, binary, headers, protocols, config, tls, route, insecure, binary_output, mode };
             let stdin = std::io::BufReader::new(std::io::stdin());
             let code = client::run(opts, stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
             return Ok(u8::try_from(code).unwrap_or(1));
         }
-        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, limits, http } } => {
+        Command::Bridge { direction: Bridge::Ws2tcp { listen, to, path, hosts, chunk, tls, limits, http } } => {
+            let tls = tls.server_tls(&listen)?;
             let mut opts = bridge::Ws2TcpOptions::new(&listen, &to);
+            opts.tls = tls.as_ref().map(|t| t.config.clone());
             opts.path = path;
             opts.hosts = hosts;
             opts.chunk = chunk;
@@ -414,11 +444,12 @@ fn run(command: Command) -> Result<u8, String> {
             opts.http = http;
             let signals = termination_signals()?;
             let running = bridge::ws2tcp(opts).map_err(|e| e.to_string())?;
-            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            announce_server("listening on ", tls.as_ref(), running.local_addr());
             serve_until(signals, move || running.shutdown());
         }
-        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, proxy, limits } } => {
+        Command::Bridge { direction: Bridge::Tcp2ws { listen, to, headers, protocols, chunk, proxy, tls, limits } } => {
             let mut opts = bridge::Tcp2WsOptions::new(&listen, &to);
+            opts.tls = tls.client_config().map_err(|e| format!("--tls-ca {e}"))?;
             opts.route = Route::from_flags(&proxy)?;
             opts.headers = headers;
             opts.protocols = protocols;
@@ -435,11 +466,13 @@ fn run(command: Command) -> Result<u8, String> {
             listen,
             upstreams,
             upstream_tls_ca,
+            upstream_tls_fingerprint,
             config,
             x_forwarded_for,
             check_interval,
             fail_timeout,
             connect_timeout,
+            tls,
             limits,
             http,
         } => {
@@ -468,25 +501,54 @@ fn run(command: Command) -> Result<u8, String> {
                 (None, None) => opts.fail_timeout,
             };
             opts.connect_timeout = connect_timeout;
-            if let Some(ca) = upstream_tls_ca.or_else(|| file.upstream_tls_ca(&file_dir)) {
-                let tls = syncws_cli::client::tls_config_trusting(&ca).map_err(|e| format!("--upstream-tls-ca {e}"))?;
-                opts.upstream_tls = Some(tls);
-            }
+            // The flags win over the file; a CA and fingerprints exclude
+            // each other, from wherever they come.
+            let pins = match upstream_tls_fingerprint.is_empty() && upstream_tls_ca.is_none() {
+                true => file.upstream_tls_fingerprints().map_err(|e| format!("upstream_tls_fingerprint: {e}"))?,
+                false => upstream_tls_fingerprint,
+            };
+            let ca = match pins.is_empty() {
+                true => upstream_tls_ca.or_else(|| file.upstream_tls_ca(&file_dir)),
+                false => None,
+            };
+            let upstream = TlsClientFlags { tls_ca: ca, tls_fingerprint: pins };
+            opts.upstream_tls = upstream.client_config().map_err(|e| format!("--upstream-tls-ca {e}"))?;
+            let tls = tls.server_tls(&listen)?;
+            opts.tls = tls.as_ref().map(|t| t.config.clone());
             opts.config = limits.apply(Config::default().origin(OriginPolicy::Any));
             opts.http = http;
             let signals = termination_signals()?;
             let running = proxy::proxy(opts).map_err(|e| e.to_string())?;
-            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            announce_server("listening on ", tls.as_ref(), running.local_addr());
             serve_until(signals, move || running.shutdown());
         }
-        Command::Chat { addr, limits, http } => {
+        Command::Pubsub { addr, max_backlog, backlog_policy, tls, limits, http } => {
+            let tls = tls.server_tls(&addr)?;
+            let hub = syncws::Hub::with_backlog(
+                max_backlog.unwrap_or(syncws::Hub::DEFAULT_MAX_BACKLOG),
+                backlog_policy.into(),
+            );
+            let signals = termination_signals()?;
+            let config = tls.as_ref().map(|t| t.config.clone());
+            let running = pubsub::spawn(&addr, limits.config(), config, http, hub).map_err(|e| e.to_string())?;
+            announce_server("pubsub on ", tls.as_ref(), running.local_addr());
+            serve_until(signals, move || running.shutdown());
+        }
+        Command::Chat { addr, tls, limits, http } => {
+            let tls = tls.server_tls(&addr)?;
             let config = chat::chat_config(limits.config());
             let signals = termination_signals()?;
-            let (running, _room) = chat::spawn_with(&addr, config, http).map_err(|e| e.to_string())?;
-            syncws_cli::announce(&format!("chat on http://{}/", running.local_addr()));
+            let server_config = tls.as_ref().map(|t| t.config.clone());
+            let (running, _room) = chat::spawn_tls(&addr, config, http, server_config).map_err(|e| e.to_string())?;
+            let page = if tls.is_some() { "https" } else { "http" };
+            syncws_cli::announce(&format!("chat on {page}://{}/", running.local_addr()));
+            if let Some(tls) = &tls {
+                tls.announce(&format!("wss://{}/ws", syncws_cli::tls::reachable(running.local_addr())));
+            }
             serve_until(signals, move || running.shutdown());
         }
-        Command::Exec { addr, command, dir, binary, passenv, max_forks, kill_grace, http, limits } => {
+        Command::Exec { addr, command, dir, binary, passenv, max_forks, kill_grace, tls, http, limits } => {
+            let tls = tls.server_tls(&addr)?;
             let program = match (dir, command.split_first()) {
                 (Some(dir), _) => exec::Program::Dir(dir),
                 (None, Some((program, args))) => {
@@ -500,10 +562,11 @@ fn run(command: Command) -> Result<u8, String> {
             opts.max_forks = max_forks;
             opts.kill_grace = kill_grace;
             opts.http = http;
+            opts.tls = tls.as_ref().map(|t| t.config.clone());
             opts.config = limits.apply(exec::default_config());
             let signals = termination_signals()?;
             let running = exec::exec(opts).map_err(|e| e.to_string())?;
-            syncws_cli::announce(&format!("listening on ws://{}", running.local_addr()));
+            announce_server("listening on ", tls.as_ref(), running.local_addr());
             let _ = signals.recv();
             log::info!("signal: closing every connection with 1001 and ending the programs");
             running.shutdown();
@@ -511,6 +574,17 @@ fn run(command: Command) -> Result<u8, String> {
         Command::Bench(args) => return Ok(u8::try_from(syncws_cli::loadgen::main(args)).unwrap_or(1)),
     }
     Ok(0)
+}
+
+/// Prints a WebSocket server's first line, `PREFIX ws://ADDR` (or
+/// `wss://`), then, over TLS, its certificate's fingerprint (and how to
+/// connect to a self-signed one).
+fn announce_server(prefix: &str, tls: Option<&ServerTls>, addr: std::net::SocketAddr) {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    syncws_cli::announce(&format!("{prefix}{scheme}://{addr}"));
+    if let Some(tls) = tls {
+        tls.announce(&format!("{scheme}://{}/", syncws_cli::tls::reachable(addr)));
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP, as a channel that receives one `()` per

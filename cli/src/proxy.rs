@@ -44,10 +44,14 @@
 //! against the built-in Mozilla roots, or with
 //! [`ProxyOptions::upstream_tls`] (`--upstream-tls-ca FILE.pem`, or
 //! `upstream_tls_ca` in the file) only against the CA certificates given,
-//! for a private CA or a self-signed upstream. An upstream whose
+//! for a private CA or a self-signed upstream; or
+//! (`--upstream-tls-fingerprint`, `upstream_tls_fingerprint`) only the
+//! certificates of those SHA-256 fingerprints, as `syncws client
+//! --tls-fingerprint` does. An upstream whose
 //! certificate is not trusted counts as unreachable: it is marked down, the
 //! reason is logged, and when no upstream is left the client gets 502. The
-//! proxy itself listens in plain `ws://`.
+//! proxy itself listens in plain `ws://`, or over TLS ([`ProxyOptions::tls`],
+//! `--tls-cert`/`--tls-key` or `--tls-self-signed`).
 //!
 //! # Flow control
 //!
@@ -65,7 +69,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as ChanSender};
 use serde::Deserialize;
 use syncws::handshake::WsUrl;
-use syncws::rustls::ClientConfig;
+use syncws::rustls::{ClientConfig, ServerConfig};
 use syncws::{
     Client, CloseCode, CloseData, Config, Error, Listener, OriginPolicy, OwnedMessage, Request, Response, Result,
     Running, WsHandshake, WsOption, WsTrait,
@@ -126,6 +130,9 @@ pub struct ProxyOptions {
     pub config: Config,
     /// Plain HTTP routes on the proxy's port (`/metrics`).
     pub http: HttpFlags,
+    /// Serve clients over TLS (wss://) with this configuration; `None`:
+    /// plain ws://.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl ProxyOptions {
@@ -142,6 +149,7 @@ impl ProxyOptions {
             upstream_tls: None,
             config: Config::default().origin(OriginPolicy::Any),
             http: HttpFlags::default(),
+            tls: None,
         }
     }
 }
@@ -154,6 +162,8 @@ impl ProxyOptions {
 /// check_interval = "5s"
 /// fail_timeout = "10s"
 /// upstream_tls_ca = "private-ca.pem"
+/// # or, for one self-signed upstream (`syncws echo --tls-self-signed`):
+/// # upstream_tls_fingerprint = ["AB:CD:..."]
 ///
 /// [[upstream]]
 /// url = "ws://127.0.0.1:9001"
@@ -177,6 +187,10 @@ pub struct FileConfig {
     /// against instead of the built-in roots; a relative path is taken from
     /// the config file's folder.
     pub upstream_tls_ca: Option<String>,
+    /// SHA-256 fingerprints: `wss://` upstreams must present a certificate
+    /// with one of them (instead of one the roots trust).
+    #[serde(default)]
+    pub upstream_tls_fingerprint: Vec<String>,
     /// The upstreams.
     #[serde(default)]
     pub upstream: Vec<FileUpstream>,
@@ -214,6 +228,11 @@ impl FileConfig {
     /// file's folder.
     pub fn upstream_tls_ca(&self, dir: &Path) -> Option<PathBuf> {
         self.upstream_tls_ca.as_ref().map(|p| dir.join(p))
+    }
+
+    /// `upstream_tls_fingerprint`, parsed.
+    pub fn upstream_tls_fingerprints(&self) -> std::result::Result<Vec<crate::tls::Fingerprint>, String> {
+        self.upstream_tls_fingerprint.iter().map(|f| f.parse()).collect()
     }
 }
 
@@ -320,8 +339,12 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
     }
     let pool =
         Arc::new(Pool { ups: Mutex::new(ups), active: opts.check_interval.is_some(), fail_timeout: opts.fail_timeout });
-    let listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
-    log::info!("proxy on ws://{} to {} upstreams", listener.local_addr(), opts.upstreams.len());
+    let mut listener = Listener::bind_with_config(opts.listen.as_str(), opts.config.clone())?;
+    if let Some(tls) = &opts.tls {
+        listener = listener.tls(Arc::clone(tls));
+    }
+    let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
+    log::info!("proxy on {scheme}://{} to {} upstreams", listener.local_addr(), opts.upstreams.len());
     let stop_checks = match opts.check_interval {
         Some(every) => {
             let (tx, rx) = bounded::<()>(0);
@@ -439,7 +462,8 @@ fn with_tls(b: syncws::ClientBuilder, tls: Option<&Arc<ClientConfig>>) -> syncws
 fn tls_hint(e: &Error) -> &'static str {
     match e {
         Error::Tls(_) => {
-            " (not retried in plaintext; for a private CA or a self-signed upstream, trust it with --upstream-tls-ca)"
+            " (not retried in plaintext; for a private CA or a self-signed upstream, trust it with \
+             --upstream-tls-ca or --upstream-tls-fingerprint)"
         }
         _ => "",
     }

@@ -36,6 +36,8 @@ pub(crate) struct Budget {
     /// `Config::memory_budget`: the process-wide limit.
     process_max: usize,
     used: AtomicUsize,
+    /// The part of `used` also charged to the process-wide budget.
+    owned: AtomicUsize,
     waiters: AtomicUsize,
     closed: AtomicBool,
     lock: Mutex<()>,
@@ -48,6 +50,7 @@ impl Budget {
             max,
             process_max,
             used: AtomicUsize::new(0),
+            owned: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             lock: Mutex::new(()),
@@ -55,15 +58,19 @@ impl Budget {
         }
     }
 
-    /// Takes `n` bytes, waiting for room until `deadline` (`None`: not at
-    /// all).
-    pub(crate) fn take(&self, n: usize, deadline: Option<Instant>) -> Taken {
+    /// Takes `n` bytes, `owned` of them also from the process-wide budget
+    /// (the rest is memory shared with other queues), waiting for room
+    /// until `deadline` (`None`: not at all).
+    pub(crate) fn take(&self, n: usize, owned: usize, deadline: Option<Instant>) -> Taken {
         loop {
             if self.try_take(n) {
-                if let Err(e) = memory::try_take(n, self.process_max) {
+                if let Err(e) = memory::try_take(owned, self.process_max) {
                     self.give(n);
                     let Error::Capacity { size, max, .. } = e else { return Taken::Full };
                     return Taken::OverBudget { size, max };
+                }
+                if owned > 0 {
+                    self.owned.fetch_add(owned, SeqCst);
                 }
                 return Taken::Yes;
             }
@@ -97,10 +104,13 @@ impl Budget {
         self.wake();
     }
 
-    /// Gives back `n` bytes taken earlier, from the process-wide budget
-    /// too: their messages were written or dropped.
-    pub(crate) fn release(&self, n: usize) {
-        memory::give(n);
+    /// Gives back `n` bytes taken earlier, `owned` of them to the
+    /// process-wide budget too: their messages were written or dropped.
+    pub(crate) fn release(&self, n: usize, owned: usize) {
+        if owned > 0 {
+            self.owned.fetch_sub(owned, SeqCst);
+            memory::give(owned);
+        }
         self.give(n);
     }
 
@@ -116,7 +126,6 @@ impl Budget {
     }
 
     /// Bytes held now.
-    #[cfg(test)]
     pub(crate) fn used(&self) -> usize {
         self.used.load(SeqCst)
     }
@@ -158,7 +167,7 @@ impl Drop for Budget {
     /// Bytes still counted belong to messages dropped with the queue: the
     /// process-wide budget gets them back.
     fn drop(&mut self) {
-        memory::give(*self.used.get_mut());
+        memory::give(*self.owned.get_mut());
     }
 }
 
@@ -181,13 +190,13 @@ mod tests {
     #[test]
     fn takes_what_fits_and_one_oversized_message_alone() {
         let b = Budget::new(100, usize::MAX);
-        assert_eq!(b.take(60, None), Taken::Yes);
-        assert_eq!(b.take(40, None), Taken::Yes);
-        assert_eq!(b.take(1, None), Taken::Full);
+        assert_eq!(b.take(60, 60, None), Taken::Yes);
+        assert_eq!(b.take(40, 40, None), Taken::Yes);
+        assert_eq!(b.take(1, 1, None), Taken::Full);
         b.give(100);
         // Larger than the whole budget: taken when nothing else is held.
-        assert_eq!(b.take(500, None), Taken::Yes);
-        assert_eq!(b.take(1, None), Taken::Full);
+        assert_eq!(b.take(500, 500, None), Taken::Yes);
+        assert_eq!(b.take(1, 1, None), Taken::Full);
         b.give(500);
         assert_eq!(b.used(), 0);
     }
@@ -195,10 +204,10 @@ mod tests {
     #[test]
     fn a_waiting_sender_gets_room_when_the_writer_gives_it_back() {
         let b = Arc::new(Budget::new(100, usize::MAX));
-        assert_eq!(b.take(100, None), Taken::Yes);
+        assert_eq!(b.take(100, 100, None), Taken::Yes);
         let waiter = {
             let b = Arc::clone(&b);
-            std::thread::spawn(move || b.take(50, Some(Instant::now() + Duration::from_secs(60))))
+            std::thread::spawn(move || b.take(50, 50, Some(Instant::now() + Duration::from_secs(60))))
         };
         // Give back only once the other thread waits.
         until_waiting(&b);
@@ -210,15 +219,15 @@ mod tests {
     #[test]
     fn waiting_ends_at_the_deadline_or_when_the_connection_closes() {
         let b = Arc::new(Budget::new(10, usize::MAX));
-        assert_eq!(b.take(10, None), Taken::Yes);
-        assert_eq!(b.take(5, Some(Instant::now() + Duration::from_millis(20))), Taken::Full);
+        assert_eq!(b.take(10, 10, None), Taken::Yes);
+        assert_eq!(b.take(5, 5, Some(Instant::now() + Duration::from_millis(20))), Taken::Full);
         let waiter = {
             let b = Arc::clone(&b);
-            std::thread::spawn(move || b.take(5, Some(Instant::now() + Duration::from_secs(60))))
+            std::thread::spawn(move || b.take(5, 5, Some(Instant::now() + Duration::from_secs(60))))
         };
         until_waiting(&b);
         b.close();
         assert_eq!(waiter.join().unwrap(), Taken::Closed);
-        assert_eq!(b.take(0, None), Taken::Closed);
+        assert_eq!(b.take(0, 0, None), Taken::Closed);
     }
 }

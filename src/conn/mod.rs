@@ -17,6 +17,7 @@ mod write;
 
 pub(crate) use head::{read_exact_into, read_head};
 pub(crate) use lifecycle::Connection;
+pub(crate) use sender::EndHook;
 pub use sender::Sender;
 pub(crate) use socket::Opened;
 pub use socket::{WebSocket, WsReader, WsWriter};

@@ -24,7 +24,7 @@
 
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use log::{debug, warn};
 use crate::config::{Config, QueuePolicy};
 use crate::conn::budget::{Budget, Taken};
 use crate::conn::state::State;
-use crate::conn::write::{Now, Outgoing, WriteSide};
+use crate::conn::write::{Item, Now, WriteSide};
 use crate::error::{Error, Limit, Result, SendError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
 
@@ -52,6 +52,39 @@ fn thread_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
     TOKEN.with(|t| *t)
+}
+
+/// A number that identifies a connection's [`Sender`], never reused within
+/// the process.
+fn next_sender_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Something told when a connection ends (a hub that forgets its
+/// subscriptions), registered with [`Sender::watch_end`].
+pub(crate) trait EndHook: Send + Sync {
+    /// The connection whose [`Sender::id`] is `id` ended.
+    fn ended(&self, id: u64);
+}
+
+/// The hooks a connection calls when it ends.
+#[derive(Default)]
+struct Watchers {
+    /// The connection ended: hooks registered from now on are refused.
+    ended: bool,
+    hooks: Vec<Weak<dyn EndHook>>,
+}
+
+/// How a send may wait.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As [`Config::queue_policy`] says, and the owner thread's batch is
+    /// written when full.
+    Policy,
+    /// Never: a full queue or batch refuses the message at once
+    /// ([`Sender::try_send`]).
+    Try,
 }
 
 /// Why [`Sender::enqueue`] did not queue a message.
@@ -78,13 +111,17 @@ pub(crate) struct Outbound {
     /// a crossbeam array channel allocates and writes all its slots up front,
     /// which an idle connection, or one that only replies from its own
     /// thread, never needs (the memory saved: `bench-results/notes.md`).
-    queue: OnceLock<(cb::Sender<Outgoing>, cb::Receiver<Outgoing>)>,
+    queue: OnceLock<(cb::Sender<Item>, cb::Receiver<Item>)>,
     queue_capacity: usize,
     /// Messages pushed on `queue` and not yet written (counted before the
     /// push, uncounted after the write): the fast path waits for 0.
     queued: AtomicUsize,
     /// Payload bytes pushed on `queue` and not yet written.
     bytes: Budget,
+    /// [`Sender::id`].
+    id: u64,
+    /// Told when the connection ends.
+    watchers: Mutex<Watchers>,
     /// A [`Control::Flush`] is on its way to the writer thread.
     flush_asked: AtomicBool,
     write: WriteSide,
@@ -104,7 +141,7 @@ pub(crate) struct Outbound {
 /// The owner thread's batch.
 #[derive(Default)]
 struct Local {
-    msgs: Vec<Outgoing>,
+    msgs: Vec<Item>,
     /// A Close is in `msgs`: nothing may follow it.
     closing: bool,
 }
@@ -123,11 +160,16 @@ struct Local {
 /// messages sent from one thread arrive in the order they were sent, and
 /// nothing is written after a Close.
 ///
+/// Each connection's `Sender`s share one [`id`](Self::id): they compare
+/// equal and hash alike, so a `HashSet<Sender>` or a `HashMap` keyed by
+/// `Sender` holds each connection once.
+///
 /// ```no_run
 /// # fn demo(sender: syncws::Sender) -> syncws::Result<()> {
 /// let s = sender.clone();
 /// std::thread::spawn(move || s.send(syncws::OwnedMessage::Text("from a worker".into())));
 /// sender.send("hello".into())?;
+/// assert_eq!(sender.id(), sender.clone().id());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -135,9 +177,23 @@ pub struct Sender {
     out: Arc<Outbound>,
 }
 
+impl PartialEq for Sender {
+    fn eq(&self, other: &Sender) -> bool {
+        self.out.id == other.out.id
+    }
+}
+
+impl Eq for Sender {}
+
+impl std::hash::Hash for Sender {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.out.id.hash(state);
+    }
+}
+
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("state", &self.out.write.life().get()).finish()
+        f.debug_struct("Sender").field("id", &self.out.id).field("state", &self.out.write.life().get()).finish()
     }
 }
 
@@ -148,6 +204,8 @@ impl Sender {
             queue_capacity: config.queue_capacity,
             queued: AtomicUsize::new(0),
             bytes: Budget::new(config.queue_max_bytes, config.memory_budget),
+            id: next_sender_id(),
+            watchers: Mutex::new(Watchers::default()),
             flush_asked: AtomicBool::new(false),
             write,
             policy: config.queue_policy,
@@ -168,9 +226,8 @@ impl Sender {
     /// Binary message of at least `DeflateConfig::threshold` bytes is
     /// compressed; [`send_uncompressed`](Self::send_uncompressed) sends one
     /// as it is.
-    #[inline]
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
-        self.send_outgoing(Outgoing::new(msg))
+        self.send_item(Item::Msg(msg), Mode::Policy)
     }
 
     /// Sends `msg` uncompressed, whatever the connection negotiated: for a
@@ -185,10 +242,81 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub fn send_uncompressed(&self, msg: OwnedMessage) -> Result<()> {
-        self.send_outgoing(Outgoing::uncompressed(msg))
+        self.send_item(Item::Plain(msg), Mode::Policy)
     }
 
-    fn send_outgoing(&self, msg: Outgoing) -> Result<()> {
+    /// Sends `msg` without ever waiting: not for room in the queue
+    /// (whatever [`Config::queue_policy`] says), nor for a slow peer. A
+    /// message that does not fit at once is dropped, counted in
+    /// [`Stats::queue_full`](crate::Stats::queue_full), and the send fails
+    /// with [`SendError::QueueFull`]; the connection goes on (the policy's
+    /// `Close` is the caller's choice here, with [`close`](Self::close) or
+    /// [`terminate`](Self::terminate)).
+    ///
+    /// On the connection's own thread (inside a callback) the message is
+    /// batched as [`send`](Self::send) batches it; a batch that is full
+    /// ([`Config::queue_capacity`] messages) refuses more until the thread
+    /// writes it, before it next waits for the network.
+    ///
+    /// ```no_run
+    /// # fn demo(sender: syncws::Sender) {
+    /// use syncws::{Error, SendError};
+    /// match sender.try_send("tick".into()) {
+    ///     Ok(()) => {}
+    ///     Err(Error::Send(SendError::QueueFull)) => { /* this peer lags: skip it this time */ }
+    ///     Err(_) => { /* the connection ended */ }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send(&self, msg: OwnedMessage) -> Result<()> {
+        self.send_item(Item::Msg(msg), Mode::Try)
+    }
+
+    /// [`try_send`](Self::try_send) of a frame encoded once and shared
+    /// (a publish): the same bytes go in every connection's queue.
+    /// Refused on a client's connection, whose frames must be masked.
+    pub(crate) fn try_send_frame(&self, frame: &Arc<[u8]>) -> Result<()> {
+        if self.out.write.is_client() {
+            return Err(Error::Send(SendError::Closed));
+        }
+        self.send_item(Item::Frame(Arc::clone(frame)), Mode::Try)
+    }
+
+    /// A client's connection (its frames are masked).
+    pub(crate) fn is_client(&self) -> bool {
+        self.out.write.is_client()
+    }
+
+    /// Counts a message not sent for a full queue or backlog.
+    pub(crate) fn count_queue_full(&self) {
+        self.out.write.metrics().queue_full();
+    }
+
+    /// This connection's identity: the same for every clone of its
+    /// `Sender`, and never given to another connection in this process.
+    pub fn id(&self) -> u64 {
+        self.out.id
+    }
+
+    /// Bytes queued for the connection's writer thread and not yet written
+    /// (a peer that reads slower than it is sent to): the payloads of
+    /// queued messages, the whole frames of queued publishes. Messages
+    /// written at once, or batched on the connection's own thread, are
+    /// not counted. Bounded by [`Config::queue_max_bytes`] (one message
+    /// larger than that is let in alone).
+    ///
+    /// ```no_run
+    /// # fn demo(sender: syncws::Sender) -> syncws::Result<()> {
+    /// if sender.queued_bytes() < 64 << 10 {
+    ///     sender.send("next chunk".into())?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn queued_bytes(&self) -> usize {
+        self.out.bytes.used()
+    }
+
+    fn send_item(&self, item: Item, mode: Mode) -> Result<()> {
         let out = &*self.out;
         if !out.write.life().may_send() {
             return Err(refused(out.write.life().get()));
@@ -199,27 +327,35 @@ impl Sender {
                 if local.closing {
                     return Err(Error::Send(SendError::CloseSent));
                 }
-                local.closing = matches!(msg.msg, OwnedMessage::Close(_));
-                local.msgs.push(msg);
+                if mode == Mode::Try && local.msgs.len() >= out.local_limit {
+                    out.write.metrics().queue_full();
+                    return Err(Error::Send(SendError::QueueFull));
+                }
+                local.closing = item.is_close();
+                local.msgs.push(item);
                 local.msgs.len() >= out.local_limit
             };
-            return if full { self.flush_local() } else { Ok(()) };
+            return if full && mode == Mode::Policy { self.flush_local() } else { Ok(()) };
         }
-        let msg = match out.write.try_send_now(msg, &out.queued) {
+        let item = match out.write.try_send_now(item, &out.queued) {
             Ok(Now::Sent) => return Ok(()),
             Ok(Now::Pending) => return self.ask_flush(),
-            Ok(Now::Queue(msg)) => msg,
+            Ok(Now::Queue(item)) => item,
             Err(e) => {
                 debug!("send: {e}");
                 return Err(Error::Send(SendError::Closed));
             }
         };
         self.ensure_writer()?;
-        match self.enqueue(msg, out.policy) {
+        let policy = match mode {
+            Mode::Policy => out.policy,
+            Mode::Try => QueuePolicy::Drop,
+        };
+        match self.enqueue(item, policy) {
             Ok(()) => Ok(()),
             Err(Refused::Full) => {
                 out.write.metrics().queue_full();
-                if out.policy == QueuePolicy::Close {
+                if policy == QueuePolicy::Close {
                     warn!("outbound queue full: closing the connection (policy Close)");
                     self.close_now(CloseCode::POLICY, "outbound queue full");
                 }
@@ -237,6 +373,20 @@ impl Sender {
         }
     }
 
+    /// Has `hook` told when this connection ends (once, even if asked
+    /// again); false, registering nothing, if it has ended already.
+    pub(crate) fn watch_end(&self, hook: Weak<dyn EndHook>) -> bool {
+        let mut w = lock(&self.out.watchers);
+        if w.ended {
+            return false;
+        }
+        w.hooks.retain(|h| h.strong_count() > 0);
+        if !w.hooks.iter().any(|h| Weak::ptr_eq(h, &hook)) {
+            w.hooks.push(hook);
+        }
+        true
+    }
+
     /// [`send`](Self::send), unless the connection can no longer send
     /// (a Close was sent, or it failed or ended): the message is then
     /// handed back untouched, for a reconnecting client to queue it for
@@ -251,24 +401,25 @@ impl Sender {
     /// Closes a connection whose peer does not read: the Close frame may
     /// never leave, so the socket is shut down, which ends the connection
     /// either way.
-    fn close_now(&self, code: CloseCode, reason: &str) {
+    pub(crate) fn close_now(&self, code: CloseCode, reason: &str) {
         let close = CloseData::new(code, reason);
-        let _ = self.enqueue(Outgoing::new(OwnedMessage::Close(Some(close))), QueuePolicy::Drop);
+        let _ = self.ensure_writer();
+        let _ = self.enqueue(Item::Msg(OwnedMessage::Close(Some(close))), QueuePolicy::Drop);
         self.out.write.shutdown(Shutdown::Both);
     }
 
     /// Pushes `msg` on the writer thread's queue, counted in `queued` and
     /// in the byte budgets, waiting for room (in the connection's) as
     /// `policy` says.
-    fn enqueue(&self, msg: Outgoing, policy: QueuePolicy) -> std::result::Result<(), Refused> {
+    fn enqueue(&self, msg: Item, policy: QueuePolicy) -> std::result::Result<(), Refused> {
         let out = &*self.out;
         let tx = &out.queue().0;
         let deadline = match policy {
             QueuePolicy::Block(wait) => Some(Instant::now() + wait),
             QueuePolicy::Drop | QueuePolicy::Close => None,
         };
-        let len = msg.msg.len();
-        match out.bytes.take(len, deadline) {
+        let (len, owned) = (msg.len(), msg.owned_len());
+        match out.bytes.take(len, owned, deadline) {
             Taken::Yes => {}
             Taken::Full => return Err(Refused::Full),
             Taken::Closed => return Err(Refused::Gone),
@@ -283,7 +434,7 @@ impl Sender {
             Ok(()) => Ok(()),
             Err(full) => {
                 out.queued.fetch_sub(1, Ordering::AcqRel);
-                out.bytes.release(len);
+                out.bytes.release(len, owned);
                 Err(if full { Refused::Full } else { Refused::Gone })
             }
         }
@@ -376,6 +527,16 @@ impl Sender {
     /// ends the connection, when no more message can be sent.
     pub(crate) fn end(&self) {
         self.out.bytes.close();
+        // Whatever watches the connection (a hub) forgets it, before the
+        // application hears of the end.
+        let hooks = {
+            let mut w = lock(&self.out.watchers);
+            w.ended = true;
+            std::mem::take(&mut w.hooks)
+        };
+        for hook in hooks.iter().filter_map(Weak::upgrade) {
+            hook.ended(self.out.id);
+        }
         lock(&self.out.control).take();
         let writer = lock(&self.out.writer).take();
         if let Some(handle) = writer {
@@ -386,9 +547,9 @@ impl Sender {
         // What was queued and never written is freed now, not when the
         // application drops its last Sender.
         if let Some((_, rx)) = self.out.queue.get() {
-            for out in rx.try_iter() {
+            for msg in rx.try_iter() {
                 self.out.queued.fetch_sub(1, Ordering::AcqRel);
-                self.out.bytes.release(out.msg.len());
+                self.out.bytes.release(msg.len(), msg.owned_len());
             }
         }
     }
@@ -426,7 +587,7 @@ fn refused(state: State) -> Error {
 
 impl Outbound {
     /// The queue to the writer thread, made on first use.
-    fn queue(&self) -> &(cb::Sender<Outgoing>, cb::Receiver<Outgoing>) {
+    fn queue(&self) -> &(cb::Sender<Item>, cb::Receiver<Item>) {
         self.queue.get_or_init(|| cb::bounded(self.queue_capacity))
     }
 }
@@ -466,28 +627,39 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
             }
             continue;
         }
-        let batch = if index == main_index {
-            match op.recv(rx) {
-                Ok(first) => drain_into(first, rx),
-                // The queue lives as long as `out`: never disconnected.
-                Err(_) => return,
+        let mut batch = Vec::new();
+        if index == main_index {
+            let Ok(first) = op.recv(rx) else { return };
+            batch.push(first);
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
             }
         } else {
             let source = &extra[index - 2];
             match op.recv(source) {
-                Ok(first) => drain_into(Outgoing::new(first), source),
+                Ok(msg) => batch.push(Item::Msg(msg)),
                 Err(_) => {
-                    // The application dropped every sender of its receiver;
-                    // the connection goes on.
+                    // The application dropped every sender of its
+                    // receiver; the connection goes on.
                     debug!("an application receiver was disconnected");
                     extra.remove(index - 2);
                     continue;
                 }
             }
-        };
-        let has_close = batch.iter().any(|m| matches!(m.msg, OwnedMessage::Close(_)));
+            while batch.len() < WRITE_BATCH {
+                match source.try_recv() {
+                    Ok(m) => batch.push(Item::Msg(m)),
+                    Err(_) => break,
+                }
+            }
+        }
+        let has_close = batch.iter().any(Item::is_close);
         let count = batch.len();
-        let bytes: usize = batch.iter().map(|m| m.msg.len()).sum();
+        let bytes: usize = batch.iter().map(Item::len).sum();
+        let owned: usize = batch.iter().map(Item::owned_len).sum();
         if let Err(e) = out.write.send_all(&mut batch.into_iter()) {
             if !e.is_closed() {
                 debug!("writer: {e}");
@@ -496,7 +668,7 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
         if index == main_index {
             // Only now: until these are written the fast path must wait.
             out.queued.fetch_sub(count, Ordering::AcqRel);
-            out.bytes.release(bytes);
+            out.bytes.release(bytes, owned);
         }
         if has_close {
             // Give the peer the close timeout to answer, then end the
@@ -508,18 +680,6 @@ fn writer_loop(out: &Outbound, control: &cb::Receiver<Control>) {
             return;
         }
     }
-}
-
-/// `first` and what else `source` holds at once, up to a batch.
-fn drain_into<T: Into<Outgoing>>(first: Outgoing, source: &cb::Receiver<T>) -> Vec<Outgoing> {
-    let mut batch = vec![first];
-    while batch.len() < WRITE_BATCH {
-        match source.try_recv() {
-            Ok(m) => batch.push(m.into()),
-            Err(_) => break,
-        }
-    }
-    batch
 }
 
 fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::Result<(), cb::RecvTimeoutError> {
@@ -639,5 +799,62 @@ mod tests {
         let msgs = decode(&out.lock().unwrap());
         assert_eq!(msgs.len(), 1, "{msgs:?}");
         assert!(matches!(&msgs[0], OwnedMessage::Close(Some(c)) if c.reason == "going"));
+    }
+
+    #[test]
+    fn a_shared_frame_goes_out_as_it_is_by_every_path() {
+        // Whole, refused, partly written: the fast path, the queue, the
+        // flush of a frame's end.
+        let (mock, out) = Mock::new(vec![None, Some(0), Some(2)]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        let prepared = crate::Prepared::text("shared");
+        thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    sender.try_send_prepared(&prepared).unwrap();
+                }
+            });
+        });
+        // On the connection's own thread: batched.
+        sender.try_send_prepared(&prepared).unwrap();
+        sender.flush_local().unwrap();
+        thread::scope(|s| {
+            s.spawn(|| sender.close(CloseCode::NORMAL, "done").unwrap());
+        });
+        let far = std::time::Instant::now() + Duration::from_secs(60);
+        assert_eq!(write.life().wait_while(State::Open, far), State::CloseSent);
+        write.flush_pending().unwrap();
+        sender.end();
+        let msgs = decode(&out.lock().unwrap());
+        assert_eq!(msgs.len(), 7, "{msgs:?}");
+        assert!(msgs[..6].iter().all(|m| *m == OwnedMessage::Text("shared".into())));
+        assert_eq!(sender.queued_bytes(), 0);
+        // Nothing kept a copy, nor a reference.
+        assert_eq!(Arc::strong_count(prepared.shared()), 1);
+    }
+
+    #[test]
+    fn a_client_refuses_shared_frames_and_senders_compare_by_connection() {
+        let (mock, _out) = Mock::new(vec![None]);
+        let write = WriteSide::new(Box::new(mock), Role::Client, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write, &Config::default());
+        let other = {
+            let (mock, _out) = Mock::new(vec![None]);
+            Sender::new(
+                WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap(),
+                &Config::default(),
+            )
+        };
+        assert!(sender.try_send_prepared(&crate::Prepared::text("x")).is_err());
+        assert_eq!(sender, sender.clone());
+        assert_ne!(sender, other);
+        assert_ne!(sender.id(), other.id());
+        // Hash and Eq read only the id, which never changes.
+        #[allow(clippy::mutable_key_type)]
+        let set: std::collections::HashSet<Sender> = [sender.clone(), sender.clone(), other.clone()].into();
+        assert_eq!(set.len(), 2);
+        sender.end();
+        other.end();
     }
 }

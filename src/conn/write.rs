@@ -9,6 +9,13 @@
 //! non-blocking write when nothing is queued or being written. Bytes it
 //! could not write stay at the front of the batch buffer, and every later
 //! write, whoever makes it, sends them first: frames never interleave.
+//!
+//! What is written is an [`Item`]: a message, encoded here, or a frame
+//! encoded once elsewhere and shared ([`Item::Frame`]: a publish to many
+//! connections). A shared frame is a server's, unmasked, so its bytes are
+//! valid on every server connection as they are; they are written from
+//! the shared buffer itself, or copied into the batch buffer when small,
+//! never copied into a buffer of their own.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
@@ -33,45 +40,6 @@ use crate::transport::{Closer, Released, WriteHalf};
 const COPY_LIMIT: usize = 16 << 10;
 /// The batch buffer is freed back to this after a burst.
 const BATCH_KEEP: usize = 64 << 10;
-
-/// A message on its way out, and whether it may be compressed
-/// (permessage-deflate): every message may, unless the application sent it
-/// with `send_uncompressed`.
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    pub(crate) msg: OwnedMessage,
-    #[cfg(feature = "deflate")]
-    compress: bool,
-}
-
-impl Outgoing {
-    /// A message that is compressed if the connection negotiated
-    /// compression and it is over the threshold.
-    #[inline]
-    pub(crate) fn new(msg: OwnedMessage) -> Outgoing {
-        Outgoing {
-            msg,
-            #[cfg(feature = "deflate")]
-            compress: true,
-        }
-    }
-
-    /// A message that goes uncompressed whatever was negotiated.
-    pub(crate) fn uncompressed(msg: OwnedMessage) -> Outgoing {
-        Outgoing {
-            msg,
-            #[cfg(feature = "deflate")]
-            compress: false,
-        }
-    }
-}
-
-impl From<OwnedMessage> for Outgoing {
-    #[inline]
-    fn from(msg: OwnedMessage) -> Outgoing {
-        Outgoing::new(msg)
-    }
-}
 
 struct WriteState {
     io: Box<dyn WriteHalf>,
@@ -109,6 +77,9 @@ struct Shared {
     close_code: AtomicU32,
     /// The connection's end was counted.
     counted: AtomicBool,
+    /// A client's connection: its frames are masked, so a shared frame
+    /// ([`Item::Frame`]) may not be written on it.
+    client: bool,
 }
 
 /// [`Shared::close_code`] before either side's Close.
@@ -116,6 +87,48 @@ const NO_CLOSE_YET: u32 = 0;
 /// [`Shared::close_code`] for a Close without a code: 1005, "no status
 /// received" (RFC 6455 §7.1.5), a code never sent on the wire.
 const NO_CODE: u32 = 1005;
+
+/// One thing to write: a message, or a frame encoded once and shared by
+/// many connections' queues.
+pub(crate) enum Item {
+    /// A message, encoded when written (compressed, if the connection
+    /// negotiated permessage-deflate and it is over the threshold).
+    Msg(OwnedMessage),
+    /// A message, encoded when written and never compressed
+    /// (`send_uncompressed`). Without permessage-deflate, the same as
+    /// `Msg`.
+    Plain(OwnedMessage),
+    /// A whole, final, unmasked Text or Binary frame (header and
+    /// payload), as a server sends it. With permessage-deflate it is an
+    /// uncompressed frame (RSV1 clear), which the extension allows on any
+    /// connection that negotiated it.
+    Frame(Arc<[u8]>),
+}
+
+impl Item {
+    /// Bytes it counts for in the connection's queue budget: the payload
+    /// of a message, the whole frame of a shared one.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Item::Msg(msg) | Item::Plain(msg) => msg.len(),
+            Item::Frame(frame) => frame.len(),
+        }
+    }
+
+    /// Bytes it counts for in the process-wide memory budget: a message's
+    /// payload, which it owns; none for a shared frame, whose memory is
+    /// one buffer however many queues hold it.
+    pub(crate) fn owned_len(&self) -> usize {
+        match self {
+            Item::Msg(msg) | Item::Plain(msg) => msg.len(),
+            Item::Frame(_) => 0,
+        }
+    }
+
+    pub(crate) fn is_close(&self) -> bool {
+        matches!(self, Item::Msg(OwnedMessage::Close(_)) | Item::Plain(OwnedMessage::Close(_)))
+    }
+}
 
 /// What [`WriteSide::try_send_now`] did with a message.
 pub(crate) enum Now {
@@ -125,8 +138,8 @@ pub(crate) enum Now {
     /// and must be flushed by a thread that may block
     /// ([`WriteSide::flush_pending`]).
     Pending,
-    /// Nothing was written; the message is handed back to be queued.
-    Queue(Outgoing),
+    /// Nothing was written; the item is handed back to be queued.
+    Queue(Item),
 }
 
 /// A cloneable handle on the write half of one connection.
@@ -162,6 +175,7 @@ impl WriteSide {
             metrics,
             close_code: AtomicU32::new(NO_CLOSE_YET),
             counted: AtomicBool::new(false),
+            client: role == Role::Client,
         });
         #[cfg(feature = "deflate")]
         let deflate =
@@ -194,6 +208,11 @@ impl WriteSide {
         &self.shared.metrics
     }
 
+    /// A client's connection (its frames are masked).
+    pub(crate) fn is_client(&self) -> bool {
+        self.shared.client
+    }
+
     /// The peer's Close arrived, with `code`: if no Close came before it,
     /// the connection counts under this code when it ends.
     pub(crate) fn peer_close_code(&self, code: Option<u16>) {
@@ -221,7 +240,7 @@ impl WriteSide {
     /// Encodes and writes `msgs` in order, in as few system calls as the
     /// sizes allow. Messages after a Close, or after a failure, are refused
     /// with [`Error::AlreadyClosed`].
-    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = Outgoing>) -> Result<()> {
+    pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
         let mut st = self.lock();
         let result = st.send_all(msgs);
         self.check(&mut st, result)
@@ -259,7 +278,7 @@ impl WriteSide {
     pub(crate) fn fail_with(&self, close: Option<OwnedMessage>) {
         let mut st = self.lock();
         if let Some(close) = close.filter(|_| self.shared.life.may_send()) {
-            let _ = st.send_all(&mut std::iter::once(Outgoing::new(close)));
+            let _ = st.send_all(&mut std::iter::once(Item::Msg(close)));
         }
         self.shared.life.apply(Event::Fail);
     }
@@ -292,50 +311,58 @@ impl WriteSide {
     /// anything sent before it. Otherwise, or when the socket takes no
     /// byte, the message comes back as [`Now::Queue`]. A Close always
     /// does: its writer thread also keeps the close timeout.
-    ///
-    /// A message compressed here is never handed back: the compressor
-    /// has taken it into its context, so its frame stays in the batch
-    /// buffer, and the writer thread writes it ([`Now::Pending`]).
-    pub(crate) fn try_send_now(&self, out: Outgoing, queued: &AtomicUsize) -> Result<Now> {
+    pub(crate) fn try_send_now(&self, item: Item, queued: &AtomicUsize) -> Result<Now> {
         let mut st = match self.state.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(out)),
+            Err(TryLockError::WouldBlock) => return Ok(Now::Queue(item)),
         };
-        if !is_small_data(&out.msg)
+        let small = match &item {
+            Item::Msg(msg) | Item::Plain(msg) => is_small_data(msg),
+            Item::Frame(frame) => frame.len() <= COPY_LIMIT,
+        };
+        if !small
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
             || !self.shared.life.may_send()
         {
-            return Ok(Now::Queue(out));
+            return Ok(Now::Queue(item));
         }
-        let key = st.masks.as_mut().map(|m| m.next_key());
-        #[cfg(feature = "deflate")]
-        let compressed = match st.compressed_frame(&out, key) {
-            Ok(Some(frame)) => {
-                frame.write_to(&mut st.batch);
-                true
-            }
-            Ok(None) => false,
-            Err(e) => return Err(self.fail(&mut st, e)),
-        };
-        #[cfg(not(feature = "deflate"))]
-        let compressed = false;
-        if !compressed {
-            append_data_frame(&out.msg, key, &mut st.batch);
-        }
-        let WriteState { io, batch, .. } = &mut *st;
-        let written = loop {
-            match io.try_write(batch) {
-                Ok(n) => break Ok(n.min(batch.len())),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                    st.no_try_write = true;
-                    break Ok(0);
+        // A message compressed here is never handed back: the compressor
+        // has taken it into its context, so its frame stays in the batch
+        // buffer, and the writer thread writes it (`Now::Pending`).
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut compressed = false;
+        let written = match &item {
+            Item::Msg(msg) | Item::Plain(msg) => {
+                let key = st.masks.as_mut().map(|m| m.next_key());
+                #[cfg(feature = "deflate")]
+                match st.compressed_frame(&item, key) {
+                    Ok(Some(frame)) => {
+                        frame.write_to(&mut st.batch);
+                        compressed = true;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(self.fail(&mut st, e)),
                 }
-                Err(e) => break Err(Error::from(e)),
+                if !compressed {
+                    append_data_frame(msg, key, &mut st.batch);
+                }
+                let WriteState { io, batch, no_try_write, .. } = &mut *st;
+                try_write(&mut **io, batch, no_try_write).inspect(|&n| {
+                    batch.drain(..n);
+                })
+            }
+            // Written from the shared buffer; only an unwritten end is
+            // copied, into the batch buffer, for the next write.
+            Item::Frame(frame) => {
+                let WriteState { io, batch, no_try_write, .. } = &mut *st;
+                try_write(&mut **io, frame, no_try_write).inspect(|&n| {
+                    if n > 0 {
+                        batch.extend_from_slice(&frame[n..]);
+                    }
+                })
             }
         };
         match written {
@@ -347,10 +374,9 @@ impl WriteSide {
             }
             Ok(0) => {
                 st.batch.clear();
-                Ok(Now::Queue(out))
+                Ok(Now::Queue(item))
             }
             Ok(n) => {
-                st.batch.drain(..n);
                 self.shared.metrics.messages_out(1);
                 self.shared.metrics.bytes_out(n);
                 Ok(if st.batch.is_empty() { Now::Sent } else { Now::Pending })
@@ -364,12 +390,12 @@ impl WriteSide {
 
     /// Encodes and writes one message.
     pub(crate) fn send(&self, msg: OwnedMessage) -> Result<()> {
-        self.send_all(&mut std::iter::once(Outgoing::new(msg)))
+        self.send_all(&mut std::iter::once(Item::Msg(msg)))
     }
 
     /// Encodes and writes one message, never compressed.
     pub(crate) fn send_uncompressed(&self, msg: OwnedMessage) -> Result<()> {
-        self.send_all(&mut std::iter::once(Outgoing::uncompressed(msg)))
+        self.send_all(&mut std::iter::once(Item::Plain(msg)))
     }
 
     /// Shuts down the connection in the given direction(s), at once, even
@@ -399,41 +425,79 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One non-blocking write of `buf`: the bytes written, 0 if the socket
+/// took none (or the transport has no such write: `no_try_write` is then
+/// set).
+fn try_write(io: &mut dyn WriteHalf, buf: &[u8], no_try_write: &mut bool) -> Result<usize> {
+    loop {
+        match io.try_write(buf) {
+            Ok(n) => return Ok(n.min(buf.len())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                *no_try_write = true;
+                return Ok(0);
+            }
+            Err(e) => return Err(Error::from(e)),
+        }
+    }
+}
+
 impl WriteState {
-    /// The frame of `out` compressed, if the connection compresses and
+    /// The frame of `item` compressed, if the connection compresses and
     /// this message is to be (a data message over the threshold, not sent
     /// uncompressed, that compresses to something smaller); `None` to send
     /// it as it is.
     #[cfg(feature = "deflate")]
     #[inline]
-    fn compressed_frame(&mut self, out: &Outgoing, key: Option<[u8; 4]>) -> Result<Option<OutFrame>> {
-        match self.deflate.as_deref_mut() {
-            Some(c) if out.compress && out.msg.is_data() && c.wants(out.msg.len()) => compress_frame(c, &out.msg, key),
+    fn compressed_frame(&mut self, item: &Item, key: Option<[u8; 4]>) -> Result<Option<OutFrame>> {
+        match (self.deflate.as_deref_mut(), item) {
+            (Some(c), Item::Msg(msg)) if msg.is_data() && c.wants(msg.len()) => compress_frame(c, msg, key),
             _ => Ok(None),
         }
     }
 
-    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = Outgoing>) -> Result<()> {
+    /// Copies `frame` into the batch, or writes it (after the batch) from
+    /// its own memory if it is large.
+    #[inline]
+    fn write_frame(&mut self, frame: &OutFrame) -> Result<()> {
+        if frame.wire_len() <= COPY_LIMIT {
+            frame.write_to(&mut self.batch);
+            self.flush_if_full()
+        } else {
+            self.write_large(frame)
+        }
+    }
+
+    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
         if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
         // Messages committed to the batch or written; counted once, when
         // the batch is written.
         let mut count = 0;
-        for out in msgs {
+        for item in msgs {
             if !self.shared.life.may_send() {
                 self.flush()?;
                 self.count_messages(count);
                 return Err(Error::AlreadyClosed);
             }
+            if let Item::Frame(frame) = &item {
+                count += 1;
+                self.write_shared(frame)?;
+                continue;
+            }
             let key = self.masks.as_mut().map(|m| m.next_key());
             count += 1;
             #[cfg(feature = "deflate")]
-            if let Some(frame) = self.compressed_frame(&out, key)? {
+            if let Some(frame) = self.compressed_frame(&item, key)? {
                 self.write_frame(&frame)?;
                 continue;
             }
-            let msg = out.msg;
+            let msg = match item {
+                Item::Msg(msg) | Item::Plain(msg) => msg,
+                Item::Frame(_) => continue,
+            };
             if is_small_data(&msg) {
                 // Most messages: header and payload copied into the batch
                 // at once, the message then freed.
@@ -465,24 +529,32 @@ impl WriteState {
         }
     }
 
-    /// Copies `frame` into the batch, or writes it (after the batch) from
-    /// its own memory if it is large.
-    #[inline]
-    fn write_frame(&mut self, frame: &OutFrame) -> Result<()> {
-        if frame.wire_len() <= COPY_LIMIT {
-            frame.write_to(&mut self.batch);
-            self.flush_if_full()
-        } else {
-            self.write_large(frame)
-        }
-    }
-
     /// Writes the batch once it has grown to [`BATCH_KEEP`].
     fn flush_if_full(&mut self) -> Result<()> {
         if self.batch.len() >= BATCH_KEEP {
             return self.flush();
         }
         Ok(())
+    }
+
+    /// Adds a shared frame: copied into the batch when small, else written
+    /// from the shared buffer after the batch. Out of line, off the
+    /// path of the connection's own messages.
+    #[inline(never)]
+    fn write_shared(&mut self, frame: &[u8]) -> Result<()> {
+        if frame.len() <= COPY_LIMIT {
+            self.batch.extend_from_slice(frame);
+            return self.flush_if_full();
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut parts = [IoSlice::new(&batch), IoSlice::new(frame)];
+        let result = write_all_vectored(&mut *self.io, &mut parts);
+        if result.is_ok() {
+            self.shared.metrics.bytes_out(batch.len() + frame.len());
+        }
+        self.batch = batch;
+        self.batch.clear();
+        result
     }
 
     /// Writes the batch, then `frame` from its own memory (a frame too
@@ -672,18 +744,18 @@ mod tests {
     fn fast_path_writes_a_whole_frame_or_hands_the_message_back() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![None, Some(0)]);
-        assert!(matches!(ws.try_send_now(text("a").into(), &none), Ok(Now::Sent)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("a")), &none), Ok(Now::Sent)));
         // The socket takes nothing: the message comes back untouched.
-        match ws.try_send_now(OwnedMessage::Binary(vec![1, 2, 3]).into(), &none) {
-            Ok(Now::Queue(m)) => assert_eq!(m.msg, OwnedMessage::Binary(vec![1, 2, 3])),
+        match ws.try_send_now(Item::Msg(OwnedMessage::Binary(vec![1, 2, 3])), &none) {
+            Ok(Now::Queue(Item::Msg(m))) => assert_eq!(m, OwnedMessage::Binary(vec![1, 2, 3])),
             _ => panic!("expected Queue"),
         }
         // Not tried: something is queued, a control frame, a large message.
-        assert!(matches!(ws.try_send_now(text("b").into(), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
-        assert!(matches!(ws.try_send_now(OwnedMessage::Ping(vec![]).into(), &none), Ok(Now::Queue(_))));
-        assert!(matches!(ws.try_send_now(OwnedMessage::Close(None).into(), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("b")), &AtomicUsize::new(1)), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(OwnedMessage::Ping(vec![])), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(OwnedMessage::Close(None)), &none), Ok(Now::Queue(_))));
         let big = OwnedMessage::Binary(vec![0; COPY_LIMIT]);
-        assert!(matches!(ws.try_send_now(big.into(), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(big), &none), Ok(Now::Queue(_))));
         assert_eq!(decode(&out.lock().unwrap()), [text("a")]);
     }
 
@@ -693,8 +765,8 @@ mod tests {
         let ws = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let none = AtomicUsize::new(0);
         for i in 0..3 {
-            match ws.try_send_now(text(&format!("m{i}")).into(), &none) {
-                Ok(Now::Queue(m)) => assert_eq!(m.msg, text(&format!("m{i}"))),
+            match ws.try_send_now(Item::Msg(text(&format!("m{i}"))), &none) {
+                Ok(Now::Queue(Item::Msg(m))) => assert_eq!(m, text(&format!("m{i}"))),
                 _ => panic!("expected the message back for the queue"),
             }
             assert!(lock(&ws.state).no_try_write, "Unsupported is remembered");
@@ -708,13 +780,13 @@ mod tests {
     fn a_partly_written_frame_is_finished_before_anything_else() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![Some(3), None]);
-        assert!(matches!(ws.try_send_now(text("hello world").into(), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("hello world")), &none), Ok(Now::Pending)));
         assert_eq!(out.lock().unwrap().len(), 3);
         // Nothing may be written by the fast path while the rest waits.
-        assert!(matches!(ws.try_send_now(text("next").into(), &none), Ok(Now::Queue(_))));
-        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter().map(Outgoing::new)).unwrap();
+        assert!(matches!(ws.try_send_now(Item::Msg(text("next")), &none), Ok(Now::Queue(_))));
+        ws.send_all(&mut [text("next"), OwnedMessage::Close(None)].into_iter().map(Item::Msg)).unwrap();
         // Nothing after the Close, by either path.
-        assert!(matches!(ws.try_send_now(text("late").into(), &none), Ok(Now::Queue(_))));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("late")), &none), Ok(Now::Queue(_))));
         assert!(matches!(ws.send(text("late")), Err(Error::AlreadyClosed)));
         let msgs = decode(&out.lock().unwrap());
         assert_eq!(msgs, [text("hello world"), text("next"), OwnedMessage::Close(None)]);
@@ -724,11 +796,11 @@ mod tests {
     fn flush_pending_writes_the_rest_of_a_frame() {
         let none = AtomicUsize::new(0);
         let (ws, out) = side(vec![Some(1), Some(4)]);
-        assert!(matches!(ws.try_send_now(text("abcdef").into(), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("abcdef")), &none), Ok(Now::Pending)));
         ws.flush_pending().unwrap();
         ws.flush_pending().unwrap();
         // Partial again, and finished by the owner's next batch.
-        assert!(matches!(ws.try_send_now(text("ghijkl").into(), &none), Ok(Now::Pending)));
+        assert!(matches!(ws.try_send_now(Item::Msg(text("ghijkl")), &none), Ok(Now::Pending)));
         ws.send(text("own")).unwrap();
         assert_eq!(decode(&out.lock().unwrap()), [text("abcdef"), text("ghijkl"), text("own")]);
     }
@@ -821,10 +893,10 @@ mod tests {
             let params = DeflateParams::default();
             let (ws, out) = deflate_side(vec![Some(0), None], params);
             let big = text(&"compress me, ".repeat(200));
-            assert!(matches!(ws.try_send_now(big.clone().into(), &none), Ok(Now::Pending)));
+            assert!(matches!(ws.try_send_now(Item::Msg(big.clone()), &none), Ok(Now::Pending)));
             assert!(out.lock().unwrap().is_empty());
             // Small messages are handed back as before.
-            assert!(matches!(ws.try_send_now(text("tiny").into(), &none), Ok(Now::Queue(_))));
+            assert!(matches!(ws.try_send_now(Item::Msg(text("tiny")), &none), Ok(Now::Queue(_))));
             ws.send(big.clone()).unwrap();
             let (rsv1, msgs) = frames(&out.lock().unwrap(), &params);
             assert_eq!((rsv1, msgs), (vec![true, true], vec![big.clone(), big]));

@@ -588,6 +588,38 @@ impl Running {
         self.handle.shared.metrics.snapshot()
     }
 
+    /// Sends `msg` to every open WebSocket connection of this listener,
+    /// on the path of [`Hub::publish`](crate::Hub::publish): framed once,
+    /// the same bytes queued for each, never waiting for any. A connection
+    /// whose queue is full ([`Config::queue_capacity`],
+    /// [`Config::queue_max_bytes`]) skips the message, counted in
+    /// [`Published::dropped`](crate::Published::dropped) and in
+    /// [`Stats::queue_full`]; for a limit of its own and the choice to
+    /// close laggards, subscribe the connections to a
+    /// [`Hub`](crate::Hub) topic instead.
+    ///
+    /// ```
+    /// let running = syncws::Listener::bind("127.0.0.1:0")?.spawn(|_server| {})?;
+    /// let report = running.broadcast(&syncws::Prepared::text("maintenance in 5 minutes"));
+    /// assert_eq!(report.delivered, 0); // nobody connected yet
+    /// running.shutdown();
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn broadcast(&self, msg: &crate::Prepared) -> crate::Published {
+        let senders: Vec<crate::Sender> = {
+            let reg = self.handle.shared.lock();
+            reg.entries
+                .values()
+                .filter_map(|e| e.slot.sender.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .collect()
+        };
+        let mut report = crate::Published::default();
+        for sender in &senders {
+            crate::hub::deliver(sender, msg.shared(), usize::MAX, crate::BacklogPolicy::Skip, &mut report);
+        }
+        report
+    }
+
     /// Stops the listener, closes every connection with 1001, and waits
     /// until every thread has ended.
     pub fn shutdown(mut self) {

@@ -34,7 +34,13 @@
 //! A TLS failure (an untrusted certificate, a bad record, an alert from the
 //! peer) reaches the caller as [`Error::Tls`] with
 //! [`ErrorKind::InvalidData`](io::ErrorKind::InvalidData) carrying the
-//! [`rustls::Error`]; [`rustls_error`] finds it. A plaintext HTTP request
+//! [`rustls::Error`]; [`rustls_error`] finds it. Its `Display` says, for
+//! the failures users meet first, what happened and what to do: a CA
+//! certificate (basicConstraints CA:TRUE, `openssl req -x509`'s default)
+//! used as a server's own, an unknown issuer, a self-signed certificate
+//! made again since the client's copy, a name the certificate lacks, an
+//! expired one, a `wss://` URL aimed at a plain port; a custom verifier's
+//! own error (`CertificateError::Other`) is shown in its own words. A plaintext HTTP request
 //! sent to a TLS port is answered with a plaintext `400 Bad Request` saying
 //! so, and the connection ends.
 //!
@@ -69,11 +75,13 @@ use std::io;
 
 use crate::error::Error;
 
+mod advice;
 mod config;
 mod pool;
 mod session;
 mod stream;
 
+pub(crate) use advice::advice;
 pub use config::{default_client_config, load_server_config};
 pub use stream::TlsStream;
 

@@ -65,6 +65,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use syncws::rustls::ServerConfig;
 use syncws::{
     CloseData, Config, Error, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, WsHandshake,
     WsOption, WsTrait,
@@ -111,6 +112,8 @@ pub struct ExecOptions {
     pub kill_grace: Duration,
     /// Plain HTTP on the same port (`--metrics`, `--static`).
     pub http: HttpFlags,
+    /// Serve over TLS (wss://) with this configuration; `None`: plain ws://.
+    pub tls: Option<Arc<ServerConfig>>,
     /// Limits and timeouts ([`default_config`] for the exec defaults).
     /// Its `queue_policy` is replaced: the output of a program waits for
     /// room in the queue up to `write_timeout`.
@@ -135,6 +138,7 @@ impl ExecOptions {
             max_forks: DEFAULT_MAX_FORKS,
             kill_grace: DEFAULT_KILL_GRACE,
             http: HttpFlags::default(),
+            tls: None,
             config: default_config(),
         }
     }
@@ -211,12 +215,15 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
     };
     let passed = opts.passenv.iter().filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v))).collect();
     let config = opts.config.clone().queue_policy(QueuePolicy::Block(opts.config.write_timeout));
-    let listener = Listener::bind_with_config(opts.listen.as_str(), config)?;
+    let mut listener = Listener::bind_with_config(opts.listen.as_str(), config)?;
+    if let Some(tls) = &opts.tls {
+        listener = listener.tls(Arc::clone(tls));
+    }
     let routes = Routes::new(&opts.http, &listener)?;
     let local = listener.local_addr();
     let forks = Forks::new(opts.max_forks);
     let grace = opts.kill_grace;
-    log::info!("exec on ws://{local}: {:?}", opts.program);
+    log::info!("exec on {}://{local}: {:?}", if opts.tls.is_some() { "wss" } else { "ws" }, opts.program);
     let shared = Arc::new(Shared {
         opts,
         command,

@@ -120,10 +120,10 @@ pub struct Args {
     /// A label copied into the JSON line.
     #[arg(long)]
     pub label: Option<String>,
-    /// For `wss://`: trust only the CA certificates of this PEM file (a
-    /// self-signed test certificate, say), not the built-in Mozilla roots.
-    #[arg(long, value_name = "PEM")]
-    pub tls_ca: Option<std::path::PathBuf>,
+    /// For `wss://`: `--tls-ca` or `--tls-fingerprint` instead of the
+    /// built-in and system roots.
+    #[command(flatten)]
+    pub tls: crate::common::TlsClientFlags,
 }
 
 /// The outcome of one run.
@@ -305,8 +305,8 @@ pub fn main(args: Args) -> i32 {
 pub fn run(args: &Args) -> Result<Report, String> {
     let mut target = Target::parse(&args.url)?;
     if target.tls_host.is_some() {
-        target.tls = Some(match &args.tls_ca {
-            Some(path) => crate::client::tls_config_trusting(path).map_err(|e| format!("--tls-ca {e}"))?,
+        target.tls = Some(match args.tls.client_config().map_err(|e| format!("--tls-ca {e}"))? {
+            Some(tls) => tls,
             None => syncws::tls::default_client_config().map_err(|e| e.to_string())?,
         });
     }

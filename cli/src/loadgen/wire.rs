@@ -48,7 +48,12 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WireError::Io(e) => write!(f, "i/o: {e}"),
+            // A TLS failure in the library's words, which say what to do
+            // (a CA certificate, an unknown issuer, a wrong fingerprint).
+            WireError::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<syncws::rustls::Error>()) {
+                Some(tls) => write!(f, "{}", syncws::Error::Tls(io::Error::new(e.kind(), tls.clone()))),
+                None => write!(f, "i/o: {e}"),
+            },
             WireError::Bad(s) => f.write_str(s),
         }
     }

@@ -1,0 +1,471 @@
+//! [`Hub`]: publish and subscribe over named topics, for every server
+//! connection of this process.
+//!
+//! A published message is framed once ([`Prepared`]) and the same bytes,
+//! shared, go into every subscriber's outbound queue: a server's frames
+//! are unmasked (RFC 6455 §5.1), so one frame is valid on every
+//! connection, over plain TCP and TLS alike (TLS encrypts on each
+//! connection's writer, from the shared bytes). With permessage-deflate
+//! negotiated, the shared frame is an uncompressed one (RSV1 clear),
+//! which the extension allows as it is.
+//!
+//! A publisher never waits for a subscriber: each delivery is a
+//! [`Sender::try_send`] of the shared frame (a non-blocking write when
+//! nothing is queued, else a push on a bounded queue). A subscriber whose
+//! backlog (bytes queued and not yet written,
+//! [`Sender::queued_bytes`]) would pass the hub's limit, or whose queue is
+//! full, gets the hub's [`BacklogPolicy`], and [`Published`] says what
+//! happened to each. Memory per subscriber is so bounded by the limit
+//! (and the kernel's socket buffers), whatever it does.
+//!
+//! Order: subscribers see each publishing thread's messages in the order
+//! that thread published them (the order of [`Sender`]'s sends).
+//!
+//! A connection that ends leaves all its topics by itself: the hub is told
+//! from the connection's end path, before `on_close` runs.
+//!
+//! This is the design of uWebSockets' topics (`subscribe`, `publish`,
+//! `maxBackpressure`, `closeOnBackpressureLimit`), without its one event
+//! loop: a publish may come from any thread, a connection's callbacks
+//! included.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use log::{debug, warn};
+
+use crate::conn::{EndHook, Sender};
+use crate::error::{Error, SendError};
+use crate::message::{CloseCode, OwnedMessage};
+use crate::protocol::{FrameHeader, OpCode, MAX_HEADER_LEN};
+
+/// A Text or Binary message framed once, for sending the same bytes to many
+/// server connections ([`Hub::publish`], [`Sender::try_send_prepared`],
+/// [`Running::broadcast`](crate::Running::broadcast)). Cloning it clones a
+/// reference, not the bytes.
+///
+/// ```
+/// use syncws::{OwnedMessage, Prepared};
+/// let hello = Prepared::text("hello");
+/// assert_eq!(hello.wire_len(), 2 + 5); // a 2-byte header, unmasked
+/// let same = Prepared::from_message(&OwnedMessage::Text("hello".into())).unwrap();
+/// assert_eq!(hello.as_bytes(), same.as_bytes());
+/// assert!(Prepared::from_message(&OwnedMessage::Ping(vec![])).is_none());
+/// ```
+#[derive(Clone)]
+pub struct Prepared {
+    frame: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("wire_len", &self.frame.len()).finish()
+    }
+}
+
+impl Prepared {
+    /// A Text message.
+    pub fn text(text: &str) -> Prepared {
+        Prepared::frame(OpCode::Text, text.as_bytes())
+    }
+
+    /// A Binary message.
+    pub fn binary(data: &[u8]) -> Prepared {
+        Prepared::frame(OpCode::Binary, data)
+    }
+
+    /// `msg` if it is Text or Binary; `None` for a control message, which
+    /// goes to each connection on its own ([`Sender::send`]).
+    pub fn from_message(msg: &OwnedMessage) -> Option<Prepared> {
+        match msg {
+            OwnedMessage::Text(s) => Some(Prepared::text(s)),
+            OwnedMessage::Binary(b) => Some(Prepared::binary(b)),
+            _ => None,
+        }
+    }
+
+    /// The whole frame's length on the wire: header and payload.
+    pub fn wire_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// The frame as it goes on the wire (a server's: unmasked).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.frame
+    }
+
+    fn frame(opcode: OpCode, payload: &[u8]) -> Prepared {
+        let h = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header_len = h.encode(&mut header);
+        // Built in place: the payload is copied once, into the shared
+        // buffer.
+        let frame: Arc<[u8]> = header[..header_len].iter().chain(payload).copied().collect();
+        Prepared { frame }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<[u8]> {
+        &self.frame
+    }
+}
+
+impl Sender {
+    /// [`try_send`](Sender::try_send) of a [`Prepared`] message: the
+    /// shared frame goes in this connection's queue as it is, without a
+    /// copy. Never waits; fails with [`SendError::QueueFull`] when the
+    /// queue has no room, and with [`SendError::Closed`] on a client's
+    /// connection (whose frames must be masked, so cannot be shared).
+    ///
+    /// ```no_run
+    /// # fn demo(members: &[syncws::Sender]) {
+    /// let news = syncws::Prepared::text("news");
+    /// for m in members {
+    ///     let _ = m.try_send_prepared(&news); // the same bytes for each
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send_prepared(&self, msg: &Prepared) -> crate::Result<()> {
+        self.try_send_frame(msg.shared())
+    }
+}
+
+/// What a [`Hub`] does with a subscriber whose backlog is over the hub's
+/// limit (or whose outbound queue is full) when a message is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BacklogPolicy {
+    /// Close the subscriber's connection with 1008 (policy violation) and
+    /// the reason "subscriber too slow"; its socket is shut down at once,
+    /// so the Close frame may not reach a peer that does not read. The
+    /// default, as uWebSockets' `closeOnBackpressureLimit`: a subscriber
+    /// either has every message, in order, or is gone.
+    #[default]
+    Close,
+    /// Skip this message for that subscriber and count it
+    /// ([`Published::dropped`], and
+    /// [`Stats::queue_full`](crate::Stats::queue_full)); it gets later
+    /// messages once its backlog drains, with a gap.
+    Skip,
+}
+
+/// What a publish did, one count per subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Published {
+    /// Subscribers the message was written or queued for.
+    pub delivered: usize,
+    /// Subscribers that skipped it ([`BacklogPolicy::Skip`]).
+    pub dropped: usize,
+    /// Subscribers closed for their backlog ([`BacklogPolicy::Close`]).
+    pub closed: usize,
+    /// Subscribers whose connection had already ended or was closing
+    /// (they leave the topic by themselves).
+    pub gone: usize,
+}
+
+impl Published {
+    /// All the subscribers the publish found.
+    pub fn subscribers(&self) -> usize {
+        self.delivered + self.dropped + self.closed + self.gone
+    }
+}
+
+/// Topics that connections subscribe to, and publish to from any thread.
+///
+/// Cheap to clone (a reference); every clone is the same hub. Subscribers
+/// are server connections, by their [`Sender`]; a connection leaves all
+/// its topics when it ends, without the application doing anything. See
+/// the [module docs](crate::hub) for the guarantees.
+///
+/// ```no_run
+/// use syncws::{Hub, Listener, OwnedMessage, Prepared, Result, Sender, WsHandshake, WsOption, WsTrait};
+///
+/// struct Member { hub: Hub, topic: String, me: Option<Sender> }
+///
+/// impl WsTrait for Member {
+///     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
+///         self.topic = shake.request.path.trim_start_matches('/').to_owned();
+///         self.hub.subscribe(&shake.sender, &self.topic);
+///         self.me = Some(shake.sender);
+///         Ok(None)
+///     }
+///     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
+///         if let Some(msg) = Prepared::from_message(&msg) {
+///             let report = self.hub.publish(&self.topic, &msg);
+///             log::debug!("{} delivered, {} closed", report.delivered, report.closed);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let hub = Hub::new();
+/// let h = hub.clone();
+/// let running = Listener::bind("127.0.0.1:9001")?
+///     .spawn(move |server| server.set_callback_ws(Box::new(Member { hub: h.clone(), topic: String::new(), me: None })))?;
+/// // Any thread may publish too.
+/// hub.publish("news", &Prepared::text("hello, subscribers"));
+/// # running.shutdown();
+/// # Ok::<(), syncws::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("max_backlog", &self.inner.max_backlog)
+            .field("policy", &self.inner.policy)
+            .field("topics", &self.inner.read().topics.len())
+            .finish()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub::new()
+    }
+}
+
+struct Inner {
+    state: RwLock<State>,
+    max_backlog: usize,
+    policy: BacklogPolicy,
+    /// Itself, for the connections to tell it when they end.
+    me: Weak<Inner>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Each topic's subscribers, by [`Sender::id`]. A topic with none is
+    /// removed.
+    topics: HashMap<Arc<str>, HashMap<u64, Sender>>,
+    /// Each subscribed connection's topics.
+    by_conn: HashMap<u64, Vec<Arc<str>>>,
+}
+
+impl Hub {
+    /// The default limit on a subscriber's backlog: 1 MiB.
+    pub const DEFAULT_MAX_BACKLOG: usize = 1 << 20;
+
+    /// A hub with the default backlog limit
+    /// ([`DEFAULT_MAX_BACKLOG`](Self::DEFAULT_MAX_BACKLOG)) and policy
+    /// ([`BacklogPolicy::Close`]).
+    pub fn new() -> Hub {
+        Hub::with_backlog(Hub::DEFAULT_MAX_BACKLOG, BacklogPolicy::default())
+    }
+
+    /// A hub where a subscriber may have up to `max_backlog` bytes queued
+    /// and not yet written (published frames, headers included, and its
+    /// other queued messages); a publish that would pass it gets `policy`.
+    /// A message is still queued for a subscriber with nothing queued,
+    /// however large. The connection's own limits
+    /// ([`Config::queue_max_bytes`](crate::Config::queue_max_bytes),
+    /// [`Config::queue_capacity`](crate::Config::queue_capacity)) apply
+    /// too, with the same policy.
+    ///
+    /// ```
+    /// use syncws::{BacklogPolicy, Hub};
+    /// let hub = Hub::with_backlog(256 << 10, BacklogPolicy::Skip);
+    /// assert_eq!(hub.max_backlog(), 256 << 10);
+    /// ```
+    pub fn with_backlog(max_backlog: usize, policy: BacklogPolicy) -> Hub {
+        let inner =
+            Arc::new_cyclic(|me| Inner { state: RwLock::new(State::default()), max_backlog, policy, me: me.clone() });
+        Hub { inner }
+    }
+
+    /// The limit on a subscriber's backlog, in bytes.
+    pub fn max_backlog(&self) -> usize {
+        self.inner.max_backlog
+    }
+
+    /// What happens to a subscriber over the limit.
+    pub fn policy(&self) -> BacklogPolicy {
+        self.inner.policy
+    }
+
+    /// Subscribes the connection of `sender` to `topic`. True if it was
+    /// not subscribed before; false if it was, or if the connection has
+    /// ended (nothing is then kept) or is a client's (whose frames cannot
+    /// be shared).
+    pub fn subscribe(&self, sender: &Sender, topic: &str) -> bool {
+        if sender.is_closed() || sender.is_client() {
+            return false;
+        }
+        let id = sender.id();
+        {
+            let mut st = self.inner.write();
+            let key = match st.topics.get_key_value(topic) {
+                Some((key, _)) => Arc::clone(key),
+                None => Arc::from(topic),
+            };
+            let members = st.topics.entry(Arc::clone(&key)).or_default();
+            if members.insert(id, sender.clone()).is_some() {
+                return false;
+            }
+            st.by_conn.entry(id).or_default().push(key);
+        }
+        // After the insert: a connection that ends from here on finds the
+        // hook and removes what was inserted; one that ended before
+        // refuses the hook, and the insert is undone here.
+        let hook: Weak<dyn EndHook> = self.inner.me.clone();
+        if !sender.watch_end(hook) {
+            self.inner.ended(id);
+            return false;
+        }
+        true
+    }
+
+    /// Unsubscribes the connection of `sender` from `topic`; true if it was
+    /// subscribed.
+    pub fn unsubscribe(&self, sender: &Sender, topic: &str) -> bool {
+        let id = sender.id();
+        let mut st = self.inner.write();
+        let Some(members) = st.topics.get_mut(topic) else { return false };
+        if members.remove(&id).is_none() {
+            return false;
+        }
+        if members.is_empty() {
+            st.topics.remove(topic);
+        }
+        if let Some(topics) = st.by_conn.get_mut(&id) {
+            topics.retain(|t| &**t != topic);
+            if topics.is_empty() {
+                st.by_conn.remove(&id);
+            }
+        }
+        true
+    }
+
+    /// Unsubscribes the connection of `sender` from every topic; what a
+    /// connection's end does by itself.
+    pub fn unsubscribe_all(&self, sender: &Sender) {
+        self.inner.ended(sender.id());
+    }
+
+    /// Whether the connection of `sender` is subscribed to `topic`.
+    pub fn is_subscribed(&self, sender: &Sender, topic: &str) -> bool {
+        self.inner.read().topics.get(topic).is_some_and(|m| m.contains_key(&sender.id()))
+    }
+
+    /// The number of subscribers of `topic`.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.inner.read().topics.get(topic).map_or(0, HashMap::len)
+    }
+
+    /// Every topic with at least one subscriber, and its subscriber count,
+    /// sorted by name.
+    ///
+    /// ```
+    /// assert!(syncws::Hub::new().topics().is_empty());
+    /// ```
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let st = self.inner.read();
+        let sorted: BTreeMap<&str, usize> = st.topics.iter().map(|(t, m)| (&**t, m.len())).collect();
+        sorted.into_iter().map(|(t, n)| (t.to_owned(), n)).collect()
+    }
+
+    /// Publishes `msg` to every subscriber of `topic`, without waiting for
+    /// any: see [`BacklogPolicy`] for a subscriber over the backlog limit.
+    /// From any thread, a connection's callbacks included (the publishing
+    /// connection, if subscribed, gets the message too).
+    ///
+    /// ```
+    /// let hub = syncws::Hub::new();
+    /// let report = hub.publish("nobody-listens", &syncws::Prepared::text("hi"));
+    /// assert_eq!(report.subscribers(), 0);
+    /// ```
+    pub fn publish(&self, topic: &str, msg: &Prepared) -> Published {
+        // A snapshot: no lock is held while sending, so subscribing and
+        // publishing never wait for each other's sends.
+        let members: Vec<Sender> = match self.inner.read().topics.get(topic) {
+            Some(m) => m.values().cloned().collect(),
+            None => return Published::default(),
+        };
+        let mut report = Published::default();
+        for sender in &members {
+            deliver(sender, msg.shared(), self.inner.max_backlog, self.inner.policy, &mut report);
+        }
+        report
+    }
+}
+
+/// Sends `frame` to one subscriber, or applies `policy` if its backlog
+/// would pass `max_backlog` or its queue is full; counts the outcome.
+pub(crate) fn deliver(
+    sender: &Sender,
+    frame: &Arc<[u8]>,
+    max_backlog: usize,
+    policy: BacklogPolicy,
+    report: &mut Published,
+) {
+    if sender.is_closed() {
+        report.gone += 1;
+        return;
+    }
+    let queued = sender.queued_bytes();
+    let result = if queued > 0 && queued.saturating_add(frame.len()) > max_backlog {
+        sender.count_queue_full();
+        Err(Error::Send(SendError::QueueFull))
+    } else {
+        sender.try_send_frame(frame)
+    };
+    match result {
+        Ok(()) => report.delivered += 1,
+        Err(Error::Send(SendError::QueueFull)) => match policy {
+            BacklogPolicy::Skip => report.dropped += 1,
+            BacklogPolicy::Close => {
+                warn!("subscriber {} too slow ({queued} bytes queued): closing it with 1008", sender.id());
+                sender.close_now(CloseCode::POLICY, "subscriber too slow");
+                report.closed += 1;
+            }
+        },
+        Err(e) => {
+            debug!("subscriber {}: {e}", sender.id());
+            report.gone += 1;
+        }
+    }
+}
+
+impl Inner {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl EndHook for Inner {
+    fn ended(&self, id: u64) {
+        let mut st = self.write();
+        let Some(topics) = st.by_conn.remove(&id) else { return };
+        for topic in topics {
+            if let Some(members) = st.topics.get_mut(&topic) {
+                members.remove(&id);
+                if members.is_empty() {
+                    st.topics.remove(&topic);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_frame_is_the_encoders_frame() {
+        for len in [0, 5, 125, 126, 65535, 65536, 70000] {
+            let payload = vec![7u8; len];
+            let p = Prepared::binary(&payload);
+            let mut want = Vec::new();
+            crate::protocol::OutFrame::new(OwnedMessage::Binary(payload), None).unwrap().write_to(&mut want);
+            assert_eq!(p.as_bytes(), &want[..], "{len}");
+        }
+    }
+}
