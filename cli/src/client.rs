@@ -18,7 +18,7 @@
 //! environment variables give, as curl reads them ([`Route`]). `--tls-ca`
 //! trusts a private CA, `--tls-fingerprint` exactly one certificate
 //! ([`TlsClientFlags`]); `-k` accepts any server certificate, for testing
-//! ([`accept_any_certificate`]).
+//! ([`accept_any_certificate`](crate::tls::accept_any_certificate)).
 //!
 //! # Exit codes
 //!
@@ -41,10 +41,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use crossbeam_channel as cb;
 use syncws::proxy::Proxy;
-use syncws::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use syncws::rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use syncws::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime};
-use syncws::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use syncws::rustls::pki_types::{pem::PemObject, CertificateDer};
+use syncws::rustls::{ClientConfig, RootCertStore};
 use syncws::{
     Client, ClientBuilder, CloseCode, CloseData, Config, EndReason, Ended, Error, LinkState, OwnedMessage,
     ReconnectPolicy, ReconnectSender, Retry, SendError, WsHandshake, WsOption, WsTrait, WsWriter,
@@ -170,64 +168,6 @@ pub fn write_message(output: &mut dyn Write, msg: &OwnedMessage, binary: BinaryO
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// A TLS client config that accepts any server certificate, whoever
-/// signed it and whatever name it has (`-k`, as websocat's): the
-/// handshake's signatures are still checked against the certificate's
-/// key, so the session is encrypted, but with whoever answered. For
-/// testing against self-signed servers; anyone on the path can read and
-/// change the connection.
-pub fn accept_any_certificate() -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AcceptAnyCertificate(Arc::clone(&provider)));
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The verifier of [`accept_any_certificate`].
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A TLS client config trusting only the certificates of the PEM file at
 /// `path`.
 pub fn tls_config_trusting(path: &Path) -> Result<Arc<ClientConfig>, String> {
@@ -239,13 +179,11 @@ pub fn tls_config_trusting(path: &Path) -> Result<Arc<ClientConfig>, String> {
     if roots.is_empty() {
         return Err(what(&"no certificate in the file"));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut config = config;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -301,7 +239,7 @@ fn prepare(opts: &Options, report: &mut dyn Write) -> Result<(ClientBuilder, Opt
         builder = builder.tls_config(tls);
     }
     if opts.insecure {
-        let tls = accept_any_certificate().map_err(|e| usage(report, &format!("--insecure: {e}")))?;
+        let tls = crate::tls::accept_any_certificate().map_err(|e| usage(report, &format!("--insecure: {e}")))?;
         builder = builder.tls_config(tls);
         if opts.url.get(..6).is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://")) {
             let _ = writeln!(
@@ -490,27 +428,41 @@ fn close_politely(ws: &mut syncws::WebSocket) {
     }
 }
 
-/// Sends each line of `input`; at its end, Close 1000.
-fn pump_input(mut input: impl BufRead, writer: &WsWriter, binary: bool) {
+/// Calls `send` with each line of `input` (its line ending removed) as a
+/// message, until the input ends, fails, or `send` says to stop (`false`);
+/// true if the input ended (so Close 1000 is due).
+fn each_line(mut input: impl BufRead, binary: bool, mut send: impl FnMut(OwnedMessage) -> bool) -> bool {
     let mut line = Vec::new();
     loop {
         line.clear();
         match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
+            Ok(0) => return true,
             Ok(_) => {}
             Err(e) => {
                 log::warn!("reading standard input: {e}");
-                break;
+                return true;
             }
         }
         trim_line_ending(&mut line);
-        if let Err(e) = writer.send(message_of(line.clone(), binary)) {
-            log::debug!("stopped sending: {e}");
-            return;
+        if !send(message_of(line.clone(), binary)) {
+            return false;
         }
     }
-    if let Err(e) = writer.close(CloseCode::NORMAL, "") {
-        log::debug!("close not sent: {e}");
+}
+
+/// Sends each line of `input`; at its end, Close 1000.
+fn pump_input(input: impl BufRead, writer: &WsWriter, binary: bool) {
+    let ended = each_line(input, binary, |msg| match writer.send(msg) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("stopped sending: {e}");
+            false
+        }
+    });
+    if ended {
+        if let Err(e) = writer.close(CloseCode::NORMAL, "") {
+            log::debug!("close not sent: {e}");
+        }
     }
 }
 
@@ -637,36 +589,24 @@ fn run_reconnect(
 
 /// Sends each line of `input` across reconnects, waiting while the
 /// backlog is full; at its end, Close 1000 (after the backlog).
-fn pump_reconnecting(mut input: impl BufRead, sender: &ReconnectSender, binary: bool) {
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
+fn pump_reconnecting(input: impl BufRead, sender: &ReconnectSender, binary: bool) {
+    let ended = each_line(input, binary, |msg| loop {
+        match sender.send(msg.clone()) {
+            Ok(()) => return true,
+            // Disconnected for long: wait for room rather than drop a line.
+            Err(Error::Send(SendError::QueueFull)) if sender.state() != LinkState::Stopped => {
+                thread::sleep(Duration::from_millis(20));
+            }
             Err(e) => {
-                log::warn!("reading standard input: {e}");
-                break;
+                log::debug!("stopped sending: {e}");
+                return false;
             }
         }
-        trim_line_ending(&mut line);
-        loop {
-            match sender.send(message_of(line.clone(), binary)) {
-                Ok(()) => break,
-                // Disconnected for long: wait for room rather than drop
-                // a line.
-                Err(Error::Send(SendError::QueueFull)) if sender.state() != LinkState::Stopped => {
-                    thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    log::debug!("stopped sending: {e}");
-                    return;
-                }
-            }
+    });
+    if ended {
+        if let Err(e) = sender.close(CloseCode::NORMAL, "") {
+            log::debug!("close not sent: {e}");
         }
-    }
-    if let Err(e) = sender.close(CloseCode::NORMAL, "") {
-        log::debug!("close not sent: {e}");
     }
 }
 

@@ -104,7 +104,7 @@ pub fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
 }
 
 /// The ring crypto provider, as the library uses.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -119,8 +119,27 @@ pub fn pinned_config(pins: &[Fingerprint]) -> Result<Arc<ClientConfig>, String> 
     if pins.is_empty() {
         return Err("no fingerprint to pin".into());
     }
+    custom_config(Accept::Pinned(pins.to_vec()))
+}
+
+/// A client config that accepts any server certificate, whoever signed it
+/// and whatever name it has (`syncws client -k`, as websocat's): the
+/// handshake's signatures are still checked against the certificate's
+/// key, so the session is encrypted, but with whoever answered. For
+/// testing against self-signed servers; anyone on the path can read and
+/// change the connection.
+///
+/// # Errors
+///
+/// The provider refusing the protocol versions.
+pub fn accept_any_certificate() -> Result<Arc<ClientConfig>, String> {
+    custom_config(Accept::Any)
+}
+
+/// A client config whose certificate check is [`CustomVerifier`]'s.
+fn custom_config(accept: Accept) -> Result<Arc<ClientConfig>, String> {
     let provider = provider();
-    let verifier = Arc::new(PinnedCertificate { provider: Arc::clone(&provider), pins: pins.to_vec() });
+    let verifier = Arc::new(CustomVerifier { provider: Arc::clone(&provider), accept });
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -131,11 +150,22 @@ pub fn pinned_config(pins: &[Fingerprint]) -> Result<Arc<ClientConfig>, String> 
     Ok(Arc::new(config))
 }
 
-/// The verifier of [`pinned_config`].
+/// Which server certificates a [`CustomVerifier`] accepts.
 #[derive(Debug)]
-struct PinnedCertificate {
+enum Accept {
+    /// Those whose fingerprint is one of these ([`pinned_config`]).
+    Pinned(Vec<Fingerprint>),
+    /// Any ([`accept_any_certificate`]).
+    Any,
+}
+
+/// The verifier of [`pinned_config`] and [`accept_any_certificate`]: the
+/// certificate as [`Accept`] says, the handshake's signatures as rustls
+/// checks them.
+#[derive(Debug)]
+struct CustomVerifier {
     provider: Arc<CryptoProvider>,
-    pins: Vec<Fingerprint>,
+    accept: Accept,
 }
 
 /// A server's certificate that is not the pinned one: the error inside
@@ -166,7 +196,7 @@ impl fmt::Display for FingerprintMismatch {
 
 impl std::error::Error for FingerprintMismatch {}
 
-impl ServerCertVerifier for PinnedCertificate {
+impl ServerCertVerifier for CustomVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -175,11 +205,15 @@ impl ServerCertVerifier for PinnedCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let pins = match &self.accept {
+            Accept::Any => return Ok(ServerCertVerified::assertion()),
+            Accept::Pinned(pins) => pins,
+        };
         let presented = Fingerprint::of(end_entity.as_ref());
-        if self.pins.contains(&presented) {
+        if pins.contains(&presented) {
             return Ok(ServerCertVerified::assertion());
         }
-        let mismatch = FingerprintMismatch { presented, pinned: self.pins.clone() };
+        let mismatch = FingerprintMismatch { presented, pinned: pins.clone() };
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(mismatch)))))
     }
 

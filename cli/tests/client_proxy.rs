@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::proxies::{microsocks, tinyproxy};
 use support::*;
@@ -17,41 +17,13 @@ use syncws_cli::common::{ProxyFlags, Route};
 
 const BIN: &str = env!("CARGO_BIN_EXE_syncws");
 
-/// Every variable the client reads for proxies.
-const PROXY_VARS: [&str; 8] =
-    ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
-
 /// Runs `syncws client ARGS` with only the proxy variables of `env` set
 /// (none inherited), two lines on stdin; returns (exit code, stdout,
 /// stderr).
 fn client(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    within("syncws client", move || {
-        let mut command = Command::new(BIN);
-        command.arg("client").args(&args);
-        for var in PROXY_VARS {
-            command.env_remove(var);
-        }
-        command.envs(env);
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run syncws client");
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(b"one\ntwo\n");
-        });
-        let out = child.wait_with_output().expect("client output");
-        feeder.join().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
+    let args = args.iter().map(|a| a.to_string()).collect();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    run_client(args, env, b"one\ntwo\n".to_vec())
 }
 
 fn ws_echo() -> syncws::Running {

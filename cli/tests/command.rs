@@ -49,33 +49,7 @@ fn listening(mut child: std::process::Child, prefix: &str) -> Server {
 /// Runs `syncws client ARGS` with `input` on stdin; returns (exit code,
 /// stdout, stderr).
 fn client(args: Vec<String>, input: Vec<u8>) -> (i32, String, String) {
-    within("syncws client", move || {
-        let mut command = Command::new(BIN);
-        // The client reads the proxy variables by default: none of the
-        // developer's may send these loopback tests elsewhere.
-        for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
-            command.env_remove(var);
-        }
-        let mut child = command
-            .arg("client")
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run syncws client");
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("client output");
-        feeder.join().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
+    run_client(args, Vec::new(), input)
 }
 
 #[test]

@@ -22,10 +22,6 @@ use syncws_cli::tls::{pinned_config, Fingerprint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_syncws");
 
-/// The proxy variables a developer may have set: none may send these
-/// loopback tests elsewhere.
-const PROXY_VARS: [&str; 5] = ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
-
 /// A server process, killed (by its handle) when dropped.
 struct Server {
     child: Child,
@@ -114,32 +110,7 @@ fn exchange(url: &str, tls: Arc<ClientConfig>, skip_first: bool) -> String {
 
 /// Runs `syncws client ARGS` with `input`; (exit code, stdout, stderr).
 fn client(args: Vec<String>, input: &[u8]) -> (i32, String, String) {
-    let input = input.to_vec();
-    within("syncws client", move || {
-        let mut command = Command::new(BIN);
-        for var in PROXY_VARS {
-            command.env_remove(var);
-        }
-        let mut child = command
-            .arg("client")
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run syncws client");
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("client output");
-        feeder.join().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
+    run_client(args, Vec::new(), input.to_vec())
 }
 
 /// What a server wrote on stderr once it is killed.

@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use std::process::{Command, Stdio};
 
 /// Generous bound for anything a test waits on; reached only when broken.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -118,4 +119,40 @@ pub fn read_to_eof(mut stream: TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     stream.read_to_end(&mut out).expect("tcp read to eof");
     out
+}
+
+/// Every variable the client reads for proxies.
+pub const PROXY_VARS: [&str; 8] =
+    ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
+
+/// Runs `syncws client ARGS` with `input` on stdin and, of the proxy
+/// variables, only those of `env` (none of the developer's may send these
+/// loopback tests elsewhere); returns (exit code, stdout, stderr).
+pub fn run_client(args: Vec<String>, env: Vec<(String, String)>, input: Vec<u8>) -> (i32, String, String) {
+    within("syncws client", move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_syncws"));
+        for var in PROXY_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .envs(env)
+            .arg("client")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run syncws client");
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("client output");
+        feeder.join().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
 }
