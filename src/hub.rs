@@ -24,6 +24,10 @@
 //! A connection that ends leaves all its topics by itself: the hub is told
 //! from the connection's end path, before `on_close` runs.
 //!
+//! With the `redis` feature, a hub can be joined to the hubs of other
+//! processes (`Hub::join_redis`, the `cluster` module): a publish then
+//! reaches every node's subscribers.
+//!
 //! This is the design of uWebSockets' topics (`subscribe`, `publish`,
 //! `maxBackpressure`, `closeOnBackpressureLimit`), without its one event
 //! loop: a publish may come from any thread, a connection's callbacks
@@ -107,6 +111,19 @@ impl Prepared {
     pub(crate) fn shared(&self) -> &Arc<[u8]> {
         &self.frame
     }
+
+    /// The message's type and payload, read back from the frame.
+    #[cfg(feature = "redis")]
+    pub(crate) fn opcode_and_payload(&self) -> (OpCode, &[u8]) {
+        let opcode = if self.frame[0] & 0x0F == 0x1 { OpCode::Text } else { OpCode::Binary };
+        // Unmasked, length in 7, 7+16 or 7+64 bits (RFC 6455 §5.2).
+        let header_len = match self.frame[1] & 0x7F {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        (opcode, &self.frame[header_len..])
+    }
 }
 
 impl Sender {
@@ -148,6 +165,23 @@ pub enum BacklogPolicy {
     Skip,
 }
 
+/// Whether a publish was passed on to other processes (a hub joined to
+/// Redis, feature `redis`: `Hub::join_redis`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Forwarded {
+    /// The hub has not joined a cluster: local subscribers only.
+    #[default]
+    Local,
+    /// Queued for Redis, to reach the other nodes (at most once).
+    Queued,
+    /// Not forwarded: the buffer of messages waiting for Redis was full
+    /// (Redis unreachable or slower than the publishers), or the cluster
+    /// was being left. Other nodes see a gap in this node's sequence
+    /// numbers and count it as lost.
+    Dropped,
+}
+
 /// What a publish did, one count per subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -161,6 +195,8 @@ pub struct Published {
     /// Subscribers whose connection had already ended or was closing
     /// (they leave the topic by themselves).
     pub gone: usize,
+    /// Whether the message went on to other nodes too.
+    pub forwarded: Forwarded,
 }
 
 impl Published {
@@ -243,6 +279,19 @@ struct State {
     topics: HashMap<Arc<str>, HashMap<u64, Sender>>,
     /// Each subscribed connection's topics.
     by_conn: HashMap<u64, Vec<Arc<str>>>,
+    /// The link to Redis, once the hub has joined a cluster.
+    #[cfg(feature = "redis")]
+    link: Option<Arc<crate::cluster::link::Link>>,
+}
+
+impl State {
+    /// Tells the link to Redis, if any, that a topic appeared or went.
+    fn topics_changed(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(link) = &self.link {
+            link.topics_changed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl Hub {
@@ -305,6 +354,9 @@ impl Hub {
             if members.insert(id, sender.clone()).is_some() {
                 return false;
             }
+            if members.len() == 1 {
+                st.topics_changed();
+            }
             st.by_conn.entry(id).or_default().push(key);
         }
         // After the insert: a connection that ends from here on finds the
@@ -329,6 +381,7 @@ impl Hub {
         }
         if members.is_empty() {
             st.topics.remove(topic);
+            st.topics_changed();
         }
         if let Some(topics) = st.by_conn.get_mut(&id) {
             topics.retain(|t| &**t != topic);
@@ -370,14 +423,32 @@ impl Hub {
     /// Publishes `msg` to every subscriber of `topic`, without waiting for
     /// any: see [`BacklogPolicy`] for a subscriber over the backlog limit.
     /// From any thread, a connection's callbacks included (the publishing
-    /// connection, if subscribed, gets the message too).
+    /// connection, if subscribed, gets the message too). On a hub joined
+    /// to Redis (feature `redis`), the message is also queued for the
+    /// other nodes, never waiting for Redis ([`Published::forwarded`]).
     ///
     /// ```
     /// let hub = syncws::Hub::new();
     /// let report = hub.publish("nobody-listens", &syncws::Prepared::text("hi"));
     /// assert_eq!(report.subscribers(), 0);
+    /// assert_eq!(report.forwarded, syncws::Forwarded::Local);
     /// ```
     pub fn publish(&self, topic: &str, msg: &Prepared) -> Published {
+        #[cfg(feature = "redis")]
+        {
+            let link = self.inner.read().link.clone();
+            let mut report = self.publish_local(topic, msg);
+            if let Some(link) = link {
+                report.forwarded = link.forward(topic, msg);
+            }
+            report
+        }
+        #[cfg(not(feature = "redis"))]
+        self.publish_local(topic, msg)
+    }
+
+    /// [`publish`](Self::publish) to this process's subscribers only.
+    pub(crate) fn publish_local(&self, topic: &str, msg: &Prepared) -> Published {
         // A snapshot: no lock is held while sending, so subscribing and
         // publishing never wait for each other's sends.
         let members: Vec<Sender> = match self.inner.read().topics.get(topic) {
@@ -389,6 +460,26 @@ impl Hub {
             deliver(sender, msg.shared(), self.inner.max_backlog, self.inner.policy, &mut report);
         }
         report
+    }
+
+    /// Makes `link` the hub's link to Redis; false if it has one.
+    #[cfg(feature = "redis")]
+    pub(crate) fn link(&self, link: &Arc<crate::cluster::link::Link>) -> bool {
+        let mut st = self.inner.write();
+        if st.link.is_some() {
+            return false;
+        }
+        st.link = Some(Arc::clone(link));
+        true
+    }
+
+    /// Removes `link`, if it is the hub's link to Redis.
+    #[cfg(feature = "redis")]
+    pub(crate) fn unlink(&self, link: &Arc<crate::cluster::link::Link>) {
+        let mut st = self.inner.write();
+        if st.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            st.link = None;
+        }
     }
 }
 
@@ -448,6 +539,7 @@ impl EndHook for Inner {
                 members.remove(&id);
                 if members.is_empty() {
                     st.topics.remove(&topic);
+                    st.topics_changed();
                 }
             }
         }

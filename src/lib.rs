@@ -121,6 +121,11 @@
 //!   states borrowed from a process-wide pool); inflating stops at
 //!   `max_message_size`. `DeflateConfig` documents the knobs and what they
 //!   cost.
+//! - `redis` (off by default): a [`Hub`] joined to the hubs of other
+//!   processes through Redis pub/sub (`Hub::join_redis`, the `cluster`
+//!   module), with the `redis` crate's blocking client: a publish on any
+//!   node reaches every node's subscribers, at most once, in each node's
+//!   order, with bounded memory while Redis is away.
 //!
 //! # Errors
 //!
@@ -176,6 +181,8 @@
 mod acceptor;
 mod callback;
 mod client;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod config;
 mod conn;
 pub mod error;
@@ -206,7 +213,7 @@ pub use config::{Config, OriginPolicy, QueuePolicy};
 pub use conn::{Sender, WebSocket, WsReader, WsWriter};
 pub use error::{Error, Limit, Phase, ProtocolError, ProxyError, Result, SendError};
 pub use handshake::{Headers, Request, Response};
-pub use hub::{BacklogPolicy, Hub, Prepared, Published};
+pub use hub::{BacklogPolicy, Forwarded, Hub, Prepared, Published};
 pub use listener::{Listener, Running, ShutdownHandle};
 pub use memory::memory_held;
 pub use message::{CloseCode, CloseData, OwnedMessage};
