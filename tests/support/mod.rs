@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod proxies;
+pub mod servers;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Once;
