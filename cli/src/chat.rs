@@ -4,6 +4,13 @@
 //! [`Hub`]: framed once, the same bytes queued for every member, from
 //! whichever connection's thread the message arrived on.
 //!
+//! With `--redis URL` ([`Room::join_redis`]), every chat that uses that
+//! Redis is one chat: a room's lines reach its members on every node
+//! (through Redis pub/sub, at most once), and a guest's name carries its
+//! node, `guest3@1a2b3c4d` (32 bits of the node's random 64-bit id), so
+//! names are unique across nodes without asking Redis anything; the
+//! join line's count is the node's own members.
+//!
 //! A client that cannot keep up with its room is closed with 1008 rather
 //! than slowing everyone down ([`BacklogPolicy::Close`], and
 //! [`QueuePolicy::Close`] for the connection's own queue).
@@ -11,6 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use syncws::cluster::{Cluster, RedisConfig};
 use syncws::rustls::ServerConfig;
 use syncws::{
     BacklogPolicy, CloseData, Config, HttpTrait, Hub, Listener, OwnedMessage, Prepared, QueuePolicy, Request, Response,
@@ -33,15 +41,38 @@ pub const LOBBY: &str = "lobby";
 pub struct Room {
     hub: Hub,
     next_id: AtomicU64,
+    /// After each guest's number: empty on a chat of its own, `@` and the
+    /// node's id (32 of its 64 random bits, in hex) on a node of a cluster,
+    /// so that names are unique across nodes.
+    suffix: String,
 }
 
 impl Default for Room {
     fn default() -> Room {
-        Room { hub: Hub::with_backlog(Hub::DEFAULT_MAX_BACKLOG, BacklogPolicy::Close), next_id: AtomicU64::new(0) }
+        Room {
+            hub: Hub::with_backlog(Hub::DEFAULT_MAX_BACKLOG, BacklogPolicy::Close),
+            next_id: AtomicU64::new(0),
+            suffix: String::new(),
+        }
     }
 }
 
 impl Room {
+    /// Rooms on a hub joined to the other chats that use the same Redis:
+    /// lines reach every node's members; names read `guest<N>@<node>`.
+    /// Keep the [`Cluster`]: dropping it leaves the cluster.
+    pub fn join_redis(config: RedisConfig) -> Result<(Room, Cluster)> {
+        let mut room = Room::default();
+        let cluster = room.hub.join_redis(config)?;
+        room.suffix = format!("@{:08x}", cluster.node_id() as u32);
+        Ok((room, cluster))
+    }
+
+    /// A member's name: `guest<id>` and the node's suffix.
+    fn name(&self, id: u64) -> String {
+        format!("guest{id}{}", self.suffix)
+    }
+
     /// Sends `text` to every member of `room`; members that cannot keep up
     /// are closed with 1008, and leave the room as they end.
     pub fn broadcast(&self, room: &str, text: &str) {
@@ -104,7 +135,10 @@ impl WsTrait for Member {
         self.id = self.room.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.room.hub.subscribe(&shake.sender, &self.name);
         let here = self.room.hub.subscribers(&self.name);
-        self.room.broadcast(&self.name, &format!("* guest{} joined {} ({here} here)", self.id, self.name));
+        let who = self.room.name(self.id);
+        // The node's own members: a cluster's other nodes are not counted.
+        let place = if self.room.suffix.is_empty() { "here" } else { "on this node" };
+        self.room.broadcast(&self.name, &format!("* {who} joined {} ({here} {place})", self.name));
         Ok(None)
     }
 
@@ -115,7 +149,7 @@ impl WsTrait for Member {
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            self.room.broadcast(&self.name, &format!("guest{}: {}", self.id, &text[..cut]));
+            self.room.broadcast(&self.name, &format!("{}: {}", self.room.name(self.id), &text[..cut]));
         }
         Ok(())
     }
@@ -123,7 +157,7 @@ impl WsTrait for Member {
     fn on_close(&mut self, _reason: &Option<CloseData>) {
         // The hub has already let the connection go.
         if self.id != 0 {
-            self.room.broadcast(&self.name, &format!("* guest{} left", self.id));
+            self.room.broadcast(&self.name, &format!("* {} left", self.room.name(self.id)));
         }
     }
 }
@@ -166,18 +200,29 @@ pub fn spawn_tls(
     tls: Option<Arc<ServerConfig>>,
 ) -> Result<(Running, Arc<Room>)> {
     let room = Arc::new(Room::default());
+    let running = spawn_room(addr, config, http, tls, Arc::clone(&room))?;
+    Ok((running, room))
+}
+
+/// [`spawn_tls`] with the rooms given: those of [`Room::join_redis`] for a
+/// node of a cluster.
+pub fn spawn_room(
+    addr: &str,
+    config: Config,
+    http: HttpFlags,
+    tls: Option<Arc<ServerConfig>>,
+    room: Arc<Room>,
+) -> Result<Running> {
     let mut listener = Listener::bind_with_config(addr, config)?;
     if let Some(tls) = tls {
         listener = listener.tls(tls);
     }
     log::info!("chat on http://{}/", listener.local_addr());
     let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
-    let r = Arc::clone(&room);
-    let running = listener.spawn(move |server| {
+    listener.spawn(move |server| {
         routes.install(server);
-        server.set_callback_ws(Box::new(Member { room: Arc::clone(&r), name: String::new(), id: 0 }));
-    })?;
-    Ok((running, room))
+        server.set_callback_ws(Box::new(Member { room: Arc::clone(&room), name: String::new(), id: 0 }));
+    })
 }
 
 const PAGE: &str = r#"<!doctype html>

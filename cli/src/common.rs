@@ -199,6 +199,45 @@ pub struct HttpFlags {
     pub static_dir: Option<PathBuf>,
 }
 
+/// The flags that make `pubsub` and `chat` nodes of one cluster through
+/// Redis pub/sub.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RedisFlags {
+    /// Join the other nodes that use this Redis (`redis://HOST:PORT[/DB]`):
+    /// what is published on any node reaches every node's subscribers, at
+    /// most once. The node serves its own connections while Redis is away,
+    /// and reconnects by itself.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// The start of every Redis channel name (topic `t` is `PREFIX` + `t`).
+    #[arg(long, value_name = "PREFIX", default_value = "syncws:", requires = "redis")]
+    pub redis_prefix: String,
+    /// Bytes of messages that may wait for Redis (`4m` by default); past
+    /// it, publishes reach this node's subscribers only, and are counted.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, requires = "redis")]
+    pub redis_buffer: Option<usize>,
+}
+
+impl RedisFlags {
+    /// The cluster config these flags ask for, if any.
+    pub fn config(&self) -> Option<syncws::cluster::RedisConfig> {
+        let url = self.redis.as_ref()?;
+        let mut config = syncws::cluster::RedisConfig::new(url).prefix(self.redis_prefix.clone());
+        if let Some(bytes) = self.redis_buffer {
+            config = config.max_pending_bytes(bytes);
+        }
+        Some(config)
+    }
+
+    /// Joins `hub` to the cluster if `--redis` was given.
+    pub fn join(&self, hub: &syncws::Hub) -> Result<Option<syncws::cluster::Cluster>, String> {
+        match self.config() {
+            Some(config) => hub.join_redis(config).map(Some).map_err(|e| format!("--redis: {e}")),
+            None => Ok(None),
+        }
+    }
+}
+
 /// The TLS flags of every server (`echo`, `chat`, `exec`, `bridge
 /// ws2tcp`, `proxy`): a certificate from files, or one made at start.
 #[derive(Args, Debug, Clone, Default)]

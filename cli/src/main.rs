@@ -15,7 +15,7 @@ use crossbeam_channel::{bounded, Receiver};
 use syncws::{Config, OriginPolicy, ReconnectPolicy};
 use syncws_cli::common::{
     parse_duration, parse_maybe_duration, parse_opt_duration, Deflate, HttpFlags, Limits, MaybeDuration, ProxyFlags,
-    Route, TlsClientFlags, TlsServerFlags,
+    RedisFlags, Route, TlsClientFlags, TlsServerFlags,
 };
 use syncws_cli::tls::ServerTls;
 use syncws_cli::{bridge, chat, client, echo, exec, proxy, pubsub};
@@ -220,6 +220,8 @@ enum Command {
         #[arg(long, value_name = "POLICY", value_enum, default_value_t = pubsub::Policy::Close)]
         backlog_policy: pubsub::Policy,
         #[command(flatten)]
+        redis: RedisFlags,
+        #[command(flatten)]
         tls: TlsServerFlags,
         #[command(flatten)]
         limits: Limits,
@@ -227,10 +229,16 @@ enum Command {
         http: HttpFlags,
     },
     /// Chat room: a page at http://ADDR/ and its WebSocket at /ws on the same port.
+    ///
+    /// With --redis, the chats that use that Redis are one chat: a line
+    /// reaches the room's members on every node, and names carry the
+    /// node (`guest3@1a2b3c4d`), so they are unique across nodes.
     Chat {
         /// Address to listen on.
         #[arg(default_value = "127.0.0.1:8082")]
         addr: String,
+        #[command(flatten)]
+        redis: RedisFlags,
         #[command(flatten)]
         tls: TlsServerFlags,
         #[command(flatten)]
@@ -522,30 +530,45 @@ fn run(command: Command) -> Result<u8, String> {
             announce_server("listening on ", tls.as_ref(), running.local_addr());
             serve_until(signals, move || running.shutdown());
         }
-        Command::Pubsub { addr, max_backlog, backlog_policy, tls, limits, http } => {
+        Command::Pubsub { addr, max_backlog, backlog_policy, redis, tls, limits, http } => {
             let tls = tls.server_tls(&addr)?;
             let hub = syncws::Hub::with_backlog(
                 max_backlog.unwrap_or(syncws::Hub::DEFAULT_MAX_BACKLOG),
                 backlog_policy.into(),
             );
             let signals = termination_signals()?;
+            let cluster = redis.join(&hub)?;
             let config = tls.as_ref().map(|t| t.config.clone());
             let running = pubsub::spawn(&addr, limits.config(), config, http, hub).map_err(|e| e.to_string())?;
             announce_server("pubsub on ", tls.as_ref(), running.local_addr());
-            serve_until(signals, move || running.shutdown());
+            serve_until(signals, move || {
+                running.shutdown();
+                drop(cluster);
+            });
         }
-        Command::Chat { addr, tls, limits, http } => {
+        Command::Chat { addr, redis, tls, limits, http } => {
             let tls = tls.server_tls(&addr)?;
             let config = chat::chat_config(limits.config());
             let signals = termination_signals()?;
             let server_config = tls.as_ref().map(|t| t.config.clone());
-            let (running, _room) = chat::spawn_tls(&addr, config, http, server_config).map_err(|e| e.to_string())?;
+            let (room, cluster) = match redis.config() {
+                Some(redis) => {
+                    let (room, cluster) = chat::Room::join_redis(redis).map_err(|e| format!("--redis: {e}"))?;
+                    (room, Some(cluster))
+                }
+                None => (chat::Room::default(), None),
+            };
+            let room = std::sync::Arc::new(room);
+            let running = chat::spawn_room(&addr, config, http, server_config, room).map_err(|e| e.to_string())?;
             let page = if tls.is_some() { "https" } else { "http" };
             syncws_cli::announce(&format!("chat on {page}://{}/", running.local_addr()));
             if let Some(tls) = &tls {
                 tls.announce(&format!("wss://{}/ws", syncws_cli::tls::reachable(running.local_addr())));
             }
-            serve_until(signals, move || running.shutdown());
+            serve_until(signals, move || {
+                running.shutdown();
+                drop(cluster);
+            });
         }
         Command::Exec { addr, command, dir, binary, passenv, max_forks, kill_grace, tls, http, limits } => {
             let tls = tls.server_tls(&addr)?;

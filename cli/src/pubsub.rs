@@ -7,6 +7,11 @@
 //! its type kept. `GET /` answers the topics and their subscriber counts as
 //! JSON: `{"topics":[{"name":"...","subscribers":N}, ...]}`.
 //!
+//! With `--redis URL` the hub joins the other nodes that use that Redis
+//! (the library's `cluster` module): a publish on any node reaches every
+//! node's subscribers, at most once; `GET /` still counts this node's own
+//! subscribers only.
+//!
 //! A subscriber whose backlog passes `--max-backlog` gets
 //! `--backlog-policy`: closed with 1008 (the default) or skipped for that
 //! message.

@@ -109,10 +109,7 @@ mod tests {
         let mut e = encode(0x0102_0304_0506_0708, OpCode::Text, "héllo".as_bytes());
         set_seq(&mut e, 42);
         assert_eq!(&e[..HEADER_LEN], b"\xffSW\x01\x01\x01\x02\x03\x04\x05\x06\x07\x08\0\0\0\0\0\0\0\x2a");
-        assert_eq!(
-            decode(&e),
-            Incoming::Message { node: 0x0102_0304_0506_0708, seq: 42, body: Body::Text("héllo") }
-        );
+        assert_eq!(decode(&e), Incoming::Message { node: 0x0102_0304_0506_0708, seq: 42, body: Body::Text("héllo") });
         let b = encode(7, OpCode::Binary, &[0xff, 0]);
         assert_eq!(decode(&b), Incoming::Message { node: 7, seq: 0, body: Body::Binary(&[0xff, 0]) });
     }

@@ -197,7 +197,8 @@ impl Link {
     /// Sleeps `d`, or less if stopped meanwhile; true if stopped.
     pub(crate) fn pause(&self, d: Duration) -> bool {
         let guard = self.stop_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self.stop_cv.wait_timeout_while(guard, d, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
+        let (guard, _) =
+            self.stop_cv.wait_timeout_while(guard, d, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
         *guard
     }
 

@@ -328,16 +328,12 @@ impl Hub {
         }
         let mut cluster = Cluster { link: Arc::clone(&link), hub: self.clone(), threads: Vec::new() };
         let (l, c) = (Arc::clone(&link), client.clone());
-        cluster.threads.push(
-            std::thread::Builder::new()
-                .name("syncws-redis-pub".into())
-                .spawn(move || publisher::run(l, c))?,
-        );
+        cluster
+            .threads
+            .push(std::thread::Builder::new().name("syncws-redis-pub".into()).spawn(move || publisher::run(l, c))?);
         let (l, h) = (Arc::clone(&link), self.clone());
         cluster.threads.push(
-            std::thread::Builder::new()
-                .name("syncws-redis-sub".into())
-                .spawn(move || subscriber::run(l, client, h))?,
+            std::thread::Builder::new().name("syncws-redis-sub".into()).spawn(move || subscriber::run(l, client, h))?,
         );
         log::info!("node {node:016x} joining the cluster at {}", link.config.url);
         Ok(cluster)

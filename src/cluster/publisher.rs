@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::link::{Backoff, Link};
 use super::connect;
+use super::link::{Backoff, Link};
 
 /// Envelopes sent in one pipeline, at most.
 const BATCH_COUNT: usize = 512;

@@ -239,10 +239,8 @@ impl Nginx {
         let mut last = String::new();
         for _attempt in 0..3 {
             let port = free_port();
-            let servers: String = upstreams
-                .iter()
-                .map(|a| format!("    server {a} max_fails=1 fail_timeout=30s;\n"))
-                .collect();
+            let servers: String =
+                upstreams.iter().map(|a| format!("    server {a} max_fails=1 fail_timeout=30s;\n")).collect();
             let conf = format!(
                 "worker_processes 1;\npid nginx.pid;\nerror_log error.log info;\nevents {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path tmp; proxy_temp_path tmp;\n  \

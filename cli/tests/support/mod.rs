@@ -6,6 +6,10 @@
 #[path = "../../../tests/support/proxies.rs"]
 pub mod proxies;
 
+/// redis-server and nginx for the cluster tests: one copy, the library's.
+#[path = "../../../tests/support/servers.rs"]
+pub mod servers;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Once;
