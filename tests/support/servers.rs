@@ -220,10 +220,44 @@ fn read_reply(r: &mut impl BufRead) -> std::io::Result<String> {
     }
 }
 
-/// nginx in front of `upstreams`: the deploy/ config's WebSocket
-/// proxying (least_conn, Upgrade and Connection, a long read timeout) on
-/// a free loopback port, its pid file, logs and temporary files in a
-/// directory of its own; killed by its PID when dropped.
+/// `deploy/nginx.conf`, the one the README walks through, listening on
+/// `port` in front of `upstreams` instead of its own ports.
+pub fn nginx_conf(port: u16, upstreams: &[SocketAddr]) -> String {
+    // The manifest directory is the library's or the cli's.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = [dir.join("deploy/nginx.conf"), dir.join("../deploy/nginx.conf")]
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("deploy/nginx.conf");
+    let conf = std::fs::read_to_string(path).expect("read deploy/nginx.conf");
+    let mut out = String::new();
+    let mut servers_done = false;
+    for line in conf.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("listen 127.0.0.1:18080;") {
+            out.push_str(&format!("        listen 127.0.0.1:{port};\n"));
+        } else if let Some(rest) = trimmed.strip_prefix("server 127.0.0.1:1900") {
+            // The first upstream line stands for all; its options kept.
+            if !servers_done {
+                let options = rest.split_once(' ').map_or(";", |(_, o)| o);
+                for a in upstreams {
+                    out.push_str(&format!("        server {a} {options}\n"));
+                }
+                servers_done = true;
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(servers_done && out.contains(&format!(":{port};")), "deploy/nginx.conf changed shape");
+    out
+}
+
+/// nginx with the deploy/ config ([`nginx_conf`]: least_conn, Upgrade and
+/// Connection, a long read timeout) on a free loopback port, its pid file,
+/// logs and temporary files in a directory of its own; killed by its PID
+/// when dropped.
 pub struct Nginx {
     child: Child,
     /// Where it listens.
@@ -239,19 +273,7 @@ impl Nginx {
         let mut last = String::new();
         for _attempt in 0..3 {
             let port = free_port();
-            let servers: String =
-                upstreams.iter().map(|a| format!("    server {a} max_fails=1 fail_timeout=30s;\n")).collect();
-            let conf = format!(
-                "worker_processes 1;\npid nginx.pid;\nerror_log error.log info;\nevents {{ worker_connections 256; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path tmp; proxy_temp_path tmp;\n  \
-                 fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;\n  \
-                 map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n  \
-                 upstream syncws {{\n    least_conn;\n{servers}  }}\n  \
-                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://syncws;\n      \
-                 proxy_http_version 1.1;\n      proxy_set_header Upgrade $http_upgrade;\n      \
-                 proxy_set_header Connection $connection_upgrade;\n      proxy_set_header Host $host;\n      \
-                 proxy_connect_timeout 2s;\n      proxy_read_timeout 300s;\n      proxy_send_timeout 300s;\n    }}\n  }}\n}}\n"
-            );
+            let conf = nginx_conf(port, upstreams);
             let path = dir.join("nginx.conf");
             std::fs::write(&path, conf).expect("write nginx.conf");
             let mut child = spawn(
