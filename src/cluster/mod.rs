@@ -113,7 +113,7 @@ use link::Link;
 ///     .backoff_max(Duration::from_millis(500));
 /// assert_eq!(config.url(), "redis://127.0.0.1:6379/");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     pub(crate) url: String,
     pub(crate) prefix: String,
@@ -123,6 +123,21 @@ pub struct RedisConfig {
     pub(crate) io_timeout: Duration,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.shown())
+            .field("prefix", &self.prefix)
+            .field("node_id", &self.node_id)
+            .field("max_pending_bytes", &self.max_pending_bytes)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("backoff_min", &self.backoff_min)
+            .field("backoff_max", &self.backoff_max)
+            .finish()
+    }
 }
 
 impl RedisConfig {
@@ -148,6 +163,17 @@ impl RedisConfig {
     /// The URL given to [`new`](Self::new).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL as logs, errors and `Debug` show it: without a password.
+    pub(crate) fn shown(&self) -> String {
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('/').map_or(rest, |(authority, _)| authority).rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => self.url.clone(),
+            },
+            None => self.url.clone(),
+        }
     }
 
     /// The start of every channel name: topic `t` is channel
@@ -215,7 +241,7 @@ impl RedisConfig {
         if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
             return Err(Error::Config("RedisConfig: backoff_min must be above zero and at most backoff_max".into()));
         }
-        redis::Client::open(self.url.as_str()).map_err(|e| Error::Url(format!("{}: {e}", self.url)))
+        redis::Client::open(self.url.as_str()).map_err(|e| Error::Url(format!("{}: {e}", self.shown())))
     }
 }
 
@@ -231,9 +257,10 @@ pub struct ClusterStats {
     /// Messages not forwarded: the buffer was full
     /// ([`RedisConfig::max_pending_bytes`]) or the cluster was left.
     pub dropped: u64,
-    /// Messages lost on the way to Redis: in a batch whose `PUBLISH`
-    /// failed with its connection, or still queued when the cluster was
-    /// left.
+    /// Messages lost on the way to Redis, or whose fate is unknown: in a
+    /// batch whose `PUBLISH` failed with its connection (some may have
+    /// reached Redis before it failed), or still queued when the cluster
+    /// was left.
     pub failed: u64,
     /// Messages waiting for the publisher thread now.
     pub pending: usize,
@@ -268,7 +295,7 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("node_id", &self.link.node).field("url", &self.link.config.url).finish()
+        f.debug_struct("Cluster").field("node_id", &self.link.node).field("url", &self.link.config.shown()).finish()
     }
 }
 
@@ -335,7 +362,7 @@ impl Hub {
         cluster.threads.push(
             std::thread::Builder::new().name("syncws-redis-sub".into()).spawn(move || subscriber::run(l, client, h))?,
         );
-        log::info!("node {node:016x} joining the cluster at {}", link.config.url);
+        log::info!("node {node:016x} joining the cluster at {}", link.config.shown());
         Ok(cluster)
     }
 }
@@ -359,4 +386,20 @@ fn random_node_id() -> u64 {
         return h.finish();
     }
     u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs_and_debug() {
+        let c = RedisConfig::new("redis://user:s3cret@db.example:6379/2");
+        assert_eq!(c.shown(), "redis://***@db.example:6379/2");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(RedisConfig::new("redis://127.0.0.1:6379/").shown(), "redis://127.0.0.1:6379/");
+        assert_eq!(RedisConfig::new("redis://h/x@y").shown(), "redis://h/x@y");
+        let err = Hub::new().join_redis(RedisConfig::new("redis://:pw@[bad/")).unwrap_err();
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
 }

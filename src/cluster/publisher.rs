@@ -33,7 +33,7 @@ pub(crate) fn run(link: Arc<Link>, client: redis::Client) {
             Ok(con) => con,
             Err(e) => {
                 if !warned {
-                    warn!("redis publisher: cannot reach {}: {e}; retrying", link.config.url);
+                    warn!("redis publisher: cannot reach {}: {e}; retrying", link.config.shown());
                     warned = true;
                 } else {
                     debug!("redis publisher: {e}");
@@ -44,22 +44,30 @@ pub(crate) fn run(link: Arc<Link>, client: redis::Client) {
                 continue;
             }
         };
-        backoff.reset();
         warned = false;
         if ever_connected {
             link.counters.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         ever_connected = true;
-        info!("redis publisher connected to {}", link.config.url);
+        info!("redis publisher connected to {}", link.config.shown());
         link.counters.publisher_up.store(true, Ordering::Relaxed);
+        let since = Instant::now();
         let result = serve(&link, &mut con, &mut drops);
         link.counters.publisher_up.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => break,
             Err(e) => {
                 warn!("redis publisher: {e}; reconnecting");
-                // Redis was reachable a moment ago: try again at once, then
-                // back off.
+                // A connection that failed at once (a Redis that refuses
+                // PUBLISH, or accepts and does not answer) waits before the
+                // next attempt; one that served a while reconnects at once.
+                if since.elapsed() < Duration::from_secs(1) {
+                    if link.pause(backoff.next_delay()) {
+                        break;
+                    }
+                } else {
+                    backoff.reset();
+                }
             }
         }
     }

@@ -36,7 +36,7 @@ pub(crate) fn run(link: Arc<Link>, client: redis::Client, hub: Hub) {
             Ok(con) => con,
             Err(e) => {
                 if !warned {
-                    warn!("redis subscriber: cannot reach {}: {e}; retrying", link.config.url);
+                    warn!("redis subscriber: cannot reach {}: {e}; retrying", link.config.shown());
                     warned = true;
                 } else {
                     debug!("redis subscriber: {e}");
@@ -94,7 +94,11 @@ fn serve(link: &Link, hub: &Hub, con: &mut redis::Connection, seen: &mut Seen) -
             reconcile(link, hub, &mut ps, &mut subscribed, seen)?;
             ps.set_read_timeout(Some(POLL))?;
             if first {
-                info!("redis subscriber connected to {}: {} topic(s) subscribed", link.config.url, subscribed.len());
+                info!(
+                    "redis subscriber connected to {}: {} topic(s) subscribed",
+                    link.config.shown(),
+                    subscribed.len()
+                );
                 link.counters.subscriber_up.store(true, Ordering::Relaxed);
                 first = false;
             }
