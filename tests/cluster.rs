@@ -170,10 +170,10 @@ fn every_node_gets_every_publishers_messages_in_order_and_once() {
     // The last subscriber leaving unsubscribes the node.
     drop(clients.pop());
     assert!(poll(WAIT, || redis.numsub("syncws:t") == 2), "node 2 still subscribed");
+    drop(clients);
     for n in nodes {
         n.stop();
     }
-    drop(clients);
     assert!(
         poll(WAIT, || threads() <= threads_before && fds() <= fds_before),
         "threads {} (before {threads_before}), fds {} (before {fds_before})",
@@ -281,6 +281,7 @@ fn redis_down_restarted_or_stopped_delivery_resumes_and_publishing_stays_bounded
     probe(&a, &mut cb, "cont-a");
     probe(&b, &mut ca, "cont-b");
     assert!(resumed.elapsed() < RESUME, "delivery after SIGCONT took {:?}", resumed.elapsed());
+    drop((ca, cb));
     a.stop();
     b.stop();
 }
