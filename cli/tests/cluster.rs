@@ -198,6 +198,7 @@ fn three_pubsub_nodes_behind_nginx_survive_a_killed_node_and_a_restarted_redis()
     probe(a, b, "up1-");
     probe(b, a, "up2-");
     let took = accepting.elapsed();
+    eprintln!("delivery across nodes, both ways, {took:?} after the restarted Redis accepted");
     assert!(took < RESUME, "delivery across nodes came back {took:?} after Redis accepted");
     drop(fresh);
     drop(proxied);

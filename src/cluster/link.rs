@@ -153,11 +153,10 @@ impl Link {
         let mut batch = Vec::new();
         let mut bytes = 0;
         while batch.len() < max_count {
-            let Some(front) = p.queue.front() else { break };
-            if !batch.is_empty() && bytes + front.bytes() > max_bytes {
+            if !batch.is_empty() && p.queue.front().is_some_and(|f| bytes + f.bytes() > max_bytes) {
                 break;
             }
-            let out = p.queue.pop_front().expect("front exists");
+            let Some(out) = p.queue.pop_front() else { break };
             bytes += out.bytes();
             batch.push(out);
         }
