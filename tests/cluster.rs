@@ -301,6 +301,7 @@ fn redis_down_restarted_or_stopped_delivery_resumes_and_publishing_stays_bounded
 
 #[test]
 fn a_bad_url_or_a_second_join_is_an_error() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let hub = Hub::new();
     assert!(matches!(hub.join_redis(RedisConfig::new("http://nope")), Err(syncws::Error::Url(_))));
     assert!(matches!(
