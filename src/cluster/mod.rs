@@ -202,8 +202,10 @@ impl RedisConfig {
         self
     }
 
-    /// Deadline to connect to Redis (name lookup, TCP, and the connection's
-    /// setup commands). Default 2 s.
+    /// Deadline to connect to Redis: TCP (each address of the host) and
+    /// the connection's setup commands (AUTH, SELECT). Default 2 s. The
+    /// host name's lookup, if the URL has a name, is the system resolver's
+    /// and bounded by its own timeouts; an IP address avoids it.
     pub fn connect_timeout(mut self, d: Duration) -> RedisConfig {
         self.connect_timeout = d;
         self
