@@ -434,29 +434,36 @@ impl Hub {
     /// assert_eq!(report.forwarded, syncws::Forwarded::Local);
     /// ```
     pub fn publish(&self, topic: &str, msg: &Prepared) -> Published {
+        // A snapshot, with the link to Redis if any, under one read lock:
+        // no lock is held while sending, so subscribing and publishing
+        // never wait for each other's sends.
+        let st = self.inner.read();
+        let members: Option<Vec<Sender>> = st.topics.get(topic).map(|m| m.values().cloned().collect());
         #[cfg(feature = "redis")]
-        {
-            let link = self.inner.read().link.clone();
-            let mut report = self.publish_local(topic, msg);
-            if let Some(link) = link {
-                report.forwarded = link.forward(topic, msg);
-            }
-            report
+        let link = st.link.clone();
+        drop(st);
+        #[allow(unused_mut)] // set below with the `redis` feature
+        let mut report = self.deliver_all(members.as_deref().unwrap_or_default(), msg);
+        #[cfg(feature = "redis")]
+        if let Some(link) = link {
+            report.forwarded = link.forward(topic, msg);
         }
-        #[cfg(not(feature = "redis"))]
-        self.publish_local(topic, msg)
+        report
     }
 
     /// [`publish`](Self::publish) to this process's subscribers only.
+    #[cfg(feature = "redis")]
     pub(crate) fn publish_local(&self, topic: &str, msg: &Prepared) -> Published {
-        // A snapshot: no lock is held while sending, so subscribing and
-        // publishing never wait for each other's sends.
         let members: Vec<Sender> = match self.inner.read().topics.get(topic) {
             Some(m) => m.values().cloned().collect(),
             None => return Published::default(),
         };
+        self.deliver_all(&members, msg)
+    }
+
+    fn deliver_all(&self, members: &[Sender], msg: &Prepared) -> Published {
         let mut report = Published::default();
-        for sender in &members {
+        for sender in members {
             deliver(sender, msg.shared(), self.inner.max_backlog, self.inner.policy, &mut report);
         }
         report
