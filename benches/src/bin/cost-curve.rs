@@ -517,7 +517,7 @@ fn pingpong(dir: &Path, addr: &str, pid: u32, secs: f64) -> Value {
             .spawn()
             .map_err(|e| e.to_string())?;
         let mut lg = Killed(child);
-        let deadline = Instant::now() + Duration::from_secs_f64(secs + 60.0);
+        let deadline = Instant::now() + Duration::from_secs_f64(secs + 20.0);
         loop {
             match lg.0.try_wait() {
                 Ok(Some(_)) => break,
