@@ -181,7 +181,9 @@ impl Shared {
 /// ```
 pub struct Listener {
     acceptor: Acceptor,
-    config: Config,
+    /// Shared by every connection (an `Arc`, not a copy each: a copy
+    /// costs every idle connection a heap block).
+    config: Arc<Config>,
     shared: Arc<Shared>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -280,7 +282,7 @@ impl Listener {
         };
         Ok(Listener {
             acceptor,
-            config,
+            config: Arc::new(config),
             shared: Arc::new(shared),
             #[cfg(feature = "tls")]
             tls: None,
@@ -477,7 +479,7 @@ impl Listener {
         };
         let slot = Arc::new(Slot::default());
         let closer = server.closer();
-        server.set_config(self.config.clone());
+        server.set_shared_config(Arc::clone(&self.config));
         server.set_slot(Arc::clone(&slot));
         server.set_metrics(Arc::clone(&self.shared.metrics));
         // Registered before its thread has it, so it cannot end first.
