@@ -59,7 +59,9 @@ pub struct Server {
     io: Option<(Box<dyn ReadHalf>, Box<dyn WriteHalf>)>,
     split_error: Option<std::io::Error>,
     addr: Option<SocketAddr>,
-    config: Config,
+    /// Shared with the connection once it opens; a listener hands every
+    /// connection the same one.
+    config: Arc<Config>,
     ws: Option<Box<dyn WsTrait>>,
     http: Option<Box<dyn HttpTrait>>,
     slot: Option<Arc<Slot>>,
@@ -84,11 +86,17 @@ impl Server {
             Err(e) => (None, Some(e)),
         };
         let metrics = Arc::clone(Counters::global());
-        Server { io, split_error, addr, config: Config::default(), ws: None, http: None, slot: None, metrics }
+        Server { io, split_error, addr, config: default_config(), ws: None, http: None, slot: None, metrics }
     }
 
     /// Uses `config` instead of the default.
     pub fn set_config(&mut self, config: Config) {
+        self.config = Arc::new(config);
+    }
+
+    /// Uses `config`, shared with other connections (the listeners': one
+    /// `Config` for all their connections, none copied per connection).
+    pub(crate) fn set_shared_config(&mut self, config: Arc<Config>) {
         self.config = config;
     }
 
@@ -268,8 +276,15 @@ impl Server {
         let leftover = std::mem::take(&mut upgrade.leftover);
         let metrics = Arc::clone(&self.metrics);
         let role = Role::Server;
-        let mut conn =
-            Connection::open_counted(reader, writer, leftover, role, &self.config, &upgrade.negotiated, metrics)?;
+        let mut conn = Connection::open_counted(
+            reader,
+            writer,
+            leftover,
+            role,
+            Arc::clone(&self.config),
+            &upgrade.negotiated,
+            metrics,
+        )?;
         let sender = conn.sender();
         if let Some(slot) = &self.slot {
             *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
@@ -514,4 +529,11 @@ fn refused_by_application(writer: &mut dyn WriteHalf, mut resp: Response) -> Err
         said => format!("the application refused the upgrade: {said}"),
     };
     Error::handshake(resp.status, reason)
+}
+
+/// The default [`Config`], made once and shared by every `Server::new`
+/// (most are given another at once, by a listener).
+fn default_config() -> Arc<Config> {
+    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    Arc::clone(DEFAULT.get_or_init(|| Arc::new(Config::default())))
 }

@@ -14,6 +14,16 @@
 //! thread that exits joins the one that exited before it: nothing waits
 //! for the next accept. Accepting itself runs on an [`Acceptor`], which
 //! answers 503 to what it cannot serve when out of descriptors or threads.
+//!
+//! On Linux, the threads are also kept under what the kernel's limit on
+//! memory maps allows (`vm.max_map_count`, 65,530 by default): each thread
+//! std starts takes 4 maps (its stack and the stack's guard page, the
+//! signal stack std gives it and that stack's guard page). Past the limit,
+//! a new thread cannot set up its signal stack and std aborts the whole
+//! process from inside it, which no error handling here could catch; so
+//! the listener answers 503 instead once its connection threads would
+//! leave fewer than `MAPS_RESERVE` (2,048) maps for the rest of the process
+//! (about 15,870 threads under the default limit).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -97,6 +107,29 @@ struct Shared {
     fail_spawns: AtomicUsize,
     /// The counters of the listener and its connections.
     metrics: Arc<Counters>,
+    /// Most connection threads the kernel's map limit leaves room for
+    /// (`None`: no such limit known).
+    thread_ceiling: Option<usize>,
+}
+
+/// Memory maps one connection thread takes: its stack, the stack's guard
+/// page, the signal stack std sets up for every thread, and its guard page
+/// (counted in `/proc/PID/maps`).
+const MAPS_PER_THREAD: usize = 4;
+
+/// Memory maps left for the rest of the process (libraries, the
+/// allocator's arenas and large blocks, writer threads, the application's
+/// own threads) when the connection threads are at their ceiling.
+const MAPS_RESERVE: usize = 2048;
+
+/// The most connection threads the kernel's limit on memory maps per
+/// process allows, with [`MAPS_RESERVE`] kept for everything else.
+fn thread_ceiling() -> Option<usize> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let max: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()?;
+    Some(max.saturating_sub(MAPS_RESERVE) / MAPS_PER_THREAD)
 }
 
 impl Shared {
@@ -148,7 +181,9 @@ impl Shared {
 /// ```
 pub struct Listener {
     acceptor: Acceptor,
-    config: Config,
+    /// Shared by every connection (an `Arc`, not a copy each: a copy
+    /// costs every idle connection a heap block).
+    config: Arc<Config>,
     shared: Arc<Shared>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -243,10 +278,11 @@ impl Listener {
             local_addr,
             fail_spawns: AtomicUsize::new(0),
             metrics,
+            thread_ceiling: thread_ceiling(),
         };
         Ok(Listener {
             acceptor,
-            config,
+            config: Arc::new(config),
             shared: Arc::new(shared),
             #[cfg(feature = "tls")]
             tls: None,
@@ -368,6 +404,14 @@ impl Listener {
         if injected.is_ok() {
             return Err(std::io::Error::other("thread spawn failed (injected by a test)"));
         }
+        if let Some(max) = self.shared.thread_ceiling {
+            if pool.workers.len() >= max {
+                return Err(std::io::Error::other(format!(
+                    "{max} connection threads: one more could pass the kernel's memory map limit \
+                     (vm.max_map_count)"
+                )));
+            }
+        }
         let (first, rx) = cb::bounded(1);
         let shared = Arc::clone(&self.shared);
         let handle = thread::Builder::new()
@@ -435,7 +479,7 @@ impl Listener {
         };
         let slot = Arc::new(Slot::default());
         let closer = server.closer();
-        server.set_config(self.config.clone());
+        server.set_shared_config(Arc::clone(&self.config));
         server.set_slot(Arc::clone(&slot));
         server.set_metrics(Arc::clone(&self.shared.metrics));
         // Registered before its thread has it, so it cannot end first.
@@ -637,5 +681,17 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod map_limit_tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn thread_ceiling_follows_max_map_count() {
+        let max: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
+        let ceiling = super::thread_ceiling().unwrap();
+        assert_eq!(ceiling, (max - super::MAPS_RESERVE) / super::MAPS_PER_THREAD);
+        assert!(ceiling * super::MAPS_PER_THREAD + super::MAPS_RESERVE <= max);
     }
 }

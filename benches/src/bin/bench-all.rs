@@ -66,7 +66,33 @@ const SERVERS: &[Server] = &[
     Server { name: "fastwebsockets", bin: "srv-fastwebsockets", raw: false, broadcast: false, extra: false },
     Server { name: "raw TCP (threads)", bin: "srv-rawtcp", raw: true, broadcast: false, extra: false },
     Server { name: "minimal WebSocket echo", bin: "srv-wsmin", raw: false, broadcast: false, extra: true },
+    // The seed system (issue 17), from its own crate outside the workspace:
+    // an absolute path, which `dir.join` keeps as it is.
+    Server { name: "wenmeng", bin: SEED_BIN, raw: false, broadcast: true, extra: false },
 ];
+
+/// The seed system's echo server (wenmeng 0.3), built by `build_seed`.
+const SEED_BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seed-wenmeng/target/release/srv-wenmeng");
+
+/// Builds the seed system's crate (outside the workspace, its own target
+/// directory); a failed build ends the run: the seed is part of the
+/// default matrix, not something to skip quietly.
+fn build_seed() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/seed-wenmeng/Cargo.toml");
+    eprintln!("bench-all: cargo build --release --manifest-path {manifest}");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    match Command::new(cargo).args(["build", "--release", "--manifest-path", manifest]).status() {
+        Ok(st) if st.success() => {}
+        Ok(st) => {
+            eprintln!("building the seed system (wenmeng) failed: {st}; leave it out with --servers");
+            std::process::exit(2);
+        }
+        Err(e) => {
+            eprintln!("cannot run cargo to build the seed system (wenmeng): {e}");
+            std::process::exit(2);
+        }
+    }
+}
 
 /// One number taken from the load generator's JSON line.
 struct Metric {
@@ -211,6 +237,9 @@ fn main() {
     let idle_conns = if opts.quick { 1000 } else { 2000 };
     let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let loadgen = dir.join("syncws");
+    if opts.servers.is_empty() || opts.servers.iter().any(|n| n == "wenmeng") {
+        build_seed();
+    }
     let mut missing: Vec<PathBuf> =
         SERVERS.iter().map(|s| dir.join(s.bin)).chain([loadgen.clone(), dir.join("bench-deflate")]).collect();
     missing.retain(|p| !p.exists());
@@ -748,7 +777,7 @@ fn targets(med: &Medians) -> Vec<String> {
 /// Grouped bars: each server's result relative to tungstenite, oriented so
 /// that a taller bar is better (lower-is-better metrics are inverted).
 fn chart(scens: &[Scenario], servers: &[&Server], med: &Medians) -> String {
-    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f"];
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#ff7f0e"];
     let rows: Vec<(String, &str, bool, &str)> = scens
         .iter()
         .flat_map(|sc| {

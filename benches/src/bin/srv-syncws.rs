@@ -6,7 +6,8 @@
 //! compression scenarios: `--deflate` (the default `DeflateConfig`:
 //! contexts reset after every message, level 1), `--deflate-level6`
 //! (zlib's default level) or `--deflate-takeover` (context takeover both
-//! ways). Without it, nothing is negotiated.
+//! ways). Without it, nothing is negotiated. `--max-connections=N`
+//! raises the live-connection cap (cost-curve's 19,000 idle connections).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,16 +56,22 @@ impl WsTrait for Handler {
 }
 
 fn main() -> Result<()> {
-    let deflate = match std::env::args().nth(2).as_deref() {
-        None => None,
-        Some("--deflate") => Some(DeflateConfig::default()),
-        Some("--deflate-level6") => Some(DeflateConfig::default().level(6)),
-        Some("--deflate-takeover") => {
-            Some(DeflateConfig::default().server_no_context_takeover(false).client_no_context_takeover(false))
-        }
-        Some(other) => return Err(syncws::Error::Config(format!("unknown argument {other}"))),
-    };
-    let listener = Listener::bind_with_config(syncws_bench::addr_arg(), Config::default().deflate(deflate))?;
+    let mut config = Config::default();
+    for arg in std::env::args().skip(2) {
+        config = match arg.as_str() {
+            "--deflate" => config.deflate(Some(DeflateConfig::default())),
+            "--deflate-level6" => config.deflate(Some(DeflateConfig::default().level(6))),
+            "--deflate-takeover" => config.deflate(Some(
+                DeflateConfig::default().server_no_context_takeover(false).client_no_context_takeover(false),
+            )),
+            // cost-curve's 19,000 connections pass the default cap (16,384).
+            other => match other.strip_prefix("--max-connections=").and_then(|n| n.parse().ok()) {
+                Some(n) => config.max_connections(n),
+                None => return Err(syncws::Error::Config(format!("unknown argument {other}"))),
+            },
+        };
+    }
+    let listener = Listener::bind_with_config(syncws_bench::addr_arg(), config)?;
     syncws_bench::ready(listener.local_addr());
     let all: Members = Arc::default();
     let next = AtomicU64::new(0);
