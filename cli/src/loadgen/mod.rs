@@ -219,7 +219,7 @@ impl Report {
     /// the limit.
     pub fn client_bound(&self) -> Option<bool> {
         let pct = self.client_cpu_pct()?;
-        (self.client_threads > 0).then(|| pct >= 90.0 * self.client_threads as f64)
+        (self.client_threads > 0).then_some(pct >= 90.0 * self.client_threads as f64)
     }
 
     /// The report as one line of JSON.
