@@ -12,6 +12,9 @@
 //! Servers are interleaved round by round (the order rotates each round) and
 //! every server is restarted for every scenario, so one scenario's memory
 //! never shows up in another's; the table holds medians over the rounds.
+//! `--pin` adds a pinned run of every cell (client and server on a core
+//! each, `taskset`), reported apart; naming `syncws-twin` in `--servers`
+//! adds the identical-server check (issue 17).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -676,8 +679,9 @@ fn markdown(
     let _ = writeln!(
         s,
         "{rounds} rounds, servers interleaved (order rotated each round, each server restarted for each run), \
-         {secs} s measurement windows; medians over the rounds; whole run {:.0} s. Client (`syncws bench`) and \
-         server share the cores over loopback. MB = 10^6 bytes of payload echoed per second. Server CPU is \
+         {secs} s measurement windows; medians over the rounds; whole run {:.0} s. Client (`syncws bench`, \
+         event-driven: its connections multiplexed on one thread with epoll, except connect mode's 2 threads) \
+         and server share the cores over loopback; the load generator's CPU per cell is in its own table below. MB = 10^6 bytes of payload echoed per second. Server CPU is \
          utime+stime from /proc over the window, divided by the messages verified in it.{}\n",
         elapsed.as_secs_f64(),
         if opts.quick { " Quick mode: fewer rounds, shorter windows, 1000 idle connections." } else { "" }
