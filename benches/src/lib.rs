@@ -3,8 +3,10 @@
 //! Every peer server binary takes one argument, the address to bind, prints
 //! `listening <addr>` once it accepts connections, and serves the same
 //! semantics: on any path, every text and binary message is echoed back to
-//! its sender; on `/broadcast` (where the server supports it), every message
-//! is sent to every *other* connection on `/broadcast`, not echoed.
+//! its sender; on `/broadcast` (where the server supports it), every
+//! connection is a subscriber and every message is sent to every
+//! subscriber, the sender included, each library in its usual pub/sub
+//! pattern.
 
 use std::io::{self, Read, Write};
 

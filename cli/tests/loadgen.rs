@@ -130,3 +130,74 @@ fn idle_and_connect_modes_verify_each_connection() {
     let report = run(&args(&url, &["--mode", "connect", "--conns", "20", "--threads", "2"])).unwrap();
     assert_eq!((report.connected, report.errors), (20, 0));
 }
+
+#[test]
+fn event_driven_threads_and_broadcast_verify_every_message() {
+    let url = syncws_echo();
+    // Several connections on one and on two client threads.
+    for threads in ["1", "2"] {
+        let extra = ["--mode", "pipelined", "--conns", "5", "--count", "40", "--in-flight", "4", "--threads", threads];
+        let report = run(&args(&url, &extra)).unwrap();
+        assert_eq!((report.msgs, report.errors), (200, 0), "{:?}", report.first_error);
+        assert_eq!(report.client_threads, threads.parse::<usize>().unwrap());
+        assert!(report.to_json().contains("\"client_cpu_pct\""));
+    }
+    // A corrupted echo among several connections on one thread: one error
+    // per connection, nothing counted.
+    let bad = corrupting_echo();
+    let report = run(&args(&bad, &["--mode", "pipelined", "--conns", "4", "--count", "10", "--threads", "1"])).unwrap();
+    assert_eq!((report.msgs, report.errors), (0, 4));
+    // A server that sends a frame longer than any echo: an error, not an
+    // allocation of what the header declares.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let huge = format!("ws://{}/", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head);
+            let key = text.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap_or("").trim().to_owned();
+            let accept = syncws::handshake::accept_key(&key);
+            let resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            let _ = s.write_all(resp.as_bytes());
+            // A binary frame declaring 2^62 bytes.
+            let _ = s.write_all(&[0x82, 127, 0x40, 0, 0, 0, 0, 0, 0, 0]);
+            std::mem::forget(s);
+        }
+    });
+    let report = run(&args(&huge, &["--mode", "ping-pong", "--conns", "1", "--count", "1"])).unwrap();
+    assert_eq!((report.msgs, report.errors), (0, 1));
+    assert!(report.first_error.unwrap().contains("more than"));
+}
+
+#[test]
+fn broadcast_mode_is_verified_at_every_receiver() {
+    // `syncws pubsub` publishes to every subscriber of the path, the sender
+    // included (the sender ignores its own copies).
+    let hub = syncws::Hub::new();
+    let running = syncws_cli::pubsub::spawn(
+        "127.0.0.1:0",
+        syncws::Config::default(),
+        None,
+        syncws_cli::common::HttpFlags::default(),
+        hub,
+    )
+    .unwrap();
+    let url = format!("ws://{}/", running.local_addr());
+    for threads in ["1", "2"] {
+        let extra = ["--mode", "broadcast", "--conns", "20", "--count", "30", "--threads", threads];
+        let report = run(&args(&url, &extra)).unwrap();
+        assert_eq!((report.connected, report.msgs, report.errors), (20, 20 * 30, 0), "{:?}", report.first_error);
+        assert!(report.latency.is_some());
+    }
+}

@@ -12,6 +12,9 @@
 //! Servers are interleaved round by round (the order rotates each round) and
 //! every server is restarted for every scenario, so one scenario's memory
 //! never shows up in another's; the table holds medians over the rounds.
+//! `--pin` adds a pinned run of every cell (client and server on a core
+//! each, `taskset`), reported apart; naming `syncws-twin` in `--servers`
+//! adds the identical-server check (issue 17).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,6 +49,11 @@ struct Opts {
     /// Only these scenarios (comma-separated ids).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Also run every cell with the load generator pinned to CPU 0 and the
+    /// server to CPU 1 (`taskset`), interleaved with the unpinned runs;
+    /// reported in a separate table (the unpinned one stays the headline).
+    #[arg(long)]
+    pin: bool,
 }
 
 struct Server {
@@ -59,6 +67,8 @@ struct Server {
     extra: bool,
 }
 
+/// The servers. One more is one more line here; a server that is the same
+/// binary as an earlier entry (`syncws-twin`) is matched by its name only.
 const SERVERS: &[Server] = &[
     Server { name: "syncws", bin: "srv-syncws", raw: false, broadcast: true, extra: false },
     Server { name: "tungstenite", bin: "srv-tungstenite", raw: false, broadcast: true, extra: false },
@@ -69,6 +79,9 @@ const SERVERS: &[Server] = &[
     // The seed system (issue 17), from its own crate outside the workspace:
     // an absolute path, which `dir.join` keeps as it is.
     Server { name: "wenmeng", bin: SEED_BIN, raw: false, broadcast: true, extra: false },
+    // The harness check of issue 17: the syncws binary again under another
+    // name; its ratios to `syncws` must be noise (0.95-1.05).
+    Server { name: "syncws-twin", bin: "srv-syncws", raw: false, broadcast: true, extra: true },
 ];
 
 /// The seed system's echo server (wenmeng 0.3), built by `build_seed`.
@@ -93,6 +106,11 @@ fn build_seed() {
         }
     }
 }
+
+/// The CPU the load generator is pinned to with `--pin`; the server gets
+/// the other one.
+const CLIENT_CPU: usize = 0;
+const SERVER_CPU: usize = 1;
 
 /// One number taken from the load generator's JSON line.
 struct Metric {
@@ -216,16 +234,29 @@ fn scenarios(secs: f64, warmup: f64, idle_conns: usize) -> Vec<Scenario> {
         },
         Scenario {
             id: "bcast",
-            title: "broadcast, 1 sender → 1000 receivers, 32 B".into(),
+            title: "broadcast, 1 sender → 1000 subscribers, 32 B".into(),
             args: split(format!("--mode broadcast --conns 1000 --size 32 --duration {secs} --warmup {warmup}")),
-            metrics: vec![
-                metric("p99_us", "p99 delivery latency µs", false),
-                metric("p50_us", "p50 delivery latency µs", false),
-                metric("msgs_per_s", "deliveries/s", true),
-            ],
+            metrics: bcast_metrics(),
             only: |s| s.broadcast,
             limit,
         },
+        Scenario {
+            id: "bcast10k",
+            title: "broadcast, 1 sender → 10,000 subscribers, 32 B".into(),
+            args: split(format!("--mode broadcast --conns 10000 --size 32 --duration {secs} --warmup {warmup}")),
+            metrics: bcast_metrics(),
+            only: |s| s.broadcast,
+            limit: Duration::from_secs_f64(secs + warmup + 180.0),
+        },
+    ]
+}
+
+fn bcast_metrics() -> Vec<Metric> {
+    vec![
+        metric("p99_us", "p99 delivery latency µs", false),
+        metric("p50_us", "p50 delivery latency µs", false),
+        metric("msgs_per_s", "deliveries/s", true),
+        metric("server_cpu_us_per_msg", "server CPU µs/delivery", false),
     ]
 }
 
@@ -250,7 +281,9 @@ fn main() {
     // A server is named by its display name or its binary's suffix
     // (`raw TCP (threads)` or `rawtcp`); an unknown name is an error, not a
     // silently smaller run.
-    let server_matches = |s: &Server, n: &str| n == s.name || n == s.bin.trim_start_matches("srv-");
+    let first_of_bin = |s: &Server| SERVERS.iter().find(|x| x.bin == s.bin).is_some_and(|x| x.name == s.name);
+    let server_matches =
+        |s: &Server, n: &str| n == s.name || (first_of_bin(s) && n == s.bin.trim_start_matches("srv-"));
     let all_scens = scenarios(secs, warmup, idle_conns);
     let unknown: Vec<&String> = opts
         .servers
@@ -288,8 +321,11 @@ fn main() {
     let machine_before = machine();
     eprintln!("bench-all: {rounds} rounds, {secs} s windows; {}", machine_before["load_average"]);
     let started = Instant::now();
-    // runs[scenario id][server name] = one JSON report per round
+    // runs[scenario id][server name] = one JSON report per round; `pinned`
+    // the same with --pin.
     let mut runs: BTreeMap<&str, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
+    let mut pinned: BTreeMap<&str, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
+    let pin_modes: &[bool] = if opts.pin { &[false, true] } else { &[false] };
     for round in 0..rounds {
         for sc in &scens {
             let mut order: Vec<&&Server> = servers.iter().filter(|s| (sc.only)(s)).collect();
@@ -297,22 +333,27 @@ fn main() {
                 let k = round % order.len();
                 order.rotate_left(k);
             }
-            for server in order {
+            for (server, &pin) in order.iter().flat_map(|s| pin_modes.iter().map(move |p| (s, p))) {
                 let report =
-                    run_one(&dir, &loadgen, server, sc).unwrap_or_else(|e| json!({"errors": 1, "first_error": e}));
+                    run_one(&dir, &loadgen, server, sc, pin).unwrap_or_else(|e| json!({"errors": 1, "first_error": e}));
                 eprintln!(
-                    "round {} {:8} {:18} {}",
+                    "round {} {:8} {:18}{} {}",
                     round + 1,
                     sc.id,
                     server.name,
+                    if pin { " pinned" } else { "" },
                     sc.metrics
                         .iter()
                         .map(|m| format!("{}={}", m.key, fmt_num(report[m.key].as_f64())))
-                        .chain([format!("errors={}", report["errors"])])
+                        .chain([
+                            format!("client_cpu={}%", fmt_num(report["client_cpu_pct"].as_f64())),
+                            format!("errors={}", report["errors"])
+                        ])
                         .collect::<Vec<_>>()
                         .join(" ")
                 );
-                runs.entry(sc.id).or_default().entry(server.name).or_default().push(report);
+                let table = if pin { &mut pinned } else { &mut runs };
+                table.entry(sc.id).or_default().entry(server.name).or_default().push(report);
             }
         }
     }
@@ -326,6 +367,7 @@ fn main() {
         std::process::exit(2);
     }
     let medians = medians(&scens, &servers, &runs);
+    let pinned_medians = medians_of(&scens, &servers, &pinned);
     let mut md = markdown(
         &opts,
         &command,
@@ -339,6 +381,7 @@ fn main() {
         &runs,
         &medians,
     );
+    md.push_str(&harness_markdown(&scens, &servers, &runs, &pinned, &pinned_medians, &medians));
     if run_deflate {
         md.push_str(&deflate_markdown(&deflate_runs, secs));
     }
@@ -351,6 +394,12 @@ fn main() {
         "machine_after": machine_after,
         "medians": medians.iter().map(|((sc, m, sv), v)| json!({"scenario": sc, "metric": m, "server": sv, "median": v})).collect::<Vec<_>>(),
         "runs": runs,
+        "pinned": {
+            "client_cpu": CLIENT_CPU,
+            "server_cpu": SERVER_CPU,
+            "medians": pinned_medians.iter().map(|((sc, m, sv), v)| json!({"scenario": sc, "metric": m, "server": sv, "median": v})).collect::<Vec<_>>(),
+            "runs": pinned,
+        },
         "deflate": deflate_runs,
     });
     let svg = chart(&scens, &servers, &medians);
@@ -490,10 +539,23 @@ impl Drop for Killed {
     }
 }
 
-fn run_one(dir: &Path, loadgen: &Path, server: &Server, sc: &Scenario) -> Result<Value, String> {
+/// A command for `bin`, under `taskset -c CPU` when pinned.
+fn command(bin: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+fn run_one(dir: &Path, loadgen: &Path, server: &Server, sc: &Scenario, pin: bool) -> Result<Value, String> {
     let port = free_port().map_err(|e| e.to_string())?;
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(dir.join(server.bin))
+    // taskset execs the program: the child's pid is the server's.
+    let mut child = command(&dir.join(server.bin), pin.then_some(SERVER_CPU))
         .arg(&addr)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -510,7 +572,7 @@ fn run_one(dir: &Path, loadgen: &Path, server: &Server, sc: &Scenario) -> Result
     if !line.starts_with("listening") {
         return Err(format!("{} did not start", server.bin));
     }
-    let mut cmd = Command::new(loadgen);
+    let mut cmd = command(loadgen, pin.then_some(CLIENT_CPU));
     cmd.args(["bench", "--url", &format!("ws://{addr}/"), "--server-pid", &pid.to_string()])
         .args(["--label", &format!("{}/{}", server.name, sc.id)])
         .args(&sc.args);
@@ -554,6 +616,12 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 fn medians(scens: &[Scenario], servers: &[&Server], runs: &BTreeMap<&str, BTreeMap<&str, Vec<Value>>>) -> Medians {
+    medians_of(scens, servers, runs)
+}
+
+type Runs<'a> = BTreeMap<&'a str, BTreeMap<&'a str, Vec<Value>>>;
+
+fn medians_of(scens: &[Scenario], servers: &[&Server], runs: &Runs) -> Medians {
     let mut out = Medians::new();
     for sc in scens {
         for m in &sc.metrics {
@@ -640,8 +708,9 @@ fn markdown(
     let _ = writeln!(
         s,
         "{rounds} rounds, servers interleaved (order rotated each round, each server restarted for each run), \
-         {secs} s measurement windows; medians over the rounds; whole run {:.0} s. Client (`syncws bench`) and \
-         server share the cores over loopback. MB = 10^6 bytes of payload echoed per second. Server CPU is \
+         {secs} s measurement windows; medians over the rounds; whole run {:.0} s. Client (`syncws bench`, \
+         event-driven: its connections multiplexed on one thread with epoll, except connect mode's 2 threads) \
+         and server share the cores over loopback; the load generator's CPU per cell is in its own table below. MB = 10^6 bytes of payload echoed per second. Server CPU is \
          utime+stime from /proc over the window, divided by the messages verified in it.{}\n",
         elapsed.as_secs_f64(),
         if opts.quick { " Quick mode: fewer rounds, shorter windows, 1000 idle connections." } else { "" }
@@ -763,14 +832,19 @@ fn targets(med: &Medians) -> Vec<String> {
     ));
     let (a, b) = (g("connect", "msgs_per_s", sy), g("connect", "msgs_per_s", "tungstenite"));
     v.push(format!("connects/s ≥ 1.5× tungstenite: {} ({})", r(a, b), check(cmp(a, b, &|a, b| a >= 1.5 * b))));
-    let (a, b) = (g("bcast", "p99_us", sy), g("bcast", "p99_us", "tokio-tungstenite"));
-    v.push(format!(
-        "broadcast to 1000: p99 delivery {} µs vs tokio-tungstenite {} µs ({}); every receiver gets every message \
-         (a missed one is counted as an error below)",
-        fmt_num(a),
-        fmt_num(b),
-        r(a, b)
-    ));
+    for sc in ["bcast", "bcast10k"] {
+        let a = g(sc, "p99_us", sy);
+        let (t, u) = (g(sc, "p99_us", "tokio-tungstenite"), g(sc, "p99_us", "tungstenite"));
+        v.push(format!(
+            "{sc} (issue 15): p99 delivery ≤ 0.7× tokio-tungstenite: {} ({}); ≤ 0.5× tungstenite: {} ({}); every \
+             subscriber gets every message (a missed one is counted as an error below); check the load \
+             generator's CPU below before reading these",
+            r(a, t),
+            check(cmp(a, t, &|a, b| a <= 0.7 * b)),
+            r(a, u),
+            check(cmp(a, u, &|a, b| a <= 0.5 * b)),
+        ));
+    }
     v
 }
 
@@ -853,5 +927,124 @@ fn chart(scens: &[Scenario], servers: &[&Server], med: &Medians) -> String {
         }
     }
     s.push_str("</svg>\n");
+    s
+}
+
+/// The fairness tables of issue 17: the load generator's CPU per cell
+/// (flagged where it was the bottleneck), the pinned medians, and the twin
+/// check when `syncws-twin` ran.
+fn harness_markdown(
+    scens: &[Scenario],
+    servers: &[&Server],
+    runs: &Runs,
+    pinned: &Runs,
+    pinned_med: &Medians,
+    med: &Medians,
+) -> String {
+    let mut s = String::new();
+    let header = |s: &mut String, first: &str| {
+        let _ = write!(s, "| {first} |");
+        for sv in servers {
+            let _ = write!(s, " {} |", sv.name);
+        }
+        let _ = write!(s, "\n| --- |");
+        for _ in servers {
+            let _ = write!(s, " --- |");
+        }
+        s.push('\n');
+    };
+    for (title, table) in [("unpinned", runs), ("pinned", pinned)] {
+        if table.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "\n## Load generator CPU ({title}): median % of one core over the window, client threads; \
+             ⚠ = at or above 90% of its threads in some round (the client may be the bottleneck)\n"
+        );
+        header(&mut s, "scenario");
+        for sc in scens {
+            let _ = write!(s, "| {} |", sc.title);
+            for sv in servers {
+                let reports = table.get(sc.id).and_then(|r| r.get(sv.name)).cloned().unwrap_or_default();
+                let pct = median(reports.iter().filter_map(|r| r["client_cpu_pct"].as_f64()).collect());
+                let threads = reports.iter().filter_map(|r| r["client_threads"].as_u64()).max();
+                let bound = reports.iter().any(|r| r["client_bound"].as_bool() == Some(true));
+                match (pct, threads) {
+                    (Some(p), Some(t)) => {
+                        let _ = write!(s, " {p:.0}% / {t}{} |", if bound { " ⚠" } else { "" });
+                    }
+                    _ => {
+                        let _ = write!(s, " – |");
+                    }
+                }
+            }
+            s.push('\n');
+        }
+    }
+    if !pinned.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Pinned: load generator on CPU {CLIENT_CPU}, server on CPU {SERVER_CPU} (`taskset`), \
+             medians and ratios to syncws\n"
+        );
+        header(&mut s, "scenario");
+        for sc in scens {
+            for m in &sc.metrics {
+                let _ = write!(s, "| {}, {} {} |", sc.title, m.label, if m.higher_is_better { "↑" } else { "↓" });
+                let b = get(pinned_med, sc.id, m.key, "syncws");
+                for sv in servers {
+                    let v = get(pinned_med, sc.id, m.key, sv.name);
+                    let _ = write!(s, " {} ({}) |", fmt_num(v), ratio(v, b));
+                }
+                s.push('\n');
+            }
+        }
+        let _ = writeln!(s, "\n### Pinned ÷ unpinned, per server (how much pinning changes each result)\n");
+        header(&mut s, "scenario");
+        for sc in scens {
+            for m in &sc.metrics {
+                let _ = write!(s, "| {}, {} |", sc.title, m.label);
+                for sv in servers {
+                    let _ = write!(
+                        s,
+                        " {} |",
+                        ratio(get(pinned_med, sc.id, m.key, sv.name), get(med, sc.id, m.key, sv.name))
+                    );
+                }
+                s.push('\n');
+            }
+        }
+    }
+    if servers.iter().any(|sv| sv.name == "syncws-twin") && servers.iter().any(|sv| sv.name == "syncws") {
+        let _ = writeln!(
+            s,
+            "\n## Identical-server check: syncws-twin ÷ syncws, median of the per-round ratios \
+             (the same binary under two names; within 0.95-1.05 is noise)\n\n\
+             | scenario | metric | per-round ratios | median | within 0.95-1.05 |\n| --- | --- | --- | --- | --- |"
+        );
+        for (label, table) in [("", runs), (" (pinned)", pinned)] {
+            for sc in scens {
+                for m in &sc.metrics {
+                    let get_all = |name: &str| -> Vec<Option<f64>> {
+                        table
+                            .get(sc.id)
+                            .and_then(|r| r.get(name))
+                            .map(|v| v.iter().map(|r| r[m.key].as_f64()).collect())
+                            .unwrap_or_default()
+                    };
+                    let ratios: Vec<f64> = get_all("syncws-twin")
+                        .into_iter()
+                        .zip(get_all("syncws"))
+                        .filter_map(|(t, b)| Some(t? / b.filter(|b| *b > 0.0)?))
+                        .collect();
+                    let Some(mid) = median(ratios.clone()) else { continue };
+                    let list = ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ");
+                    let ok = if (0.95..=1.05).contains(&mid) { "yes" } else { "NO" };
+                    let _ = writeln!(s, "| {}{label} | {} | {list} | {mid:.3} | {ok} |", sc.title, m.label);
+                }
+            }
+        }
+    }
     s
 }

@@ -1,6 +1,9 @@
 //! syncws: the library's Listener with the default `Config`, echoing like
-//! `examples/echo_server.rs`; `/broadcast` sends each message to every other
-//! member from the sender's connection thread (through their `Sender`s).
+//! `examples/echo_server.rs`. `/broadcast` is the library's pub/sub pattern:
+//! a connection subscribes to the topic on open, and each message it sends
+//! is published to every subscriber (the sender included) with
+//! [`Hub::publish`]: framed once, the same bytes queued on every
+//! connection. The hub drops a connection's subscription when it closes.
 //!
 //! A second argument turns permessage-deflate on for bench-all's
 //! compression scenarios: `--deflate` (the default `DeflateConfig`:
@@ -9,48 +12,37 @@
 //! ways). Without it, nothing is negotiated. `--max-connections=N`
 //! raises the live-connection cap (cost-curve's 19,000 idle connections).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use syncws::{Config, DeflateConfig, Listener, OwnedMessage, Result, Sender, WsHandshake, WsOption, WsTrait};
-
-type Members = Arc<Mutex<Vec<(u64, Sender)>>>;
+use syncws::{
+    Config, DeflateConfig, Hub, Listener, OwnedMessage, Prepared, Result, Sender, WsHandshake, WsOption, WsTrait,
+};
 
 struct Handler {
     sender: Option<Sender>,
-    id: u64,
-    members: Option<Members>,
-    all: Members,
+    /// Set on `/broadcast`: messages go to the topic, not back.
+    hub: Option<Hub>,
+    all: Hub,
 }
 
 impl WsTrait for Handler {
     fn on_open(&mut self, shake: WsHandshake) -> Result<Option<WsOption>> {
         if shake.request.path == syncws_bench::BROADCAST_PATH {
-            self.all.lock().unwrap().push((self.id, shake.sender.clone()));
-            self.members = Some(Arc::clone(&self.all));
+            self.all.subscribe(&shake.sender, syncws_bench::BROADCAST_PATH);
+            self.hub = Some(self.all.clone());
         }
         self.sender = Some(shake.sender);
         Ok(None)
     }
 
     fn on_message(&mut self, msg: OwnedMessage) -> Result<()> {
-        if let Some(members) = &self.members {
-            for (id, s) in members.lock().unwrap().iter() {
-                if *id != self.id {
-                    let _ = s.send(msg.clone());
-                }
+        if let Some(hub) = &self.hub {
+            if let Some(prepared) = Prepared::from_message(&msg) {
+                hub.publish(syncws_bench::BROADCAST_PATH, &prepared);
             }
             return Ok(());
         }
         match &self.sender {
             Some(sender) => sender.send(msg),
             None => Ok(()),
-        }
-    }
-
-    fn on_close(&mut self, _reason: &Option<syncws::CloseData>) {
-        if let Some(members) = &self.members {
-            members.lock().unwrap().retain(|(id, _)| *id != self.id);
         }
     }
 }
@@ -73,10 +65,8 @@ fn main() -> Result<()> {
     }
     let listener = Listener::bind_with_config(syncws_bench::addr_arg(), config)?;
     syncws_bench::ready(listener.local_addr());
-    let all: Members = Arc::default();
-    let next = AtomicU64::new(0);
+    let all = Hub::new();
     listener.serve(move |server| {
-        let id = next.fetch_add(1, Ordering::Relaxed);
-        server.set_callback_ws(Box::new(Handler { sender: None, id, members: None, all: Arc::clone(&all) }));
+        server.set_callback_ws(Box::new(Handler { sender: None, hub: None, all: all.clone() }));
     })
 }

@@ -1,8 +1,8 @@
 //! tokio-tungstenite 0.29 on tokio's multi-thread runtime (the async
 //! variant): one task per connection, `next().await` then `send(msg).await`.
 //! `/broadcast`: each member's sink is driven by a writer task fed by an
-//! unbounded channel; a message is handed to every other member's channel
-//! from the reading task.
+//! unbounded channel (an mpsc per connection); a message is handed to every
+//! member's channel, the sender's included, from the reading task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,10 +42,8 @@ async fn serve(stream: TcpStream, id: u64, members: Members) -> Result<(), tokio
                 Err(_) => break,
             };
             if msg.is_text() || msg.is_binary() {
-                for (other, tx) in members.lock().unwrap().iter() {
-                    if *other != id {
-                        let _ = tx.send(msg.clone());
-                    }
+                for tx in members.lock().unwrap().values() {
+                    let _ = tx.send(msg.clone());
                 }
             }
         }

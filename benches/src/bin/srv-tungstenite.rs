@@ -1,7 +1,7 @@
 //! tungstenite 0.29 with one thread per connection (default config): read,
 //! then `send` (write and flush) each echo. `/broadcast`: each connection
 //! also gets a write-only `WebSocket` on a clone of its socket; a message is
-//! sent to every other member from the reading thread.
+//! sent to every member, the sender included, from the reading thread.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,10 +32,8 @@ fn serve(stream: TcpStream, id: u64, members: Members) -> tungstenite::Result<()
         let result = (|| loop {
             let msg = ws.read()?;
             if msg.is_text() || msg.is_binary() {
-                for (other, w) in members.lock().unwrap().iter() {
-                    if *other != id {
-                        let _ = w.lock().unwrap().send(msg.clone());
-                    }
+                for (_, w) in members.lock().unwrap().iter() {
+                    let _ = w.lock().unwrap().send(msg.clone());
                 }
             }
         })();

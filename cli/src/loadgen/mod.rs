@@ -19,7 +19,17 @@
 //!   reports the server's resident memory per connection, then checks that
 //!   each still echoes;
 //! - `connect`: `--conns` connections opened (handshake included) and closed
-//!   from `--threads` threads, as fast as possible.
+//!   from `--threads` threads (default 2), as fast as possible.
+//!
+//! Ping-pong, pipelined and broadcast over `ws://` are event-driven: the
+//! connections are multiplexed on `--threads` client threads (default 1),
+//! each polling its share with epoll (see `event.rs`), so the client's share
+//! of the CPU does not grow with the connection count. Idle mode holds its
+//! connections from the one main thread. Over `wss://` each connection has
+//! its own thread (the threaded drivers below). The client's own CPU over
+//! the window is reported (`client_cpu_pct`, and `client_bound` when it is
+//! at or above 90% of its threads: the client, not the server, was the
+//! limit).
 //!
 //! Messages are counted, and latencies kept, for the measurement window
 //! only: `--duration` seconds after `--warmup` seconds. With `--server-pid`,
@@ -27,6 +37,7 @@
 //! resident memory and thread count at the end of the window (from
 //! `/proc/PID/status`) are reported too.
 
+mod event;
 pub mod stats;
 pub mod wire;
 
@@ -100,9 +111,11 @@ pub struct Args {
     /// Seconds to hold the connections before measuring (idle mode).
     #[arg(long, default_value_t = 1.0)]
     pub hold: f64,
-    /// Client threads (connect mode).
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
+    /// Client threads: connect mode (default 2), and the event-driven
+    /// ping-pong, pipelined and broadcast modes (default 1), which multiplex
+    /// their connections over them.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Read and write timeout: an echo later than this is an error.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
@@ -164,6 +177,10 @@ pub struct Report {
     pub server_threads: Option<u64>,
     /// Idle mode: resident memory added per held connection, KiB.
     pub rss_per_conn_kib: Option<f64>,
+    /// The load generator's own CPU time over the window, seconds.
+    pub client_cpu_s: Option<f64>,
+    /// Threads doing the load generator's work (its CPU capacity).
+    pub client_threads: usize,
 }
 
 impl Report {
@@ -191,6 +208,20 @@ impl Report {
         (self.msgs > 0).then(|| cpu * 1e6 / self.msgs as f64)
     }
 
+    /// The load generator's CPU over the window, in percent of one core.
+    pub fn client_cpu_pct(&self) -> Option<f64> {
+        let cpu = self.client_cpu_s?;
+        (self.window_s > 0.0).then(|| cpu * 100.0 / self.window_s)
+    }
+
+    /// True when the load generator used at least 90% of its threads'
+    /// capacity over the window: the client, not the server, may have been
+    /// the limit.
+    pub fn client_bound(&self) -> Option<bool> {
+        let pct = self.client_cpu_pct()?;
+        (self.client_threads > 0).then_some(pct >= 90.0 * self.client_threads as f64)
+    }
+
     /// The report as one line of JSON.
     pub fn to_json(&self) -> String {
         let num = |v: Option<f64>| v.filter(|x| x.is_finite()).map_or("null".to_owned(), |x| format!("{x:.3}"));
@@ -202,7 +233,8 @@ impl Report {
              \"in_flight\":{},\"window_s\":{:.3},\"msgs\":{},\"bytes\":{},\"msgs_per_s\":{:.1},\
              \"mb_per_s\":{:.3},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"errors\":{},\
              \"first_error\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\"server_rss_kib\":{},\
-             \"server_threads\":{},\"rss_per_conn_kib\":{}}}",
+             \"server_threads\":{},\"rss_per_conn_kib\":{},\"client_cpu_s\":{},\"client_cpu_pct\":{},\
+             \"client_threads\":{},\"client_bound\":{}}}",
             self.mode,
             string(self.label.as_deref()),
             self.conns,
@@ -226,6 +258,10 @@ impl Report {
             int(self.server_rss_kib),
             int(self.server_threads),
             num(self.rss_per_conn_kib),
+            num(self.client_cpu_s),
+            num(self.client_cpu_pct()),
+            self.client_threads,
+            self.client_bound().map_or("null".to_owned(), |b| b.to_string()),
         )
     }
 
@@ -262,6 +298,12 @@ impl Report {
         }
         if let Some(r) = self.rss_per_conn_kib {
             s += &format!("\n  server RSS per connection {r:.1} KiB");
+        }
+        if let Some(c) = self.client_cpu_pct() {
+            s += &format!("\n  client CPU {c:.0}% over {} thread(s)", self.client_threads);
+            if self.client_bound() == Some(true) {
+                s += " (the client may be the bottleneck)";
+            }
         }
         if let Some(e) = &self.first_error {
             s += &format!("\n  first error: {e}");
@@ -325,7 +367,10 @@ pub fn run(args: &Args) -> Result<Report, String> {
         in_flight: args.in_flight,
         ..Report::default()
     };
+    let plain = target.tls.is_none();
     match args.mode {
+        Mode::PingPong | Mode::Pipelined if plain => event::echo_run(args, &target, &mut report),
+        Mode::Broadcast if plain => event::broadcast_run(args, &target, &mut report),
         Mode::PingPong | Mode::Pipelined => echo_run(args, &target, &mut report),
         Mode::Broadcast => broadcast_run(args, &target, &mut report),
         Mode::Idle => idle_run(args, &target, &mut report),
@@ -774,7 +819,7 @@ fn idle_run(args: &Args, target: &Target, report: &mut Report) {
 }
 
 fn connect_run(args: &Args, target: &Target, report: &mut Report) {
-    let threads = args.threads.clamp(1, args.conns);
+    let threads = args.threads.unwrap_or(2).clamp(1, args.conns);
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {

@@ -340,6 +340,9 @@ pub struct FrameReader {
     /// Accept masked frames from the server (unmasking them): the raw TCP
     /// echo floor sends the client's own masked frames back.
     pub accept_masked: bool,
+    /// Largest frame payload, and largest reassembled message, accepted:
+    /// beyond it the server's data is an error, never an allocation.
+    pub max_payload: usize,
 }
 
 impl Default for FrameReader {
@@ -358,6 +361,7 @@ impl FrameReader {
             frag: Vec::new(),
             frag_opcode: None,
             accept_masked: false,
+            max_payload: 1 << 31,
         }
     }
 
@@ -435,7 +439,8 @@ impl FrameReader {
     /// The length of the frame at `start` if its header is complete.
     fn frame_len_needed(&self) -> usize {
         match parse_header(&self.buf[self.start..self.end]) {
-            Some(h) => h.header_len + h.payload_len as usize,
+            // Capped: parse() refuses a longer frame before reading it.
+            Some(h) => h.header_len + (h.payload_len.min(self.max_payload as u64 + 1) as usize),
             None => 14,
         }
     }
@@ -452,8 +457,8 @@ impl FrameReader {
             if h.masked && !self.accept_masked {
                 return bad("masked frame from the server");
             }
-            if h.payload_len > (1 << 31) {
-                return bad("frame too large");
+            if h.payload_len > self.max_payload as u64 {
+                return bad(format!("frame of {} bytes, more than the {} expected", h.payload_len, self.max_payload));
             }
             let total = h.header_len + h.payload_len as usize;
             if avail.len() < total {
@@ -477,6 +482,9 @@ impl FrameReader {
             match (h.opcode, self.frag_opcode) {
                 (OP_CONT, None) => return bad("continuation without a start"),
                 (OP_CONT, Some(op)) => {
+                    if self.frag.len() + range.len() > self.max_payload {
+                        return bad("fragmented message longer than expected");
+                    }
                     self.frag.extend_from_slice(&self.buf[range]);
                     if h.fin {
                         self.frag_opcode = None;
