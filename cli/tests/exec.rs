@@ -81,6 +81,7 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
     let url = line
         .strip_prefix("listening on ")
         .or_else(|| line.strip_prefix("chat on "))
+        .or_else(|| line.strip_prefix("pubsub on "))
         .unwrap_or_else(|| panic!("unexpected line {line:?}"))
         .to_owned();
     Server { child, url, log }
@@ -249,6 +250,58 @@ fn lines_and_messages_through_cat_and_sh() {
 }
 
 #[test]
+fn no_shell_between_the_server_and_the_program() {
+    // Each argument reaches the program as it is: no expansion, no
+    // splitting, no command substitution, no second command.
+    let args = ["$HOME", "*", "a;echo injected", "`id`", "$(id)", "two  spaces"];
+    let mut all = vec!["--", "printf", "%s|"];
+    all.extend_from_slice(&args);
+    let server = exec(&all);
+    let (got, close) = session(&server.url, vec![]);
+    assert_eq!(got, [text("$HOME|*|a;echo injected|`id`|$(id)|two  spaces|")]);
+    assert_eq!(code(&close), 1000);
+}
+
+#[test]
+fn dir_and_a_command_are_exclusive_and_one_is_needed() {
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        within("syncws exec refusing its arguments", move || {
+            let out = Command::new(BIN).args(&args).output().expect("run syncws");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let dir = std::env::temp_dir().to_string_lossy().into_owned();
+    let (status, out, err) = run(&["exec", "127.0.0.1:0", "--dir", &dir, "--", "cat"]);
+    assert_eq!((status, out.as_str()), (Some(2), ""), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (status, out, err) = run(&["exec", "127.0.0.1:0"]);
+    assert_eq!((status, out.as_str()), (Some(2), ""), "{err}");
+    assert!(err.contains("--dir") && err.contains("COMMAND"), "{err}");
+}
+
+#[test]
+fn the_pinned_defaults_are_the_ones_documented() {
+    let help = within("syncws exec --help", || {
+        let out = Command::new(BIN).args(["exec", "--help"]).output().expect("run syncws");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    // The text of one option, up to the next one.
+    let option = |name: &str| {
+        let start = help.find(&format!("      --{name} <")).unwrap_or_else(|| panic!("--{name} missing: {help}"));
+        let rest = &help[start + 8..];
+        let end = rest.find("\n      --").or_else(|| rest.find("\n  -")).unwrap_or(rest.len());
+        rest[..end].to_owned()
+    };
+    assert!(option("max-forks").contains("[default: 1000]"), "{}", option("max-forks"));
+    assert!(option("kill-grace").contains("[default: 5s]"), "{}", option("kill-grace"));
+}
+
+#[test]
 fn binary_mode_passes_raw_bytes_both_ways() {
     let server = exec(&["--binary", "--", "cat"]);
     let data = random_bytes(300_000, 7);
@@ -327,6 +380,31 @@ fn the_program_gets_the_cgi_environment_and_nothing_else() {
     for never in ["SYNCWS_SECRET", "HTTP_X_SNEAKY", "HTTP_PROXY", "HOME", "RUST_LOG", "CARGO"] {
         assert!(!names.contains(never), "{never} leaked: {vars:#?}");
     }
+    // Nothing but these: the CGI variables websocketd sets (with
+    // GATEWAY_INTERFACE and SCRIPT_NAME, which it sets too), HTTP_*, PATH
+    // and what --passenv names.
+    let allowed = [
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "SERVER_SOFTWARE",
+        "GATEWAY_INTERFACE",
+        "REQUEST_METHOD",
+        "REQUEST_URI",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "PATH",
+        "SYNCWS_PASSED",
+    ];
+    for name in &names {
+        assert!(allowed.contains(name) || name.starts_with("HTTP_"), "{name} is not a CGI variable: {vars:#?}");
+    }
+    // PATH is the server's own.
+    let path = std::env::var("PATH").expect("the tests run with a PATH");
+    assert!(vars.contains(&format!("PATH={path}")), "PATH={path} missing from {vars:#?}");
 }
 
 #[test]
@@ -354,6 +432,41 @@ fn exit_statuses_become_close_codes() {
     eventually("the stderr line in the log", || {
         server.log_lines().iter().any(|l| l.contains("exec #1 127.0.0.1:") && l.ends_with("stderr: oops"))
     });
+}
+
+#[test]
+fn the_client_closing_closes_stdin_first() {
+    // A filter sees the end of its input, prints its last words and exits
+    // 0 by itself: they reach the client, then 1000.
+    let server = exec(&["--", "sh", "-c", "while read l; do echo \"$l\"; done; echo stdin closed"]);
+    let (got, close) = session_closing(&server.url, vec![text("a"), text("b")]);
+    assert_eq!(got, [text("a"), text("b"), text("stdin closed")]);
+    assert_eq!(code(&close), 1000);
+    assert!(!server.log_lines().iter().any(|l| l.contains("SIGKILL")));
+}
+
+#[test]
+fn a_program_that_does_not_read_stdin_gets_sigterm_to_its_group() {
+    let m = marker(4);
+    // It reads nothing, so the end of stdin does not end it; SIGTERM goes
+    // to its group: the `sleep` dies, the shell runs its trap, whose
+    // output still reaches the client, then the Close of its status.
+    let script = format!("trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep {m}; done");
+    let server = exec(&["--", "sh", "-c", &script]);
+    let url = server.url.clone();
+    let (got, close) = within("ready, close, the trap's line", move || {
+        let mut ws = connect(&url).unwrap();
+        assert_eq!(ws.read().unwrap(), text("ready"));
+        ws.close(CloseCode::NORMAL, "").unwrap();
+        read_to_close(&mut ws)
+    });
+    assert_eq!(got, [text("got TERM")]);
+    let close = close.expect("a close body");
+    assert_eq!((close.status_code, close.reason.as_str()), (1011, "program exited with status 7"));
+    eventually("the sleep gone", || running(&["sleep", &m]).is_empty());
+    eventually("no child of the server", || children(server.pid()).is_empty());
+    // Ended by SIGTERM, well within the default grace: no SIGKILL.
+    assert!(!server.log_lines().iter().any(|l| l.contains("SIGKILL")));
 }
 
 #[test]
@@ -670,5 +783,25 @@ fn static_files_on_the_same_port_and_never_outside_the_folder() {
     assert!(status(&js) == 200 && js.ends_with("console.log(1)"), "{js}");
     assert_eq!(status(&get(&hp, "/missing")), 404);
     assert_eq!(status(&get(&hp, "/../secret.txt")), 403);
+
+    // And the other servers: pubsub (its topic list at `/`, the files
+    // after it), bridge ws2tcp and proxy (their targets need not be up to
+    // serve files).
+    let site = site.to_str().unwrap();
+    let dead = dead_addr().to_string();
+    let upstream = format!("ws://{dead}");
+    for args in [
+        vec!["pubsub", "127.0.0.1:0", "--static", site],
+        vec!["bridge", "ws2tcp", "--listen", "127.0.0.1:0", "--to", &dead, "--static", site],
+        vec!["proxy", "--listen", "127.0.0.1:0", "-u", &upstream, "--static", site],
+    ] {
+        let server = start(&args, &[]);
+        let hp = server.host_port();
+        let js = get(&hp, "/app.js");
+        assert!(status(&js) == 200 && js.ends_with("console.log(1)"), "{args:?}: {js}");
+        assert_eq!(status(&get(&hp, "/missing.css")), 404, "{args:?}");
+        let answer = get(&hp, "/%2e%2e/secret.txt");
+        assert!(status(&answer) == 403 && !answer.contains("top secret"), "{args:?}: {answer}");
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
