@@ -29,6 +29,8 @@ struct Server {
     addr: String,
     /// The fingerprint of its second line, over TLS.
     fingerprint: Option<Fingerprint>,
+    /// That fingerprint as printed.
+    printed: String,
     /// Kept open, so that later lines do not meet a closed pipe.
     _stdout: BufReader<ChildStdout>,
 }
@@ -59,8 +61,9 @@ fn start_with(args: &[&str], prefix: &'static str, capture_stderr: bool) -> Serv
     });
     let addr =
         first.trim().strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line {first:?}")).to_owned();
-    let fingerprint = second.trim().strip_prefix("tls certificate sha256 fingerprint: ").map(|f| f.parse().unwrap());
-    Server { child, addr, fingerprint, _stdout: stdout }
+    let printed = second.trim().strip_prefix("tls certificate sha256 fingerprint: ").unwrap_or_default().to_owned();
+    let fingerprint = (!printed.is_empty()).then(|| printed.parse().unwrap());
+    Server { child, addr, fingerprint, printed, _stdout: stdout }
 }
 
 fn start(args: &[&str], prefix: &'static str) -> Server {
@@ -108,6 +111,16 @@ fn exchange(url: &str, tls: Arc<ClientConfig>, skip_first: bool) -> String {
     })
 }
 
+/// The standard output of `openssl ARGS` (installed by .ci/run).
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed for this test (apt-get install openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `syncws client ARGS` with `input`; (exit code, stdout, stderr).
 fn client(args: Vec<String>, input: &[u8]) -> (i32, String, String) {
     run_client(args, Vec::new(), input.to_vec())
@@ -135,6 +148,24 @@ fn echo_self_signed_writes_its_certificate_and_prints_its_fingerprint() {
     assert!(echo.addr.starts_with("wss://127.0.0.1:"), "{}", echo.addr);
     let printed = echo.fingerprint.expect("a fingerprint line");
     assert_eq!(printed, fingerprint_of(&cert), "the printed fingerprint is the written certificate's");
+    // Printed as openssl prints it: uppercase pairs joined by colons.
+    let cert_path = cert.to_str().unwrap();
+    let theirs = openssl(&["x509", "-noout", "-fingerprint", "-sha256", "-in", cert_path]);
+    assert_eq!(theirs.trim().split_once('=').map(|(_, f)| f), Some(echo.printed.as_str()), "{theirs}");
+    // Written as PEM, for localhost, this machine's name and its addresses.
+    assert!(std::fs::read_to_string(&cert).unwrap().starts_with("-----BEGIN CERTIFICATE-----\n"));
+    let names = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in", cert_path]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_ascii_lowercase();
+    let mut needed =
+        vec!["DNS:localhost".to_owned(), "IP Address:127.0.0.1".to_owned(), "IP Address:0:0:0:0:0:0:0:1".to_owned()];
+    // (A host name that is not a valid DNS name is left out.)
+    let valid = host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if valid && host != "localhost" {
+        needed.push(format!("DNS:{host}"));
+    }
+    for name in needed {
+        assert!(names.contains(&name), "{name} missing from {names}");
+    }
 
     // The library's client, trusting the written certificate as its CA,
     // and pinning the fingerprint.
@@ -176,6 +207,15 @@ fn chat_over_tls_serves_its_page_on_https_and_its_socket_on_wss() {
     // The first message is the room's "joined" line.
     let got = exchange(&url, pinned_config(&[chat.fingerprint.unwrap()]).unwrap(), true);
     assert!(got.ends_with(": over tls"), "{got}");
+}
+
+#[test]
+fn pubsub_over_tls() {
+    let pubsub = start(&["pubsub", "127.0.0.1:0", "--tls-self-signed"], "pubsub on ");
+    assert!(pubsub.addr.starts_with("wss://"), "{}", pubsub.addr);
+    // What a socket sends to its topic comes back to it too.
+    let url = format!("{}/news", pubsub.addr);
+    assert_eq!(exchange(&url, pinned_config(&[pubsub.fingerprint.unwrap()]).unwrap(), false), "over tls");
 }
 
 #[test]
@@ -386,7 +426,7 @@ fn every_tool_documents_its_tls_flags() {
             String::from_utf8_lossy(&out.stdout).into_owned()
         })
     };
-    for server in [&["echo"][..], &["chat"], &["exec"], &["bridge", "ws2tcp"], &["proxy"]] {
+    for server in [&["echo"][..], &["chat"], &["pubsub"], &["exec"], &["bridge", "ws2tcp"], &["proxy"]] {
         let text = help(server);
         for flag in ["--tls-cert", "--tls-key", "--tls-self-signed", "--tls-write-cert"] {
             assert!(text.contains(flag), "{server:?}: {flag} missing");
