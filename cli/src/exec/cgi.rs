@@ -17,7 +17,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 pub struct CgiInput<'a> {
     /// The upgrade request.
     pub request: &'a Request,
-    /// The client's address, if known.
+    /// The client's address; `None` for a peer without one (a Unix
+    /// socket's), which gets `REMOTE_ADDR` and `REMOTE_PORT` empty.
     pub peer: Option<SocketAddr>,
     /// The address the connection arrived on.
     pub local: SocketAddr,
@@ -42,9 +43,18 @@ pub fn environment(input: &CgiInput<'_>) -> Vec<(String, OsString)> {
     env.push(("PATH".into(), input.path.clone().unwrap_or_else(|| DEFAULT_PATH.into())));
     env.extend(input.passed.iter().cloned());
     let mut set = |name: &str, value: &str| env.push((name.to_owned(), value.into()));
-    if let Some(peer) = input.peer {
-        set("REMOTE_ADDR", &peer.ip().to_canonical().to_string());
-        set("REMOTE_PORT", &peer.port().to_string());
+    match input.peer {
+        Some(peer) => {
+            set("REMOTE_ADDR", &peer.ip().to_canonical().to_string());
+            set("REMOTE_PORT", &peer.port().to_string());
+        }
+        // A peer without an address (a Unix socket's): REMOTE_ADDR is set
+        // and empty, as RFC 3875 wants it always set, REMOTE_PORT too, so
+        // that neither, passed on with --passenv, poses as the client's.
+        None => {
+            set("REMOTE_ADDR", "");
+            set("REMOTE_PORT", "");
+        }
     }
     let (server_name, _) = host_and_port(req.header("host").unwrap_or(""));
     let server_name = if server_name.is_empty() { input.local.ip().to_string() } else { server_name.to_owned() };
@@ -160,6 +170,27 @@ mod tests {
         assert!(get(&env, "SERVER_SOFTWARE").unwrap().starts_with("syncws/"));
         assert_eq!(get(&env, "HTTP_X_SNEAKY"), None);
         assert_eq!(get(&env, "HTTP_PROXY"), None);
+    }
+
+    /// A peer without an address (a Unix socket's): `REMOTE_ADDR` and
+    /// `REMOTE_PORT` empty, even when the server's own environment passes
+    /// them on.
+    #[test]
+    fn a_peer_without_an_address_has_an_empty_remote_addr() {
+        let mut req = Request::new("GET", "/");
+        req.headers.append("Host", "localhost");
+        let passed = vec![("REMOTE_ADDR".to_owned(), OsString::from("spoof")), ("REMOTE_PORT".to_owned(), "1".into())];
+        let env = environment(&CgiInput {
+            request: &req,
+            peer: None,
+            local: "127.0.0.1:9000".parse().unwrap(),
+            script_name: "",
+            path_info: "/",
+            passed: &passed,
+            path: None,
+        });
+        assert_eq!(get(&env, "REMOTE_ADDR").as_deref(), Some(""));
+        assert_eq!(get(&env, "REMOTE_PORT").as_deref(), Some(""));
     }
 
     #[test]
