@@ -184,7 +184,7 @@ impl Limits {
 }
 
 /// The flags of the servers that answer plain HTTP on their WebSocket
-/// port: `echo`, `chat`, `exec`, `bridge ws2tcp` and `proxy`.
+/// port: `echo`, `chat`, `pubsub`, `exec`, `bridge ws2tcp` and `proxy`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct HttpFlags {
     /// Answer `GET /metrics` on the same port with the server's counters in

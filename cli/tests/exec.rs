@@ -608,6 +608,8 @@ fn static_files_on_the_same_port_and_never_outside_the_folder() {
     std::fs::create_dir_all(site.join("sub")).unwrap();
     std::fs::write(site.join("index.html"), "<h1>home</h1>").unwrap();
     std::fs::write(site.join("app.js"), "console.log(1)").unwrap();
+    // Shadowed by --metrics where both are given (the order test below).
+    std::fs::write(site.join("metrics"), "a static file named metrics").unwrap();
     std::fs::write(site.join("sub/index.html"), "sub home").unwrap();
     std::fs::write(site.join(".env"), "SECRET=1").unwrap();
     std::fs::write(root.join("secret.txt"), "top secret").unwrap();
@@ -666,6 +668,7 @@ fn static_files_on_the_same_port_and_never_outside_the_folder() {
     assert!(status(&page) == 200 && page.contains("new WebSocket("), "{page}");
     let metrics = get(&hp, "/metrics");
     assert!(status(&metrics) == 200 && metrics.contains("syncws_connections_open"), "{metrics}");
+    assert!(!metrics.contains("a static file named metrics"), "{metrics}");
     let js = get(&hp, "/app.js");
     assert!(status(&js) == 200 && js.ends_with("console.log(1)"), "{js}");
     assert_eq!(status(&get(&hp, "/missing")), 404);
