@@ -225,8 +225,9 @@ pub use unix::{serve_unix, UnixRunning};
 pub use upgrade::{upgrade, upgrade_response};
 
 /// The README's Rust blocks, compiled as doctests so that they fail the
-/// build when they drift from the API. Blocks that need the `tls` feature
-/// gate their code on it.
+/// build when they drift from the API. Blocks that need a feature (`tls`,
+/// `deflate`, `redis`) gate their code on it, so that the doctests pass
+/// without features too.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
