@@ -219,7 +219,7 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
     if let Some(tls) = &opts.tls {
         listener = listener.tls(Arc::clone(tls));
     }
-    let routes = Routes::new(&opts.http, &listener)?;
+    let routes = Routes::new(&opts.http)?;
     let local = listener.local_addr();
     let forks = Forks::new(opts.max_forks);
     let grace = opts.kill_grace;
