@@ -1,8 +1,8 @@
 //! `syncws exec` with real programs (`cat`, `sh -c`, `env`, `head`): the
 //! messages, the environment, exit codes, reaping and process groups,
 //! `--max-forks`, backpressure both ways, `--dir` and `--static`
-//! traversal attempts. Loopback only; every wait is a bounded poll or a
-//! watchdog; every process started is killed.
+//! traversal attempts, a Unix socket. Loopback only; every wait is a
+//! bounded poll or a watchdog; every process started is killed.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -554,6 +554,48 @@ fn a_signal_to_the_server_ends_every_program() {
     // Every program, SIGTERM ignored, was killed before the server exited.
     assert!(running(&["sleep", &m]).is_empty(), "programs outlived the server");
     drop(clients);
+}
+
+/// `syncws exec unix:PATH` serves a Unix socket, whose peer has no
+/// address: `REMOTE_ADDR` and `REMOTE_PORT` are empty (even one passed on
+/// with --passenv), `SERVER_NAME` comes from `Host` (`localhost`, what a
+/// `ws+unix://` client sends) and `SERVER_PORT` is empty. `--metrics`
+/// answers on the socket with the socket server's own counts; SIGTERM
+/// removes the socket file.
+#[test]
+fn exec_on_a_unix_socket_gives_an_empty_remote_addr() {
+    let dir = temp_dir("unix");
+    let sock = dir.join("exec.sock");
+    let listen = format!("unix:{}", sock.display());
+    let script =
+        r#"echo "addr=[$REMOTE_ADDR] port=[$REMOTE_PORT] name=$SERVER_NAME sport=[$SERVER_PORT] info=$PATH_INFO""#;
+    let args = ["exec", &listen, "--metrics", "--passenv", "REMOTE_ADDR", "--", "sh", "-c", script];
+    let mut server = start(&args, &[("REMOTE_ADDR", "10.9.9.9")]);
+    assert_eq!(server.url, format!("ws+unix://{}:/", sock.display()));
+
+    let (got, close) = session(&format!("ws+unix://{}:/some/path", sock.display()), vec![]);
+    assert_eq!(got, [text("addr=[] port=[] name=localhost sport=[] info=/some/path")]);
+    assert_eq!(code(&close), 1000);
+
+    let path = sock.clone();
+    let answer = within("GET /metrics over the socket", move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.lines().any(|l| l == "syncws_websockets_opened_total 1"), "{answer}");
+    assert!(answer.lines().any(|l| l == "syncws_connections_open 1"), "{answer}");
+
+    let pid = server.pid().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit = within("the server's exit", move || server.child.wait().unwrap().code());
+    assert_eq!(exit, Some(0));
+    assert!(!sock.exists(), "the socket file outlived the server");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
