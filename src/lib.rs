@@ -157,7 +157,8 @@
 //! message and per system call): connections accepted, open, refused by
 //! reason, closed by close code; messages and bytes each way; messages
 //! dropped. [`Running::stats`] takes a [`Stats`] snapshot,
-//! [`Listener::metrics`] gives a live [`Metrics`] handle for any thread,
+//! [`Listener::metrics`] (or [`Server::metrics`], in the setup closure)
+//! gives a live [`Metrics`] handle for any thread,
 //! and [`Stats::to_prometheus`] renders a snapshot for a Prometheus scrape.
 //!
 //! # Logging
