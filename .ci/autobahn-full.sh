@@ -13,18 +13,7 @@ OUT="$PWD/target/autobahn-full"
 RESULT=bench-results/autobahn-deflate-full.md
 CASES="12.*,13.*"
 
-bash "$AB/setup.sh"
-cargo build --release --features deflate --example echo_server --example autobahn_client
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-SERVER_PORT=$(port)
-./target/release/examples/echo_server "127.0.0.1:$SERVER_PORT" &
-ECHO_PID=$!
-trap 'kill $ECHO_PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$SERVER_PORT") 2>/dev/null && break
-  sleep 0.1
-done
+source .ci/autobahn-common.sh
 start=$(date +%s)
 AUTOBAHN_AGENT=syncws AUTOBAHN_OUT="$OUT/servers" AUTOBAHN_TIMEOUT=7200 \
   bash "$AB/run-server-suite.sh" "ws://127.0.0.1:$SERVER_PORT" "$CASES" || true

@@ -24,19 +24,7 @@ DEFLATE_CASES=$(python3 -c "print(','.join(['%d.%d.%d' % (s, g, y) for s, n in (
   for g in range(1, n + 1) for y in (1, 4, 6, 11)] + ['12.1.18', '13.3.10', '13.7.18']))")
 DEFLATE_COUNT=51
 
-bash "$AB/setup.sh"
-cargo build --release --features deflate --example echo_server --example autobahn_client
-
-# Pick free ports, so a busy machine does not fail the run.
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SERVER_PORT=$(port)
-./target/release/examples/echo_server "127.0.0.1:$SERVER_PORT" &
-ECHO_PID=$!
-trap 'kill $ECHO_PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$SERVER_PORT") 2>/dev/null && break
-  sleep 0.1
-done
+source .ci/autobahn-common.sh
 
 start=$(date +%s)
 AUTOBAHN_AGENT=syncws AUTOBAHN_OUT="$OUT/servers" \

@@ -116,8 +116,9 @@ impl ClientBuilder {
     /// what remains, so one address that swallows packets does not starve
     /// the next), the proxy's tunnel, TLS and the HTTP upgrade. When it
     /// expires the error is [`Error::Timeout`] with the phase it
-    /// interrupted: [`Phase::Connect`], [`Phase::Proxy`] or
-    /// [`Phase::Handshake`]. A Unix socket (`ws+unix://`) connects without
+    /// interrupted: [`Phase::Connect`] (the lookup, TCP), [`Phase::Proxy`]
+    /// (the proxy's address, its tunnel) or [`Phase::Handshake`] (TLS, the
+    /// upgrade). A Unix socket (`ws+unix://`) connects without
     /// waiting on the network; its upgrade has the deadline too.
     ///
     /// ```no_run

@@ -3,11 +3,11 @@
 //! serving fresh clients.
 
 mod support;
+#[path = "support/largest_alloc.rs"]
+mod largest_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -16,30 +16,6 @@ use syncws::{
     Client, Config, Error, Listener, OriginPolicy, OwnedMessage, ProtocolError, Result, SendError, WsHandshake,
     WsOption, WsTrait,
 };
-
-/// Records the largest single allocation this test binary makes.
-struct Counting;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: delegates every call to the system allocator unchanged; only
-// records the requested size.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 fn server() -> (syncws::Running, SocketAddr) {
     let s = echo_server(Config::default());
@@ -119,7 +95,7 @@ fn declared_200_mb_frame_1009_without_allocating_it() {
     s.write_all(&header).unwrap();
     assert_eq!(read_close_code(&mut s), Some(1009));
     still_serves(addr);
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = largest_alloc::largest();
     assert!(largest < 32 << 20, "largest allocation was {largest} bytes");
 }
 

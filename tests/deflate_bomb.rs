@@ -9,39 +9,15 @@
 #![cfg(feature = "deflate")]
 
 mod support;
+#[path = "support/largest_alloc.rs"]
+mod largest_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use flate2::{Compress, Compression, FlushCompress};
 use support::*;
 use syncws::{Config, DeflateConfig};
-
-/// Records the largest single allocation this test binary makes.
-struct Counting;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: delegates every call to the system allocator unchanged; only
-// records the requested size.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -93,10 +69,10 @@ fn bomb(limit: usize) -> (usize, u64) {
     // Peak RSS from here (Linux: writing 5 to clear_refs resets VmHWM).
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let before = if reset { status_kib("VmRSS:") } else { status_kib("VmHWM:") };
-    LARGEST.store(0, Ordering::Relaxed);
+    largest_alloc::reset();
     s.write_all(&frame).unwrap();
     assert_eq!(read_close_code(&mut s), Some(1009));
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = largest_alloc::largest();
     let peak = status_kib("VmHWM:").saturating_sub(before) * 1024;
     eprintln!(
         "limit {} MiB: closed 1009; largest allocation {:.1} MiB, peak RSS +{:.1} MiB",

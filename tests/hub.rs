@@ -11,7 +11,7 @@ mod support;
 use std::io::{BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender as ChanSender};
@@ -111,19 +111,29 @@ fn seq_of(payload: &[u8]) -> u64 {
     u64::from_be_bytes(payload[..8].try_into().unwrap())
 }
 
-/// Subscribers and messages of the fan-out test: 200 x 200 by default
-/// (2 shared cores in CI); `SYNCWS_HUB_FULL=1` runs the 1,000 x 1,000 of
-/// the issue.
+/// Subscribers and messages of the fan-out test: 300 x 300 by default
+/// (2 shared cores in CI; enough subscribers for a publish to be spread
+/// over the cores); `SYNCWS_HUB_FULL=1` runs the 1,000 x 1,000 of the
+/// issue.
 fn fan_out_size() -> usize {
     if std::env::var_os("SYNCWS_HUB_FULL").is_some() {
         1000
     } else {
-        200
+        300
     }
+}
+
+/// Tests take it shared; the one that counts the process's threads takes
+/// it alone, so that no other test's connections are counted.
+static THREADS: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    THREADS.read().unwrap_or_else(|p| p.into_inner())
 }
 
 #[test]
 fn every_subscriber_gets_every_message_in_publish_order() {
+    let _shared = shared();
     let n = fan_out_size();
     let hub = Hub::new();
     let (running, opened) = hub_server(&hub);
@@ -144,18 +154,29 @@ fn every_subscriber_gets_every_message_in_publish_order() {
             })
         })
         .collect();
+    let mut helpers = 0;
     for i in 0..n as u64 {
         let report = hub.publish("fan", &numbered(i, 16));
         assert_eq!(report.delivered, n, "{report:?}");
+        if i % 50 == 0 {
+            helpers = helpers.max(threads_named("syncws-fanout"));
+        }
     }
     for r in readers {
         r.join().expect("reader");
     }
     running.shutdown();
+    // The publishes were spread over the cores, and the helpers end once
+    // idle (after 5 s).
+    if std::thread::available_parallelism().map_or(1, |c| c.get()) > 1 {
+        assert!(helpers >= 1, "no fan-out helper ran for {n} subscribers");
+    }
+    until("the fan-out helpers to end", || threads_named("syncws-fanout") == 0);
 }
 
 #[test]
 fn topics_are_isolated() {
+    let _shared = shared();
     let hub = Hub::new();
     let (running, opened) = hub_server(&hub);
     let addr = running.local_addr();
@@ -185,6 +206,7 @@ fn topics_are_isolated() {
 
 #[test]
 fn a_connection_leaves_its_topics_when_it_ends() {
+    let _shared = shared();
     let hub = Hub::new();
     let (running, opened) = hub_server(&hub);
     let mut subs = subscribers(running.local_addr(), &opened, "t", 2);
@@ -332,16 +354,19 @@ fn slow_subscriber(policy: BacklogPolicy) {
 
 #[test]
 fn a_subscriber_that_never_reads_is_closed_and_costs_bounded_memory() {
+    let _shared = shared();
     slow_subscriber(BacklogPolicy::Close);
 }
 
 #[test]
 fn a_subscriber_that_never_reads_skips_messages_and_costs_bounded_memory() {
+    let _shared = shared();
     slow_subscriber(BacklogPolicy::Skip);
 }
 
 #[test]
 fn racing_subscriptions_publishes_and_closes_leave_nothing_behind() {
+    let _alone = THREADS.write().unwrap_or_else(|p| p.into_inner());
     const CONNS: usize = 40;
     const OPS: usize = 10_000;
     const TOPICS: usize = 8;
@@ -453,6 +478,7 @@ fn count_unique(ids: &[u64]) -> usize {
 
 #[test]
 fn running_broadcast_reaches_every_connection() {
+    let _shared = shared();
     let hub = Hub::new();
     let (running, opened) = hub_server(&hub);
     let addr = running.local_addr();

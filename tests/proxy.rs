@@ -256,6 +256,35 @@ mod wss {
             assert!(!text.contains(clear), "{clear:?} crossed the proxy in clear");
         }
     }
+
+    #[test]
+    fn a_server_silent_in_the_tls_handshake_meets_the_connect_deadline() {
+        // Accepts TCP, reads the ClientHello, never answers it.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for stream in silent.incoming().take(2) {
+                let Ok(mut stream) = stream else { continue };
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut stream, &mut std::io::sink());
+                });
+            }
+        });
+        let url = format!("wss://localhost:{port}/");
+        let (_, tls) = tls_echo();
+        // Directly, and through a real proxy: the deadline runs on
+        // through the tunnel into TLS.
+        let direct = builder(&url).tls_config(Arc::clone(&tls)).connect_timeout(Duration::from_secs(1)).connect();
+        assert!(matches!(direct, Err(Error::Timeout { phase: Phase::Handshake })), "{direct:?}");
+        let socks = microsocks(None);
+        let proxied = builder(&url)
+            .proxy(&socks.url("socks5h", None))
+            .unwrap()
+            .tls_config(tls)
+            .connect_timeout(Duration::from_secs(1))
+            .connect();
+        assert!(matches!(proxied, Err(Error::Timeout { phase: Phase::Handshake })), "{proxied:?}");
+    }
 }
 
 // ---- scripted proxies that misbehave ----
@@ -479,6 +508,9 @@ fn proxy_env_picks_the_proxy_and_no_proxy_goes_direct() {
 fn every_address_of_a_name_is_tried() {
     // `localhost` may resolve to ::1 and 127.0.0.1; the server listens on
     // 127.0.0.1 only, so whichever comes first, the client gets there.
+    // Where the system's resolver gives 127.0.0.1 alone this proves less:
+    // client::connect's unit tests give a name dead and live addresses of
+    // both families, whatever the machine's resolver says.
     let server = echo_server(Config::default());
     let url = format!("ws://localhost:{}/", server.local_addr().port());
     echoes(builder(&url).connect().expect("localhost"), "either family");

@@ -389,3 +389,32 @@ fn offline_fail_refuses_and_stop_ends_a_long_wait() {
     assert!(matches!(ended.reason, EndReason::Closed), "{:?}", ended.reason);
     assert!(ended.unsent.is_empty());
 }
+
+#[test]
+fn it_gives_up_when_the_next_wait_would_pass_max_elapsed() {
+    // Every wait is an hour: the first one would already overrun a
+    // one-minute max_elapsed, so the client gives up instead of waiting.
+    let policy = ReconnectPolicy::default()
+        .initial_delay(Duration::from_secs(3600))
+        .max_delay(Duration::from_secs(3600))
+        .jitter(false)
+        .max_elapsed(Some(Duration::from_secs(60)));
+    // Never connected: the failed connect's error comes back.
+    let (_sender, seen, run) = start(&format!("ws://{}/", dead_addr()), policy.clone());
+    let ended = join(run);
+    assert!(matches!(ended.reason, EndReason::GaveUp(Some(Error::Io(_)))), "{:?}", ended.reason);
+    assert_eq!(ended.connections, 0);
+    assert!(!seen.try_iter().any(|e| matches!(e, Seen::Retry { .. })), "it waited");
+
+    // Connected, then dropped with 1001 (a close it reconnects on): it
+    // gives up at once rather than wait past the bound.
+    let running =
+        Listener::bind("127.0.0.1:0").unwrap().spawn(|s| s.set_callback_ws(Box::new(Closer(CloseCode::AWAY))));
+    let running = running.unwrap();
+    let (_sender, seen, run) = start(&format!("ws://{}/", running.local_addr()), policy);
+    let ended = join(run);
+    assert!(matches!(ended.reason, EndReason::GaveUp(None)), "{:?}", ended.reason);
+    assert_eq!(ended.connections, 1);
+    assert!(seen.try_iter().any(|e| matches!(e, Seen::Open(0))));
+    running.shutdown();
+}

@@ -85,6 +85,63 @@ fn client_reads_the_environment_as_curl_does_unless_told_not_to() {
     echoed(client(&["--no-proxy-env", &url], &[("all_proxy", &wrong)]), "--no-proxy-env");
 }
 
+/// A `wss://` echo server whose certificate names `localhost`, and the
+/// PEM file of that certificate for `--tls-ca`: (server, folder, cert).
+fn wss_echo() -> (syncws::Running, std::path::PathBuf, String) {
+    init_log();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("syncws-client-proxy-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let tls = syncws_cli::tls::from_files(&cert, &key).expect("tls files");
+    let echo = syncws_cli::echo::spawn_with_tls("127.0.0.1:0", Config::default(), Some(tls.config)).expect("echo");
+    (echo, dir, cert.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn client_wss_reads_https_proxy_and_all_proxy_as_curl_does() {
+    let (echo, dir, cert) = wss_echo();
+    let port = echo.local_addr().port();
+    let url = format!("wss://localhost:{port}/");
+    let wss = |env: &[(&str, &str)]| client(&["--tls-ca", &cert, &url], env);
+    let http = tinyproxy(Some(("alice", "s3cret")), &[port]);
+    let good = http.url("http", Some(("alice", "s3cret")));
+    let wrong = http.url("http", Some(("alice", "nope")));
+
+    // HTTPS_PROXY and https_proxy are read for wss:// (the wrong
+    // credentials show the proxy was used), and TLS runs through them.
+    for name in ["HTTPS_PROXY", "https_proxy"] {
+        let (code, _, err) = wss(&[(name, &wrong)]);
+        assert_eq!(code, 3, "{name}: {err}");
+        assert!(err.contains(&format!("through the proxy http://alice@{}", http.addr)), "{name}: {err}");
+        assert!(err.contains("refused the credentials"), "{name}: {err}");
+        echoed(wss(&[(name, &good)]), name);
+    }
+    // The lowercase one wins; http_proxy is for ws:// only.
+    echoed(wss(&[("https_proxy", &good), ("HTTPS_PROXY", &wrong)]), "https_proxy over HTTPS_PROXY");
+    echoed(wss(&[("http_proxy", &wrong), ("HTTP_PROXY", &wrong)]), "http_proxy ignored for wss://");
+    // all_proxy when no https_proxy is set, a SOCKS5 one here; the
+    // scheme's own variable first.
+    let socks = microsocks(None);
+    let via_socks = socks.url("socks5h", None);
+    echoed(wss(&[("ALL_PROXY", &via_socks)]), "ALL_PROXY");
+    let (code, _, err) = wss(&[("all_proxy", &via_socks), ("HTTPS_PROXY", &wrong)]);
+    assert_eq!(code, 3, "HTTPS_PROXY before all_proxy: {err}");
+    // NO_PROXY by suffix and by `*`.
+    echoed(wss(&[("HTTPS_PROXY", &wrong), ("no_proxy", "example.com,.localhost")]), "no_proxy .localhost");
+    echoed(wss(&[("all_proxy", &wrong), ("NO_PROXY", "*")]), "NO_PROXY *");
+
+    // Without --tls-ca: the system's roots, here SSL_CERT_FILE's, as for a
+    // TLS-inspecting corporate proxy's CA; through the proxy too.
+    let (code, _, err) = client(&[&url], &[]);
+    assert_eq!(code, 3, "not trusted without SSL_CERT_FILE: {err}");
+    echoed(client(&[&url], &[("SSL_CERT_FILE", &cert)]), "SSL_CERT_FILE");
+    echoed(client(&[&url], &[("SSL_CERT_FILE", &cert), ("HTTPS_PROXY", &good)]), "SSL_CERT_FILE via HTTPS_PROXY");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn client_explains_proxy_failures() {
     let echo = ws_echo();

@@ -88,6 +88,106 @@ fn client_binary_output_hex_base64_raw() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// `syncws client --binary ARGS URL` with its standard output on a
+/// pseudo-terminal, as in an interactive shell, `input` on stdin; returns
+/// (exit code, what the terminal showed, without carriage returns).
+#[cfg(unix)]
+fn client_on_a_terminal(args: &[&str], url: &str, input: &'static [u8]) -> (i32, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, slave) = {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty(3) writes the two descriptors it opens into
+        // `master` and `slave`; the name, termios and window size
+        // pointers may be null (not wanted, defaults).
+        let rc =
+            unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened by openpty and belong
+        // to nothing else; each is owned once from here on.
+        unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+    };
+    let mut command = Command::new(BIN);
+    command
+        .arg("client")
+        .arg("--binary")
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run syncws client");
+    // The child holds the terminal now: the master's reads end (EIO) when
+    // it exits.
+    drop(command);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let shown = within("the terminal's output", move || {
+        let mut shown = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            shown.extend_from_slice(&buf[..n]);
+        }
+        shown
+    });
+    let code = within("the client to exit", move || child.wait().expect("wait")).code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&shown).replace('\r', ""))
+}
+
+#[cfg(unix)]
+#[test]
+fn client_binary_output_defaults_to_hex_on_a_terminal() {
+    let echo = start(&["echo", "127.0.0.1:0"], "listening on ");
+    // Two binary messages, one with a line ending inside, and one with a
+    // terminal's escape character: one line of hex each.
+    let (code, shown) = client_on_a_terminal(&["-1"], &echo.addr, b"a\x1b[2Jb\nc");
+    assert_eq!((code, shown.as_str()), (0, "611b5b324a620a63\n"));
+    let (code, shown) = client_on_a_terminal(&[], &echo.addr, b"a\nb\n");
+    assert_eq!((code, shown.as_str()), (0, "61\n62\n"));
+    // --binary-output still decides when given.
+    let (code, shown) = client_on_a_terminal(&["--binary-output", "raw"], &echo.addr, b"a\nb\n");
+    assert_eq!((code, shown.as_str()), (0, "ab"));
+}
+
+/// A server that counts the Pings it gets.
+struct PingCounter(crossbeam_channel::Sender<()>);
+
+impl syncws::WsTrait for PingCounter {
+    fn on_open(&mut self, _shake: syncws::WsHandshake) -> syncws::Result<Option<syncws::WsOption>> {
+        Ok(None)
+    }
+    fn on_ping(&mut self, val: Vec<u8>) -> syncws::Result<Option<OwnedMessage>> {
+        let _ = self.0.send(());
+        Ok(Some(OwnedMessage::Pong(val)))
+    }
+    fn on_message(&mut self, _msg: OwnedMessage) -> syncws::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn client_pings_at_its_ping_interval() {
+    init_log();
+    let (tx, pings) = crossbeam_channel::unbounded();
+    let running = syncws::Listener::bind("127.0.0.1:0")
+        .unwrap()
+        .spawn(move |s| s.set_callback_ws(Box::new(PingCounter(tx.clone()))))
+        .unwrap();
+    let url = format!("ws://{}/", running.local_addr());
+    // A quiet client (stdin open, nothing typed): five Pings come within
+    // one watchdog (60s) in all. At the default interval (30s) the fifth
+    // would come after 150s: only the flag makes them come in time.
+    let client = Interactive::start(&["--ping-interval".into(), "50ms".into(), url]);
+    let watchdog = std::time::Instant::now() + WAIT;
+    for n in 1..=5 {
+        if pings.recv_deadline(watchdog).is_err() {
+            panic!("ping {n} did not come");
+        }
+    }
+    assert_eq!(client.finish(), 0);
+    running.shutdown();
+}
+
 /// A server that reads and never answers.
 struct Mute;
 

@@ -44,16 +44,31 @@ pub(crate) fn remaining(deadline: Instant, phase: Phase) -> Result<Duration> {
 /// gives [`Error::Io`] with the resolver's message, or [`Error::Url`] if
 /// the name has no address.
 pub(crate) fn resolve(host: &str, port: u16, deadline: Instant, phase: Phase) -> Result<Vec<SocketAddr>> {
+    resolve_with(host, port, deadline, phase, |name, port| {
+        (name, port).to_socket_addrs().map(Iterator::collect::<Vec<_>>)
+    })
+}
+
+/// [`resolve`] with `lookup` in place of the system's resolver (the tests
+/// give one that never answers, or answers with addresses of their own).
+fn resolve_with(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+    phase: Phase,
+    lookup: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+) -> Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let left = remaining(deadline, phase)?;
     let (tx, rx) = crossbeam_channel::bounded(1);
+    let lookup = std::sync::Arc::new(lookup);
+    let on_thread = std::sync::Arc::clone(&lookup);
     let name = host.to_owned();
-    let lookup = move || (name.as_str(), port).to_socket_addrs().map(Iterator::collect::<Vec<_>>);
     let spawned = thread::Builder::new().name("syncws-lookup".into()).stack_size(LOOKUP_STACK).spawn(move || {
         // The receiver may have given up: the answer is then dropped.
-        let _ = tx.send(lookup());
+        let _ = tx.send(on_thread(&name, port));
     });
     let found = match spawned {
         Ok(_) => match rx.recv_timeout(left) {
@@ -66,7 +81,7 @@ pub(crate) fn resolve(host: &str, port: u16, deadline: Instant, phase: Phase) ->
         Err(e) => {
             // No thread to be had: look up on this one, without a bound.
             debug!("no thread for the lookup of {host} ({e}); looking up inline");
-            (host, port).to_socket_addrs().map(Iterator::collect::<Vec<_>>)
+            lookup(host, port)
         }
     };
     let addrs = found.map_err(|e| Error::Io(io::Error::new(e.kind(), format!("cannot resolve {host}: {e}"))))?;
@@ -156,6 +171,47 @@ mod tests {
         assert!(matches!(resolve("localhost", 80, past, Phase::Proxy), Err(Error::Timeout { phase: Phase::Proxy })));
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         assert!(matches!(connect_any(&[dead], past, Phase::Connect), Err(Error::Timeout { phase: Phase::Connect })));
+    }
+
+    #[test]
+    fn a_lookup_that_never_answers_is_a_timeout_of_the_phase() {
+        // The resolver is stuck until the test lets it go, long after.
+        let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+        let lookup = move |_: &str, _: u16| {
+            let _ = stuck.recv();
+            Ok(vec![addr("127.0.0.1:1")])
+        };
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let result = resolve_with("stuck.example", 80, deadline, Phase::Connect, lookup);
+        assert!(matches!(result, Err(Error::Timeout { phase: Phase::Connect })), "{result:?}");
+        drop(release);
+    }
+
+    #[test]
+    fn every_resolved_address_is_tried_ipv6_and_ipv4() {
+        // A name with two dead addresses of each family and one live one
+        // of each: whichever family the resolver puts first, and wherever
+        // the live address stands, the client gets there.
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").expect("bind [::1]");
+        let dead = |a: &str| std::net::TcpListener::bind(a).unwrap().local_addr().unwrap();
+        let (dead4, dead6) = ([dead("127.0.0.1:0"), dead("127.0.0.1:0")], [dead("[::1]:0"), dead("[::1]:0")]);
+        let (live4, live6) = (v4.local_addr().unwrap(), v6.local_addr().unwrap());
+        let far = || Instant::now() + Duration::from_secs(30);
+        for (answer, live) in [
+            (vec![dead6[0], dead6[1], dead4[0], dead4[1], live4], live4),
+            (vec![dead4[0], dead4[1], dead6[0], dead6[1], live6], live6),
+            (vec![dead6[0], live6, dead4[0]], live6),
+        ] {
+            let given = answer.clone();
+            let addrs = resolve_with("dual.example", 0, far(), Phase::Connect, move |_, _| Ok(given.clone())).unwrap();
+            assert_eq!(addrs.len(), answer.len(), "{addrs:?}");
+            let stream = connect_any(&addrs, far(), Phase::Connect).unwrap_or_else(|e| panic!("{answer:?}: {e}"));
+            assert_eq!(stream.peer_addr().unwrap(), live, "{answer:?}");
+        }
+        // None answers: the last address's error.
+        let none = [dead6[0], dead4[0]];
+        assert!(matches!(connect_any(&none, far(), Phase::Connect), Err(Error::Io(_))));
     }
 
     #[test]

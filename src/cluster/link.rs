@@ -5,7 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
 
 use super::envelope;
 use super::{ClusterStats, RedisConfig};
@@ -221,6 +223,68 @@ impl Link {
             subscribed: c.subscribed.load(Ordering::Relaxed),
         }
     }
+}
+
+/// What one of the two Redis threads does with each connection it gets.
+pub(crate) trait Session {
+    /// The thread's name in the log ("redis publisher").
+    const WHO: &'static str;
+
+    /// Uses `con` until stopped (`Ok`) or the connection fails (`Err`).
+    fn serve(&mut self, link: &Link, con: &mut redis::Connection) -> redis::RedisResult<()>;
+
+    /// Runs before each attempt to connect, and once at the end.
+    fn between(&mut self, _link: &Link) {}
+}
+
+/// Connects to Redis until stopped, and hands each connection to
+/// `session`: the first failure to connect is a warning (the next ones
+/// debug lines until one succeeds), attempts wait out a [`Backoff`], a
+/// connection that failed within a second of being made waits too (a
+/// Redis that accepts and does not answer), one that served a while is
+/// made again at once. Counts reconnections.
+pub(crate) fn keep_connected<S: Session>(link: &Link, client: &redis::Client, session: &mut S) {
+    let mut backoff = Backoff::new(&link.config);
+    let mut ever_connected = false;
+    let mut warned = false;
+    while !link.stopped() {
+        session.between(link);
+        let mut con = match super::connect(client, &link.config) {
+            Ok(con) => con,
+            Err(e) => {
+                if !warned {
+                    warn!("{}: cannot reach {}: {e}; retrying", S::WHO, link.config.shown());
+                    warned = true;
+                } else {
+                    debug!("{}: {e}", S::WHO);
+                }
+                if link.pause(backoff.next_delay()) {
+                    break;
+                }
+                continue;
+            }
+        };
+        warned = false;
+        if ever_connected {
+            link.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        ever_connected = true;
+        let since = Instant::now();
+        match session.serve(link, &mut con) {
+            Ok(()) => break,
+            Err(e) => {
+                warn!("{}: {e}; reconnecting", S::WHO);
+                if since.elapsed() < Duration::from_secs(1) {
+                    if link.pause(backoff.next_delay()) {
+                        break;
+                    }
+                } else {
+                    backoff.reset();
+                }
+            }
+        }
+    }
+    session.between(link);
 }
 
 /// Delays between connection attempts: from [`RedisConfig::backoff_min`]

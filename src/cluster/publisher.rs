@@ -6,10 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 
-use super::connect;
-use super::link::{Backoff, Link};
+use super::link::{keep_connected, Link, Session};
 
 /// Envelopes sent in one pipeline, at most.
 const BATCH_COUNT: usize = 512;
@@ -23,55 +22,27 @@ const IDLE_WAIT: Duration = Duration::from_millis(250);
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
 pub(crate) fn run(link: Arc<Link>, client: redis::Client) {
-    let mut backoff = Backoff::new(&link.config);
-    let mut drops = DropLog::default();
-    let mut ever_connected = false;
-    let mut warned = false;
-    while !link.stopped() {
-        drops.report(&link);
-        let mut con = match connect(&client, &link.config) {
-            Ok(con) => con,
-            Err(e) => {
-                if !warned {
-                    warn!("redis publisher: cannot reach {}: {e}; retrying", link.config.shown());
-                    warned = true;
-                } else {
-                    debug!("redis publisher: {e}");
-                }
-                if link.pause(backoff.next_delay()) {
-                    break;
-                }
-                continue;
-            }
-        };
-        warned = false;
-        if ever_connected {
-            link.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
-        ever_connected = true;
+    keep_connected(&link, &client, &mut Publisher { drops: DropLog::default() });
+}
+
+struct Publisher {
+    drops: DropLog,
+}
+
+impl Session for Publisher {
+    const WHO: &'static str = "redis publisher";
+
+    fn serve(&mut self, link: &Link, con: &mut redis::Connection) -> redis::RedisResult<()> {
         info!("redis publisher connected to {}", link.config.shown());
         link.counters.publisher_up.store(true, Ordering::Relaxed);
-        let since = Instant::now();
-        let result = serve(&link, &mut con, &mut drops);
+        let result = serve(link, con, &mut self.drops);
         link.counters.publisher_up.store(false, Ordering::Relaxed);
-        match result {
-            Ok(()) => break,
-            Err(e) => {
-                warn!("redis publisher: {e}; reconnecting");
-                // A connection that failed at once (a Redis that refuses
-                // PUBLISH, or accepts and does not answer) waits before the
-                // next attempt; one that served a while reconnects at once.
-                if since.elapsed() < Duration::from_secs(1) {
-                    if link.pause(backoff.next_delay()) {
-                        break;
-                    }
-                } else {
-                    backoff.reset();
-                }
-            }
-        }
+        result
     }
-    drops.report(&link);
+
+    fn between(&mut self, link: &Link) {
+        self.drops.report(link);
+    }
 }
 
 /// Publishes until stopped (`Ok`) or the connection fails (`Err`, the

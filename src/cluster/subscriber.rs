@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::connect;
 use super::envelope::{self, Body, Incoming};
-use super::link::{Backoff, Link};
+use super::link::{keep_connected, Link, Session};
 use crate::hub::{Hub, Prepared};
 
 /// How long one wait for a message lasts before the thread looks at the
@@ -27,52 +26,23 @@ const CHUNK: usize = 256;
 const MAX_SEEN: usize = 1 << 16;
 
 pub(crate) fn run(link: Arc<Link>, client: redis::Client, hub: Hub) {
-    let mut backoff = Backoff::new(&link.config);
-    let mut seen = Seen::default();
-    let mut ever_connected = false;
-    let mut warned = false;
-    while !link.stopped() {
-        let mut con = match connect(&client, &link.config) {
-            Ok(con) => con,
-            Err(e) => {
-                if !warned {
-                    warn!("redis subscriber: cannot reach {}: {e}; retrying", link.config.shown());
-                    warned = true;
-                } else {
-                    debug!("redis subscriber: {e}");
-                }
-                if link.pause(backoff.next_delay()) {
-                    break;
-                }
-                continue;
-            }
-        };
-        warned = false;
-        if ever_connected {
-            link.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
-        ever_connected = true;
-        let since = Instant::now();
-        let result = serve(&link, &hub, &mut con, &mut seen);
+    keep_connected(&link, &client, &mut Subscriber { hub, seen: Seen::default() });
+}
+
+struct Subscriber {
+    hub: Hub,
+    seen: Seen,
+}
+
+impl Session for Subscriber {
+    const WHO: &'static str = "redis subscriber";
+
+    fn serve(&mut self, link: &Link, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let result = serve(link, &self.hub, con, &mut self.seen);
         link.counters.subscriber_up.store(false, Ordering::Relaxed);
         link.counters.subscribed.store(0, Ordering::Relaxed);
-        seen.report(&link, true);
-        match result {
-            Ok(()) => break,
-            Err(e) => {
-                warn!("redis subscriber: {e}; reconnecting");
-                // A connection that failed at once (a Redis that accepts
-                // but does not answer) waits before the next attempt; one
-                // that served a while reconnects at once.
-                if since.elapsed() < Duration::from_secs(1) {
-                    if link.pause(backoff.next_delay()) {
-                        break;
-                    }
-                } else {
-                    backoff.reset();
-                }
-            }
-        }
+        self.seen.report(link, true);
+        result
     }
 }
 

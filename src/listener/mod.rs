@@ -37,6 +37,7 @@ use log::{debug, info, warn};
 
 mod pool;
 
+pub(crate) use pool::IDLE_THREAD_WAIT;
 use pool::{worker, Job, Pool, RunJob};
 
 use crate::acceptor::{Acceptor, Why};
@@ -657,11 +658,7 @@ impl Running {
                 .filter_map(|e| e.slot.sender.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .collect()
         };
-        let mut report = crate::Published::default();
-        for sender in &senders {
-            crate::hub::deliver(sender, msg.shared(), usize::MAX, crate::BacklogPolicy::Skip, &mut report);
-        }
-        report
+        crate::hub::deliver_all(senders, msg.shared(), usize::MAX, crate::BacklogPolicy::Skip)
     }
 
     /// Stops the listener, closes every connection with 1001, and waits

@@ -13,7 +13,7 @@ use super::Shared;
 /// Most connection threads kept waiting for a next connection.
 pub(crate) const IDLE_THREADS_MAX: usize = 64;
 /// How long a connection thread waits for a next connection before exiting.
-pub(super) const IDLE_THREAD_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const IDLE_THREAD_WAIT: Duration = Duration::from_secs(5);
 
 /// A connection to serve, handed to a connection thread.
 pub(super) type Job = Box<dyn RunJob>;

@@ -18,6 +18,12 @@
 //! happened to each. Memory per subscriber is so bounded by the limit
 //! (and the kernel's socket buffers), whatever it does.
 //!
+//! A large topic's deliveries are spread over the cores: the publishing
+//! thread writes to the first share of the subscribers and a small pool
+//! of helper threads (one fewer than the cores) to the others, in
+//! parallel, and `publish` returns when all are written or queued. Topics
+//! under a few hundred subscribers stay on the publishing thread.
+//!
 //! Order: subscribers see each publishing thread's messages in the order
 //! that thread published them (the order of [`Sender`]'s sends).
 //!
@@ -42,6 +48,10 @@ use crate::conn::{EndHook, Sender};
 use crate::error::{Error, SendError};
 use crate::message::{CloseCode, OwnedMessage};
 use crate::protocol::{FrameHeader, OpCode, MAX_HEADER_LEN};
+
+mod fanout;
+
+pub(crate) use fanout::deliver_all;
 
 /// A Text or Binary message framed once, for sending the same bytes to many
 /// server connections ([`Hub::publish`], [`Sender::try_send_prepared`],
@@ -438,12 +448,12 @@ impl Hub {
         // no lock is held while sending, so subscribing and publishing
         // never wait for each other's sends.
         let st = self.inner.read();
-        let members: Option<Vec<Sender>> = st.topics.get(topic).map(|m| m.values().cloned().collect());
+        let members: Vec<Sender> = st.topics.get(topic).map(|m| m.values().cloned().collect()).unwrap_or_default();
         #[cfg(feature = "redis")]
         let link = st.link.clone();
         drop(st);
         #[allow(unused_mut)] // set below with the `redis` feature
-        let mut report = self.deliver_all(members.as_deref().unwrap_or_default(), msg);
+        let mut report = self.deliver_all(members, msg);
         #[cfg(feature = "redis")]
         if let Some(link) = link {
             report.forwarded = link.forward(topic, msg);
@@ -458,15 +468,11 @@ impl Hub {
             Some(m) => m.values().cloned().collect(),
             None => return Published::default(),
         };
-        self.deliver_all(&members, msg)
+        self.deliver_all(members, msg)
     }
 
-    fn deliver_all(&self, members: &[Sender], msg: &Prepared) -> Published {
-        let mut report = Published::default();
-        for sender in members {
-            deliver(sender, msg.shared(), self.inner.max_backlog, self.inner.policy, &mut report);
-        }
-        report
+    fn deliver_all(&self, members: Vec<Sender>, msg: &Prepared) -> Published {
+        fanout::deliver_all(members, msg.shared(), self.inner.max_backlog, self.inner.policy)
     }
 
     /// Makes `link` the hub's link to Redis; false if it has one.

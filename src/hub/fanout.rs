@@ -1,0 +1,269 @@
+//! One publish spread over the machine's cores.
+//!
+//! Each delivery is a non-blocking write of the shared frame on its
+//! subscriber's socket. Nearly all of its cost is the kernel's: the TCP
+//! send and, on loopback, the receiver's side and its wake-up, measured
+//! at about 13 µs a delivery on this project's 2-core machine
+//! (`bench-results/notes.md`). One thread delivering to 10,000 subscribers
+//! so keeps the last one waiting some 130 ms while the other cores idle;
+//! an async server spreads the same writes over its worker threads.
+//!
+//! Past [`MIN_CHUNK`] subscribers for each extra thread, the subscribers are
+//! cut into contiguous chunks: the publishing thread delivers the first,
+//! the threads of a small pool the others (one fewer than the cores the
+//! process may use, at most [`MAX_HELPERS`]; started by such a publish,
+//! never for small topics, and ended after the listener's idle wait
+//! without work), and the publish returns when every chunk is done. A subscriber is in one chunk only and the next publish
+//! of the same thread starts after this one ended, so each publisher's
+//! messages still reach every subscriber in order. The helpers only run
+//! [`deliver`], which never blocks: a publisher waits for CPU work, never
+//! for a subscriber.
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Receiver as JobRx, RecvTimeoutError, Sender as JobTx};
+use log::warn;
+
+use super::{deliver, BacklogPolicy, Published};
+use crate::conn::Sender;
+
+/// Subscribers below which a chunk is not worth a helper's wake-up (tens
+/// of microseconds, against about 13 µs a delivery).
+pub(crate) const MIN_CHUNK: usize = 128;
+
+/// Most helper threads, whatever the number of cores.
+pub(crate) const MAX_HELPERS: usize = 7;
+
+/// What the chunks of one publish share.
+struct Publish {
+    members: Vec<Sender>,
+    frame: Arc<[u8]>,
+    max_backlog: usize,
+    policy: BacklogPolicy,
+    done: Latch,
+}
+
+impl Publish {
+    fn deliver(&self, range: Range<usize>) -> Published {
+        let mut report = Published::default();
+        for sender in &self.members[range] {
+            deliver(sender, &self.frame, self.max_backlog, self.policy, &mut report);
+        }
+        report
+    }
+}
+
+/// Counts chunks still running, adds up their reports, and wakes the
+/// publisher when the last one is in.
+struct Latch {
+    state: Mutex<(usize, Published)>,
+    all_in: Condvar,
+}
+
+impl Latch {
+    fn new(chunks: usize) -> Latch {
+        Latch { state: Mutex::new((chunks, Published::default())), all_in: Condvar::new() }
+    }
+
+    fn finish(&self, part: &Published) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 -= 1;
+        add(&mut st.1, part);
+        if st.0 == 0 {
+            self.all_in.notify_one();
+        }
+    }
+
+    fn wait(&self) -> Published {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while st.0 > 0 {
+            st = self.all_in.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        std::mem::take(&mut st.1)
+    }
+}
+
+fn add(total: &mut Published, part: &Published) {
+    total.delivered += part.delivered;
+    total.dropped += part.dropped;
+    total.closed += part.closed;
+    total.gone += part.gone;
+}
+
+/// A chunk handed to a helper; reports in even if it panics (it does not:
+/// [`deliver`] has no panicking path), so a publisher is never left
+/// waiting.
+struct Job {
+    publish: Arc<Publish>,
+    range: Range<usize>,
+}
+
+impl Job {
+    fn run(self) {
+        let part = catch_unwind(AssertUnwindSafe(|| self.publish.deliver(self.range.clone())));
+        let part = part.unwrap_or_else(|_| {
+            warn!("a fan-out helper panicked delivering {} subscribers", self.range.len());
+            Published::default()
+        });
+        self.publish.done.finish(&part);
+    }
+}
+
+/// How long a helper waits for work before it ends: the listener's own
+/// wait for idle threads, so a quiet process keeps no thread for this.
+const HELPER_IDLE: Duration = crate::listener::IDLE_THREAD_WAIT;
+
+/// The helper threads, started on demand, behind one queue of chunks.
+struct Pool {
+    /// Helpers alive. A helper ends only under this lock and with the
+    /// queue empty, and chunks are queued under it: a queued chunk always
+    /// has a helper to run it.
+    live: Mutex<usize>,
+    jobs: JobTx<Job>,
+    rx: JobRx<Job>,
+    /// Most helpers: one fewer than the cores, at most [`MAX_HELPERS`].
+    most: usize,
+}
+
+/// The process's pool.
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let (jobs, rx) = unbounded::<Job>();
+        Pool { live: Mutex::new(0), jobs, rx, most: cores.saturating_sub(1).min(MAX_HELPERS) }
+    })
+}
+
+impl Pool {
+    fn live(&self) -> MutexGuard<'_, usize> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts helpers until `wanted` are alive (fewer if the system says
+    /// no); returns how many are.
+    fn start(&'static self, live: &mut usize, wanted: usize) -> usize {
+        while *live < wanted.min(self.most) {
+            let started =
+                thread::Builder::new().name("syncws-fanout".into()).stack_size(256 << 10).spawn(move || self.help());
+            match started {
+                Ok(_) => *live += 1,
+                Err(e) => {
+                    warn!("cannot start a fan-out helper thread: {e}");
+                    break;
+                }
+            }
+        }
+        *live
+    }
+
+    fn help(&self) {
+        loop {
+            match self.rx.recv_timeout(HELPER_IDLE) {
+                Ok(job) => job.run(),
+                Err(RecvTimeoutError::Timeout) => {
+                    let mut live = self.live();
+                    if self.rx.is_empty() {
+                        *live -= 1;
+                        return;
+                    }
+                }
+                // Not while the pool lives: it holds a sender.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// Where each of `chunks` contiguous chunks of `n` subscribers starts and
+/// ends (sizes differ by at most one).
+pub(crate) fn split(n: usize, chunks: usize) -> Vec<Range<usize>> {
+    let chunks = chunks.clamp(1, n.max(1));
+    let (base, extra) = (n / chunks, n % chunks);
+    let mut start = 0;
+    (0..chunks)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// How many chunks `n` subscribers are worth with `helpers` helpers.
+pub(crate) fn chunks_for(n: usize, helpers: usize) -> usize {
+    (n / MIN_CHUNK).clamp(1, helpers + 1)
+}
+
+/// Delivers `frame` to every one of `members`, spread over the pool when
+/// there are enough of them; returns what happened to each.
+pub(crate) fn deliver_all(
+    members: Vec<Sender>,
+    frame: &Arc<[u8]>,
+    max_backlog: usize,
+    policy: BacklogPolicy,
+) -> Published {
+    let wanted = chunks_for(members.len(), MAX_HELPERS) - 1;
+    if wanted == 0 || pool().most == 0 {
+        let mut report = Published::default();
+        for sender in &members {
+            deliver(sender, frame, max_backlog, policy, &mut report);
+        }
+        return report;
+    }
+    let pool = pool();
+    let mut live = pool.live();
+    let helpers = pool.start(&mut live, wanted);
+    let chunks = chunks_for(members.len(), helpers);
+    let mut ranges = split(members.len(), chunks).into_iter();
+    let mine = ranges.next().unwrap_or_default();
+    let publish =
+        Arc::new(Publish { members, frame: Arc::clone(frame), max_backlog, policy, done: Latch::new(chunks) });
+    for range in ranges {
+        let job = Job { publish: Arc::clone(&publish), range };
+        if let Err(returned) = pool.jobs.send(job) {
+            // Not while the pool lives (it holds the receiver).
+            returned.into_inner().run();
+        }
+    }
+    drop(live);
+    let part = publish.deliver(mine);
+    publish.done.finish(&part);
+    publish.done.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_subscriber_once() {
+        for n in [0, 1, 2, 255, 256, 257, 1000, 10_001] {
+            for chunks in 1..=8 {
+                let ranges = split(n, chunks);
+                assert!(!ranges.is_empty());
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges.last().unwrap().end, n, "n={n} chunks={chunks}");
+                for w in ranges.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                    assert!(w[0].len().abs_diff(w[1].len()) <= 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_topics_stay_on_the_publishing_thread() {
+        assert_eq!(chunks_for(0, 3), 1);
+        assert_eq!(chunks_for(2 * MIN_CHUNK - 1, 3), 1);
+        assert_eq!(chunks_for(2 * MIN_CHUNK, 3), 2);
+        assert_eq!(chunks_for(100 * MIN_CHUNK, 1), 2);
+        assert_eq!(chunks_for(100 * MIN_CHUNK, 3), 4);
+        assert_eq!(chunks_for(100 * MIN_CHUNK, 0), 1);
+    }
+}
