@@ -2,9 +2,9 @@
 //! status comes back, nothing large is allocated, and the server goes on
 //! serving fresh clients.
 
-mod support;
 #[path = "support/largest_alloc.rs"]
 mod largest_alloc;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

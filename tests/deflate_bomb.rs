@@ -8,9 +8,9 @@
 
 #![cfg(feature = "deflate")]
 
-mod support;
 #[path = "support/largest_alloc.rs"]
 mod largest_alloc;
+mod support;
 
 use std::io::Write;
 use std::sync::Mutex;
