@@ -123,7 +123,9 @@ pub struct Config {
     /// Most live connections a listener serves at once; connections over it
     /// are answered 503. Default 16,384.
     pub max_connections: usize,
-    /// Most live connections from one IP address. Default none.
+    /// Most live connections from one IP address. Default none. Not
+    /// applied on a Unix socket (`serve_unix`), whose peers have no
+    /// address.
     pub max_connections_per_ip: Option<usize>,
     /// Stack size of each connection thread. Default 128 KiB (only touched
     /// pages cost memory).

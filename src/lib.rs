@@ -157,7 +157,8 @@
 //! message and per system call): connections accepted, open, refused by
 //! reason, closed by close code; messages and bytes each way; messages
 //! dropped. [`Running::stats`] takes a [`Stats`] snapshot,
-//! [`Listener::metrics`] gives a live [`Metrics`] handle for any thread,
+//! [`Listener::metrics`] (or [`Server::metrics`], in the setup closure)
+//! gives a live [`Metrics`] handle for any thread,
 //! and [`Stats::to_prometheus`] renders a snapshot for a Prometheus scrape.
 //!
 //! # Logging
@@ -225,8 +226,9 @@ pub use unix::{serve_unix, UnixRunning};
 pub use upgrade::{upgrade, upgrade_response};
 
 /// The README's Rust blocks, compiled as doctests so that they fail the
-/// build when they drift from the API. Blocks that need the `tls` feature
-/// gate their code on it.
+/// build when they drift from the API. Blocks that need a feature (`tls`,
+/// `deflate`, `redis`) gate their code on it, so that the doctests pass
+/// without features too.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -16,7 +16,7 @@ use crate::error::{Error, Phase, Result};
 use crate::handshake::extensions::{negotiate_server, Negotiated};
 use crate::handshake::{server as hs, Request, Response};
 use crate::protocol::Role;
-use crate::stats::{Counters, Refusal};
+use crate::stats::{Counters, Metrics, Refusal};
 use crate::transport::{ReadHalf, Released, Transport, WriteHalf};
 
 /// Where a listener learns about a connection it may have to close.
@@ -113,6 +113,16 @@ impl Server {
     /// The peer's address, if known.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The counters this connection counts in: in the setup closure of
+    /// [`Listener::serve`](crate::Listener::serve) and `serve_unix`, its
+    /// listener's (the same as [`Listener::metrics`](crate::Listener::metrics));
+    /// for a `Server` made with [`Server::new`], the process-wide ones
+    /// ([`Metrics::global`](crate::Metrics::global)). For a `/metrics`
+    /// page served on the connection's own port.
+    pub fn metrics(&self) -> Metrics {
+        Metrics(Arc::clone(&self.metrics))
     }
 
     /// A handle that cuts this connection from another thread.

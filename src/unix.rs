@@ -8,8 +8,9 @@
 //! What is specific to Unix sockets:
 //!
 //! - the peer has no IP address: [`Server::peer_addr`] and
-//!   `WsHandshake::addr` are `None` (a CGI-style `REMOTE_ADDR` would be
-//!   empty), and [`Config::max_connections_per_ip`] does not apply;
+//!   `WsHandshake::addr` are `None` (`syncws exec unix:PATH` gives its
+//!   programs an empty `REMOTE_ADDR`), and
+//!   [`Config::max_connections_per_ip`] does not apply;
 //! - who may connect is decided by the socket file's permissions, which
 //!   the caller sets; the `Origin` policy still applies to requests that
 //!   carry one (a proxy in front may forward a browser's).

@@ -1,6 +1,7 @@
 //! WebSocket over Unix domain sockets, both sides: `serve_unix` with the
 //! syncws client (`ws+unix://` URLs), `syncws::accept` on a `UnixStream`
-//! with a tungstenite client, the connection cap, the shutdown's 1001.
+//! with a tungstenite client, the connection cap (and no per-IP cap), the
+//! shutdown's 1001.
 #![cfg(unix)]
 
 mod support;
@@ -128,6 +129,42 @@ fn serve_unix_answers_503_over_the_connection_cap() {
     assert_eq!((stats.websockets_opened, stats.websockets_open(), stats.messages_in), (1, 1, 1));
     let stopping = thread::spawn(move || running.shutdown());
     while first.read().is_ok() {}
+    stopping.join().unwrap();
+}
+
+/// A Unix peer has no IP address: `max_connections_per_ip` does not apply,
+/// so three connections are served where a TCP listener with the same
+/// config would refuse the second from one address. Each connection's
+/// `Server::metrics` reads the server's counters.
+#[test]
+fn the_per_ip_cap_does_not_apply_over_unix() {
+    init_log();
+    let path = SocketPath::new("per-ip");
+    let config = Config::default().max_connections_per_ip(Some(1));
+    let (tx, handles) = unbounded();
+    let running = syncws::serve_unix(path.bind(), config, move |server| {
+        let _ = tx.send(server.metrics());
+        server.set_callback_ws(Box::new(Echo(None)));
+    })
+    .unwrap();
+    let mut clients = Vec::new();
+    for text in ["first", "second", "third"] {
+        let mut client = Client::connect(&path.url("/")).expect("not refused by the per-IP cap");
+        client.send(OwnedMessage::Text(text.into())).unwrap();
+        assert_eq!(client.read().unwrap(), OwnedMessage::Text(text.into()));
+        clients.push(client);
+    }
+    assert_eq!(running.connections(), 3);
+    let stats = running.stats();
+    assert_eq!((stats.refused.connections_per_ip, stats.refused.total(), stats.websockets_opened), (0, 0, 3));
+    // A connection's `Server::metrics` is its server's counters, not the
+    // process-wide ones (whose `accepted` stays 0).
+    let handle = handles.recv_timeout(WAIT).expect("the setup ran");
+    assert_eq!((handle.snapshot().accepted, handle.snapshot().websockets_opened), (3, 3));
+    let stopping = thread::spawn(move || running.shutdown());
+    for mut client in clients {
+        while client.read().is_ok() {}
+    }
     stopping.join().unwrap();
 }
 

@@ -119,7 +119,7 @@ pub fn ws2tcp(opts: Ws2TcpOptions) -> Result<Running> {
     }
     let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
     log::info!("bridge ws2tcp: {scheme}://{} -> tcp {}", listener.local_addr(), opts.to);
-    let routes = Routes::new(&opts.http, &listener)?;
+    let routes = Routes::new(&opts.http)?;
     listener.spawn(move |server| {
         routes.install(server);
         server.set_callback_ws(Box::new(Ws2Tcp::new(opts.clone())));

@@ -218,7 +218,7 @@ pub fn spawn_room(
         listener = listener.tls(tls);
     }
     log::info!("chat on http://{}/", listener.local_addr());
-    let routes = Routes::new(&http, &listener)?.page(|| Box::new(Page));
+    let routes = Routes::new(&http)?.page(|| Box::new(Page));
     listener.spawn(move |server| {
         routes.install(server);
         server.set_callback_ws(Box::new(Member { room: Arc::clone(&room), name: String::new(), id: 0 }));

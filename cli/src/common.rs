@@ -17,8 +17,7 @@ use syncws::handshake::WsUrl;
 use syncws::proxy::{Proxy, ProxyEnv};
 use syncws::rustls::ClientConfig;
 use syncws::{
-    Acceptor, ClientBuilder, Config, DeflateConfig, HttpTrait, Listener, Metrics, OriginPolicy, Request, Response,
-    Server,
+    Acceptor, ClientBuilder, Config, DeflateConfig, HttpTrait, Metrics, OriginPolicy, Request, Response, Server,
 };
 
 use crate::static_files::StaticFiles;
@@ -330,7 +329,8 @@ type MakePage = dyn Fn() -> Box<dyn HttpTrait> + Send + Sync;
 
 #[derive(Clone, Default)]
 pub struct Routes {
-    metrics: Option<Metrics>,
+    /// `--metrics`: serve the counters of each connection's server.
+    metrics: bool,
     page: Option<Arc<MakePage>>,
     files: Option<Arc<StaticFiles>>,
 }
@@ -338,7 +338,7 @@ pub struct Routes {
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
-            .field("metrics", &self.metrics.is_some())
+            .field("metrics", &self.metrics)
             .field("page", &self.page.is_some())
             .field("static", &self.files.as_ref().map(|f| f.root().to_owned()))
             .finish()
@@ -346,12 +346,12 @@ impl std::fmt::Debug for Routes {
 }
 
 impl Routes {
-    /// The routes `flags` ask for, on the server `listener` will run.
+    /// The routes `flags` ask for.
     ///
     /// # Errors
     ///
     /// A `--static` folder that cannot be opened.
-    pub fn new(flags: &HttpFlags, listener: &Listener) -> std::io::Result<Routes> {
+    pub fn new(flags: &HttpFlags) -> std::io::Result<Routes> {
         let files = match &flags.static_dir {
             Some(dir) => Some(Arc::new(
                 StaticFiles::new(dir)
@@ -359,7 +359,7 @@ impl Routes {
             )),
             None => None,
         };
-        Ok(Routes { metrics: flags.metrics.then(|| listener.metrics()), page: None, files })
+        Ok(Routes { metrics: flags.metrics, page: None, files })
     }
 
     /// With the tool's own page: `page` makes the handler of each
@@ -371,13 +371,15 @@ impl Routes {
     }
 
     /// Sets the HTTP callback of one connection's `server`; without any
-    /// route, leaves the library's answer (426) alone.
+    /// route, leaves the library's answer (426) alone. `/metrics` shows the
+    /// counters `server` counts in: its listener's, TCP or Unix socket.
     pub fn install(&self, server: &mut Server) {
-        if self.metrics.is_none() && self.page.is_none() && self.files.is_none() {
+        if !self.metrics && self.page.is_none() && self.files.is_none() {
             return;
         }
         let page = self.page.as_ref().map(|make| make());
-        server.set_callback_http(Box::new(Router { metrics: self.metrics.clone(), page, files: self.files.clone() }));
+        let metrics = self.metrics.then(|| server.metrics());
+        server.set_callback_http(Box::new(Router { metrics, page, files: self.files.clone() }));
     }
 }
 

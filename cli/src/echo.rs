@@ -42,7 +42,7 @@ pub fn spawn_with(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>, ht
     if let Some(tls) = tls {
         listener = listener.tls(tls);
     }
-    let routes = Routes::new(&http, &listener)?;
+    let routes = Routes::new(&http)?;
     listener.spawn(move |server| {
         routes.install(server);
         server.set_callback_ws(Box::new(Echo::default()));

@@ -264,7 +264,9 @@ enum Command {
         override_usage = "syncws exec [ADDR] [OPTIONS] -- COMMAND [ARGS]...\n       syncws exec [ADDR] [OPTIONS] --dir DIR"
     )]
     Exec {
-        /// Address to listen on.
+        /// Address to listen on: HOST:PORT, or unix:PATH for a Unix socket
+        /// (created, removed at exit; clients connect to
+        /// ws+unix://PATH:/; REMOTE_ADDR is empty there, and no TLS).
         #[arg(default_value = "127.0.0.1:8083")]
         addr: String,
         /// The program and its arguments, after `--`.
@@ -589,7 +591,11 @@ fn run(command: Command) -> Result<u8, String> {
             opts.config = limits.apply(exec::default_config());
             let signals = termination_signals()?;
             let running = exec::exec(opts).map_err(|e| e.to_string())?;
-            announce_server("listening on ", tls.as_ref(), running.local_addr());
+            match (running.local_addr(), running.unix_socket()) {
+                (Some(addr), _) => announce_server("listening on ", tls.as_ref(), addr),
+                (None, Some(path)) => syncws_cli::announce(&format!("listening on ws+unix://{}:/", path.display())),
+                (None, None) => {}
+            }
             let _ = signals.recv();
             log::info!("signal: closing every connection with 1001 and ending the programs");
             running.shutdown();

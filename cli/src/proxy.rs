@@ -359,7 +359,7 @@ pub fn proxy(opts: ProxyOptions) -> Result<Proxy> {
         }
         None => None,
     };
-    let routes = Routes::new(&opts.http, &listener)?;
+    let routes = Routes::new(&opts.http)?;
     let shared = Arc::new((pool, opts));
     let running = listener.spawn(move |server| {
         routes.install(server);

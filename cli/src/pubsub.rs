@@ -135,7 +135,7 @@ pub fn spawn(addr: &str, config: Config, tls: Option<Arc<ServerConfig>>, http: H
         listener = listener.tls(tls);
     }
     let h = hub.clone();
-    let routes = Routes::new(&http, &listener)?.page(move || Box::new(TopicList(h.clone())));
+    let routes = Routes::new(&http)?.page(move || Box::new(TopicList(h.clone())));
     listener.spawn(move |server| {
         routes.install(server);
         server.set_callback_ws(Box::new(Member { hub: hub.clone(), topic: String::new() }));

@@ -607,6 +607,31 @@ fn servers_answer_metrics_only_with_the_flag() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(body.contains("new WebSocket("), "{body}");
     assert!(http_get(addr, "/nothing").0.starts_with("HTTP/1.1 404"));
+
+    // Every other server takes the flag too: the pub/sub server answers
+    // /metrics before its topics at `/`; exec, the bridge and the proxy
+    // answer it where they would otherwise say 426. Each counts the
+    // scrape's own connection.
+    let dead = dead_addr().to_string();
+    let dead_ws = format!("ws://{dead}");
+    let others: [(&[&str], &str); 4] = [
+        (&["pubsub", "127.0.0.1:0", "--metrics"], "pubsub on "),
+        (&["exec", "127.0.0.1:0", "--metrics", "--", "cat"], "listening on "),
+        (&["bridge", "ws2tcp", "--listen", "127.0.0.1:0", "--to", &dead, "--metrics"], "listening on "),
+        (&["proxy", "--listen", "127.0.0.1:0", "-u", &dead_ws, "--metrics"], "listening on "),
+    ];
+    for (args, prefix) in others {
+        let server = start(args, prefix);
+        let addr = server.addr.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+        let (status, head, body) = http_get(&addr, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK", "{args:?}: {head}");
+        assert_eq!(sample(&body, "syncws_connections_open"), 1, "{args:?}");
+        let (status, _, body) = http_get(&addr, "/");
+        match args[0] {
+            "pubsub" => assert!(status == "HTTP/1.1 200 OK" && body.starts_with("{\"topics\":"), "{status} {body}"),
+            _ => assert!(status.starts_with("HTTP/1.1 426"), "{args:?}: {status}"),
+        }
+    }
 }
 
 #[test]

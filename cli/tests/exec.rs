@@ -1,8 +1,8 @@
 //! `syncws exec` with real programs (`cat`, `sh -c`, `env`, `head`): the
 //! messages, the environment, exit codes, reaping and process groups,
 //! `--max-forks`, backpressure both ways, `--dir` and `--static`
-//! traversal attempts. Loopback only; every wait is a bounded poll or a
-//! watchdog; every process started is killed.
+//! traversal attempts, a Unix socket. Loopback only; every wait is a
+//! bounded poll or a watchdog; every process started is killed.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -669,6 +669,48 @@ fn a_signal_to_the_server_ends_every_program() {
     drop(clients);
 }
 
+/// `syncws exec unix:PATH` serves a Unix socket, whose peer has no
+/// address: `REMOTE_ADDR` and `REMOTE_PORT` are empty (even one passed on
+/// with --passenv), `SERVER_NAME` comes from `Host` (`localhost`, what a
+/// `ws+unix://` client sends) and `SERVER_PORT` is empty. `--metrics`
+/// answers on the socket with the socket server's own counts; SIGTERM
+/// removes the socket file.
+#[test]
+fn exec_on_a_unix_socket_gives_an_empty_remote_addr() {
+    let dir = temp_dir("unix");
+    let sock = dir.join("exec.sock");
+    let listen = format!("unix:{}", sock.display());
+    let script =
+        r#"echo "addr=[$REMOTE_ADDR] port=[$REMOTE_PORT] name=$SERVER_NAME sport=[$SERVER_PORT] info=$PATH_INFO""#;
+    let args = ["exec", &listen, "--metrics", "--passenv", "REMOTE_ADDR", "--", "sh", "-c", script];
+    let mut server = start(&args, &[("REMOTE_ADDR", "10.9.9.9")]);
+    assert_eq!(server.url, format!("ws+unix://{}:/", sock.display()));
+
+    let (got, close) = session(&format!("ws+unix://{}:/some/path", sock.display()), vec![]);
+    assert_eq!(got, [text("addr=[] port=[] name=localhost sport=[] info=/some/path")]);
+    assert_eq!(code(&close), 1000);
+
+    let path = sock.clone();
+    let answer = within("GET /metrics over the socket", move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.lines().any(|l| l == "syncws_websockets_opened_total 1"), "{answer}");
+    assert!(answer.lines().any(|l| l == "syncws_connections_open 1"), "{answer}");
+
+    let pid = server.pid().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit = within("the server's exit", move || server.child.wait().unwrap().code());
+    assert_eq!(exit, Some(0));
+    assert!(!sock.exists(), "the socket file outlived the server");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn dir_routes_to_executables_inside_it_only() {
     let root = temp_dir("dir");
@@ -721,6 +763,8 @@ fn static_files_on_the_same_port_and_never_outside_the_folder() {
     std::fs::create_dir_all(site.join("sub")).unwrap();
     std::fs::write(site.join("index.html"), "<h1>home</h1>").unwrap();
     std::fs::write(site.join("app.js"), "console.log(1)").unwrap();
+    // Shadowed by --metrics where both are given (the order test below).
+    std::fs::write(site.join("metrics"), "a static file named metrics").unwrap();
     std::fs::write(site.join("sub/index.html"), "sub home").unwrap();
     std::fs::write(site.join(".env"), "SECRET=1").unwrap();
     std::fs::write(root.join("secret.txt"), "top secret").unwrap();
@@ -779,6 +823,7 @@ fn static_files_on_the_same_port_and_never_outside_the_folder() {
     assert!(status(&page) == 200 && page.contains("new WebSocket("), "{page}");
     let metrics = get(&hp, "/metrics");
     assert!(status(&metrics) == 200 && metrics.contains("syncws_connections_open"), "{metrics}");
+    assert!(!metrics.contains("a static file named metrics"), "{metrics}");
     let js = get(&hp, "/app.js");
     assert!(status(&js) == 200 && js.ends_with("console.log(1)"), "{js}");
     assert_eq!(status(&get(&hp, "/missing")), 404);

@@ -17,10 +17,12 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 pub struct CgiInput<'a> {
     /// The upgrade request.
     pub request: &'a Request,
-    /// The client's address, if known.
+    /// The client's address; `None` for a peer without one (a Unix
+    /// socket's), which gets `REMOTE_ADDR` and `REMOTE_PORT` empty.
     pub peer: Option<SocketAddr>,
-    /// The address the connection arrived on.
-    pub local: SocketAddr,
+    /// The address the connection arrived on; `None` on a Unix socket,
+    /// whose programs get `SERVER_PORT` empty.
+    pub local: Option<SocketAddr>,
     /// `/NAME` under `--dir`, empty for a single command.
     pub script_name: &'a str,
     /// The decoded request path after the script name (`--dir`), or the
@@ -42,14 +44,26 @@ pub fn environment(input: &CgiInput<'_>) -> Vec<(String, OsString)> {
     env.push(("PATH".into(), input.path.clone().unwrap_or_else(|| DEFAULT_PATH.into())));
     env.extend(input.passed.iter().cloned());
     let mut set = |name: &str, value: &str| env.push((name.to_owned(), value.into()));
-    if let Some(peer) = input.peer {
-        set("REMOTE_ADDR", &peer.ip().to_canonical().to_string());
-        set("REMOTE_PORT", &peer.port().to_string());
+    match input.peer {
+        Some(peer) => {
+            set("REMOTE_ADDR", &peer.ip().to_canonical().to_string());
+            set("REMOTE_PORT", &peer.port().to_string());
+        }
+        // A peer without an address (a Unix socket's): REMOTE_ADDR is set
+        // and empty, as RFC 3875 wants it always set, REMOTE_PORT too, so
+        // that neither, passed on with --passenv, poses as the client's.
+        None => {
+            set("REMOTE_ADDR", "");
+            set("REMOTE_PORT", "");
+        }
     }
     let (server_name, _) = host_and_port(req.header("host").unwrap_or(""));
-    let server_name = if server_name.is_empty() { input.local.ip().to_string() } else { server_name.to_owned() };
+    let server_name = match (server_name, input.local) {
+        ("", Some(local)) => local.ip().to_string(),
+        (name, _) => name.to_owned(),
+    };
     set("SERVER_NAME", &server_name);
-    set("SERVER_PORT", &input.local.port().to_string());
+    set("SERVER_PORT", &input.local.map_or(String::new(), |local| local.port().to_string()));
     set("SERVER_PROTOCOL", &format!("HTTP/1.{}", req.version));
     set("SERVER_SOFTWARE", concat!("syncws/", env!("CARGO_PKG_VERSION")));
     set("GATEWAY_INTERFACE", "CGI/1.1");
@@ -130,7 +144,7 @@ mod tests {
         let env = environment(&CgiInput {
             request: &req,
             peer: Some("[::ffff:10.1.2.3]:5555".parse().unwrap()),
-            local: "127.0.0.1:9000".parse().unwrap(),
+            local: Some("127.0.0.1:9000".parse().unwrap()),
             script_name: "/count",
             path_info: "/extra",
             passed: &passed,
@@ -160,6 +174,29 @@ mod tests {
         assert!(get(&env, "SERVER_SOFTWARE").unwrap().starts_with("syncws/"));
         assert_eq!(get(&env, "HTTP_X_SNEAKY"), None);
         assert_eq!(get(&env, "HTTP_PROXY"), None);
+    }
+
+    /// A peer without an address, on a Unix socket: `REMOTE_ADDR` and
+    /// `REMOTE_PORT` empty, even when the server's own environment passes
+    /// them on; `SERVER_NAME` from `Host`, `SERVER_PORT` empty.
+    #[test]
+    fn a_peer_without_an_address_has_an_empty_remote_addr() {
+        let mut req = Request::new("GET", "/");
+        req.headers.append("Host", "localhost");
+        let passed = vec![("REMOTE_ADDR".to_owned(), OsString::from("spoof")), ("REMOTE_PORT".to_owned(), "1".into())];
+        let env = environment(&CgiInput {
+            request: &req,
+            peer: None,
+            local: None,
+            script_name: "",
+            path_info: "/",
+            passed: &passed,
+            path: None,
+        });
+        assert_eq!(get(&env, "REMOTE_ADDR").as_deref(), Some(""));
+        assert_eq!(get(&env, "REMOTE_PORT").as_deref(), Some(""));
+        assert_eq!(get(&env, "SERVER_NAME").as_deref(), Some("localhost"));
+        assert_eq!(get(&env, "SERVER_PORT").as_deref(), Some(""));
     }
 
     #[test]

@@ -60,6 +60,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,8 +68,8 @@ use std::time::Duration;
 
 use syncws::rustls::ServerConfig;
 use syncws::{
-    CloseData, Config, Error, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, WsHandshake,
-    WsOption, WsTrait,
+    CloseData, Config, Error, Listener, OwnedMessage, QueuePolicy, Request, Response, Result, Running, Server,
+    UnixRunning, WsHandshake, WsOption, WsTrait,
 };
 
 use crate::common::{HttpFlags, Routes};
@@ -98,7 +99,12 @@ pub enum Program {
 /// Options of `syncws exec`.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
-    /// Where clients connect.
+    /// Where clients connect: `HOST:PORT`, or `unix:PATH` for a Unix
+    /// socket, created at `PATH` (which must not exist) and removed by
+    /// [`Exec::shutdown`]. Over a Unix socket the peer has no address: the
+    /// programs get `REMOTE_ADDR` and `REMOTE_PORT` empty (and
+    /// `SERVER_PORT` too), per-IP caps do not apply, and TLS is not
+    /// offered (the socket file's permissions say who may connect).
     pub listen: String,
     /// What runs.
     pub program: Program,
@@ -147,15 +153,33 @@ impl ExecOptions {
 /// A running `syncws exec`.
 #[derive(Debug)]
 pub struct Exec {
-    running: Running,
+    served: Served,
     forks: Arc<Forks>,
     grace: Duration,
 }
 
+/// The server under a `syncws exec`: a TCP listener, or a Unix socket.
+#[derive(Debug)]
+enum Served {
+    Tcp(Running),
+    Unix { running: UnixRunning, path: PathBuf },
+}
+
 impl Exec {
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.running.local_addr()
+    /// The TCP address it listens on; `None` on a Unix socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.served {
+            Served::Tcp(running) => Some(running.local_addr()),
+            Served::Unix { .. } => None,
+        }
+    }
+
+    /// The Unix socket it listens on, if it does.
+    pub fn unix_socket(&self) -> Option<&Path> {
+        match &self.served {
+            Served::Tcp(_) => None,
+            Served::Unix { path, .. } => Some(path),
+        }
     }
 
     /// Programs running now.
@@ -167,7 +191,15 @@ impl Exec {
     /// program (stdin closed, SIGTERM, SIGKILL after the grace), and waits
     /// until every program and its group are gone.
     pub fn shutdown(self) {
-        self.running.shutdown();
+        match self.served {
+            Served::Tcp(running) => running.shutdown(),
+            Served::Unix { running, path } => {
+                running.shutdown();
+                if let Err(e) = std::fs::remove_file(&path) {
+                    log::warn!("exec: removing the socket {}: {e}", path.display());
+                }
+            }
+        }
         let bound = process::STDIN_GRACE + self.grace + Duration::from_secs(2);
         if !self.forks.wait_idle(bound) {
             self.forks.kill_all();
@@ -187,7 +219,8 @@ struct Shared {
     /// `--dir`, links resolved.
     root: Option<PathBuf>,
     forks: Arc<Forks>,
-    local: SocketAddr,
+    /// The TCP address served; `None` on a Unix socket.
+    local: Option<SocketAddr>,
     passed: Vec<(String, OsString)>,
     path: Option<OsString>,
     next_id: AtomicU64,
@@ -215,15 +248,34 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
     };
     let passed = opts.passenv.iter().filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v))).collect();
     let config = opts.config.clone().queue_policy(QueuePolicy::Block(opts.config.write_timeout));
-    let mut listener = Listener::bind_with_config(opts.listen.as_str(), config)?;
-    if let Some(tls) = &opts.tls {
-        listener = listener.tls(Arc::clone(tls));
-    }
-    let routes = Routes::new(&opts.http, &listener)?;
-    let local = listener.local_addr();
+    let routes = Routes::new(&opts.http)?;
+    let bound = match opts.listen.strip_prefix("unix:") {
+        Some(path) => {
+            if opts.tls.is_some() {
+                return Err(Error::Config("unix:PATH is served without TLS: drop the --tls flags".into()));
+            }
+            let path = PathBuf::from(path);
+            let listener = UnixListener::bind(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("unix:{}: {e}", path.display())))?;
+            log::info!("exec on ws+unix://{}: {:?}", path.display(), opts.program);
+            Bound::Unix(listener, path)
+        }
+        None => {
+            let mut listener = Listener::bind_with_config(opts.listen.as_str(), config.clone())?;
+            if let Some(tls) = &opts.tls {
+                listener = listener.tls(Arc::clone(tls));
+            }
+            let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
+            log::info!("exec on {scheme}://{}: {:?}", listener.local_addr(), opts.program);
+            Bound::Tcp(listener)
+        }
+    };
+    let local = match &bound {
+        Bound::Tcp(listener) => Some(listener.local_addr()),
+        Bound::Unix(..) => None,
+    };
     let forks = Forks::new(opts.max_forks);
     let grace = opts.kill_grace;
-    log::info!("exec on {}://{local}: {:?}", if opts.tls.is_some() { "wss" } else { "ws" }, opts.program);
     let shared = Arc::new(Shared {
         opts,
         command,
@@ -234,7 +286,7 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
         path,
         next_id: AtomicU64::new(0),
     });
-    let running = listener.spawn(move |server| {
+    let setup = move |server: &mut Server| {
         routes.install(server);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let peer = server.peer_addr();
@@ -243,8 +295,24 @@ pub fn exec(opts: ExecOptions) -> Result<Exec> {
             None => format!("exec #{id}"),
         };
         server.set_callback_ws(Box::new(Conn { shared: Arc::clone(&shared), peer, tag, job: None }));
-    })?;
-    Ok(Exec { running, forks, grace })
+    };
+    let served = match bound {
+        Bound::Tcp(listener) => Served::Tcp(listener.spawn(setup)?),
+        Bound::Unix(listener, path) => match syncws::serve_unix(listener, config, setup) {
+            Ok(running) => Served::Unix { running, path },
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        },
+    };
+    Ok(Exec { served, forks, grace })
+}
+
+/// The socket `syncws exec` was bound to, before it serves.
+enum Bound {
+    Tcp(Listener),
+    Unix(UnixListener, PathBuf),
 }
 
 /// `name` as an executable: itself if it has a `/`, else the first match in
