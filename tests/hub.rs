@@ -136,6 +136,9 @@ fn every_subscriber_gets_every_message_in_publish_order() {
     let _shared = shared();
     let n = fan_out_size();
     let hub = Hub::new();
+    // Spread from 256 subscribers on (2,048 by default), so the parallel
+    // path runs here.
+    hub.set_parallel_from(256);
     let (running, opened) = hub_server(&hub);
     let subs = subscribers(running.local_addr(), &opened, "fan", n);
     assert_eq!(hub.subscribers("fan"), n);

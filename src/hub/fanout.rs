@@ -8,8 +8,9 @@
 //! so keeps the last one waiting some 130 ms while the other cores idle;
 //! an async server spreads the same writes over its worker threads.
 //!
-//! Past [`MIN_CHUNK`] subscribers for each extra thread, the subscribers are
-//! cut into contiguous chunks: the publishing thread delivers the first,
+//! From a topic's parallel threshold on ([`DEFAULT_PARALLEL_FROM`], set by
+//! [`Hub::set_parallel_from`](super::Hub::set_parallel_from)), the
+//! subscribers are cut into contiguous chunks of at least half that many: the publishing thread delivers the first,
 //! the threads of a small pool the others (one fewer than the cores the
 //! process may use, at most [`MAX_HELPERS`]; started by such a publish,
 //! never for small topics, and ended after the listener's idle wait
@@ -31,9 +32,13 @@ use log::warn;
 use super::{deliver, BacklogPolicy, Published};
 use crate::conn::Sender;
 
-/// Subscribers below which a chunk is not worth a helper's wake-up (tens
-/// of microseconds, against about 13 µs a delivery).
-pub(crate) const MIN_CHUNK: usize = 128;
+/// Subscribers from which a publish is spread, by default: 2,048 (some
+/// 10-25 ms of writes on one thread). Below it, the other cores are
+/// better left to the application's other threads: measured with the load
+/// generator on the same 2 cores, spreading a publish to 1,000 subscribers
+/// made delivery no faster (the cores were already busy), to 10,000 it cut
+/// the p99 by about a tenth (`bench-results/notes.md`).
+pub(crate) const DEFAULT_PARALLEL_FROM: usize = 2048;
 
 /// Most helper threads, whatever the number of cores.
 pub(crate) const MAX_HELPERS: usize = 7;
@@ -195,9 +200,14 @@ pub(crate) fn split(n: usize, chunks: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// How many chunks `n` subscribers are worth with `helpers` helpers.
-pub(crate) fn chunks_for(n: usize, helpers: usize) -> usize {
-    (n / MIN_CHUNK).clamp(1, helpers + 1)
+/// How many chunks `n` subscribers are worth with `helpers` helpers, when
+/// topics are spread from `parallel_from` subscribers on (chunks of at
+/// least half that).
+pub(crate) fn chunks_for(n: usize, helpers: usize, parallel_from: usize) -> usize {
+    if n < parallel_from.max(2) {
+        return 1;
+    }
+    (n / (parallel_from / 2).max(1)).clamp(1, helpers + 1)
 }
 
 /// Delivers `frame` to every one of `members`, spread over the pool when
@@ -207,8 +217,9 @@ pub(crate) fn deliver_all(
     frame: &Arc<[u8]>,
     max_backlog: usize,
     policy: BacklogPolicy,
+    parallel_from: usize,
 ) -> Published {
-    let wanted = chunks_for(members.len(), MAX_HELPERS) - 1;
+    let wanted = chunks_for(members.len(), MAX_HELPERS, parallel_from) - 1;
     if wanted == 0 || pool().most == 0 {
         let mut report = Published::default();
         for sender in &members {
@@ -219,7 +230,7 @@ pub(crate) fn deliver_all(
     let pool = pool();
     let mut live = pool.live();
     let helpers = pool.start(&mut live, wanted);
-    let chunks = chunks_for(members.len(), helpers);
+    let chunks = chunks_for(members.len(), helpers, parallel_from);
     let mut ranges = split(members.len(), chunks).into_iter();
     let mine = ranges.next().unwrap_or_default();
     let publish =
@@ -259,11 +270,18 @@ mod tests {
 
     #[test]
     fn small_topics_stay_on_the_publishing_thread() {
-        assert_eq!(chunks_for(0, 3), 1);
-        assert_eq!(chunks_for(2 * MIN_CHUNK - 1, 3), 1);
-        assert_eq!(chunks_for(2 * MIN_CHUNK, 3), 2);
-        assert_eq!(chunks_for(100 * MIN_CHUNK, 1), 2);
-        assert_eq!(chunks_for(100 * MIN_CHUNK, 3), 4);
-        assert_eq!(chunks_for(100 * MIN_CHUNK, 0), 1);
+        let from = DEFAULT_PARALLEL_FROM;
+        assert_eq!(chunks_for(0, 3, from), 1);
+        assert_eq!(chunks_for(from - 1, 3, from), 1);
+        assert_eq!(chunks_for(from, 3, from), 2);
+        assert_eq!(chunks_for(from + from / 2 - 1, 3, from), 2);
+        assert_eq!(chunks_for(100 * from, 1, from), 2);
+        assert_eq!(chunks_for(100 * from, 3, from), 4);
+        assert_eq!(chunks_for(100 * from, 0, from), 1);
+        // Never spread, and spread from the first subscribers on.
+        assert_eq!(chunks_for(1 << 20, 3, usize::MAX), 1);
+        assert_eq!(chunks_for(1, 3, 0), 1);
+        assert_eq!(chunks_for(2, 3, 0), 2);
+        assert_eq!(chunks_for(300, 1, 256), 2);
     }
 }

@@ -22,7 +22,8 @@
 //! thread writes to the first share of the subscribers and a small pool
 //! of helper threads (one fewer than the cores) to the others, in
 //! parallel, and `publish` returns when all are written or queued. Topics
-//! under a few hundred subscribers stay on the publishing thread.
+//! under 2,048 subscribers stay on the publishing thread
+//! ([`Hub::set_parallel_from`]).
 //!
 //! Order: subscribers see each publishing thread's messages in the order
 //! that thread published them (the order of [`Sender`]'s sends).
@@ -40,6 +41,7 @@
 //! included.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use log::{debug, warn};
@@ -51,7 +53,7 @@ use crate::protocol::{FrameHeader, OpCode, MAX_HEADER_LEN};
 
 mod fanout;
 
-pub(crate) use fanout::deliver_all;
+pub(crate) use fanout::{deliver_all, DEFAULT_PARALLEL_FROM};
 
 /// A Text or Binary message framed once, for sending the same bytes to many
 /// server connections ([`Hub::publish`], [`Sender::try_send_prepared`],
@@ -278,6 +280,8 @@ struct Inner {
     state: RwLock<State>,
     max_backlog: usize,
     policy: BacklogPolicy,
+    /// Subscribers from which a publish is spread over the cores.
+    parallel_from: AtomicUsize,
     /// Itself, for the connections to tell it when they end.
     me: Weak<Inner>,
 }
@@ -330,9 +334,39 @@ impl Hub {
     /// assert_eq!(hub.max_backlog(), 256 << 10);
     /// ```
     pub fn with_backlog(max_backlog: usize, policy: BacklogPolicy) -> Hub {
-        let inner =
-            Arc::new_cyclic(|me| Inner { state: RwLock::new(State::default()), max_backlog, policy, me: me.clone() });
+        let inner = Arc::new_cyclic(|me| Inner {
+            state: RwLock::new(State::default()),
+            max_backlog,
+            policy,
+            parallel_from: AtomicUsize::new(fanout::DEFAULT_PARALLEL_FROM),
+            me: me.clone(),
+        });
         Hub { inner }
+    }
+
+    /// Topics with at least `subscribers` subscribers are delivered in
+    /// parallel: the publishing thread writes to a first share of them and
+    /// helper threads (one fewer than the cores, started on demand, ended
+    /// after 5 s without work) to the others, and `publish` returns when
+    /// all are done (each publisher's order holds). Default 2,048, where a
+    /// publish takes one thread some 10-25 ms of socket writes; lower it
+    /// on a machine with idle cores, `usize::MAX` keeps every publish on
+    /// its thread.
+    ///
+    /// ```
+    /// let hub = syncws::Hub::new();
+    /// assert_eq!(hub.parallel_from(), 2048);
+    /// hub.set_parallel_from(usize::MAX); // never spread
+    /// assert_eq!(hub.parallel_from(), usize::MAX);
+    /// ```
+    pub fn set_parallel_from(&self, subscribers: usize) {
+        self.inner.parallel_from.store(subscribers, Ordering::Relaxed);
+    }
+
+    /// From how many subscribers a topic's publishes are spread over the
+    /// cores ([`set_parallel_from`](Self::set_parallel_from)).
+    pub fn parallel_from(&self) -> usize {
+        self.inner.parallel_from.load(Ordering::Relaxed)
     }
 
     /// The limit on a subscriber's backlog, in bytes.
@@ -472,7 +506,8 @@ impl Hub {
     }
 
     fn deliver_all(&self, members: Vec<Sender>, msg: &Prepared) -> Published {
-        fanout::deliver_all(members, msg.shared(), self.inner.max_backlog, self.inner.policy)
+        let parallel_from = self.inner.parallel_from.load(Ordering::Relaxed);
+        fanout::deliver_all(members, msg.shared(), self.inner.max_backlog, self.inner.policy, parallel_from)
     }
 
     /// Makes `link` the hub's link to Redis; false if it has one.

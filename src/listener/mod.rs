@@ -658,7 +658,13 @@ impl Running {
                 .filter_map(|e| e.slot.sender.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .collect()
         };
-        crate::hub::deliver_all(senders, msg.shared(), usize::MAX, crate::BacklogPolicy::Skip)
+        crate::hub::deliver_all(
+            senders,
+            msg.shared(),
+            usize::MAX,
+            crate::BacklogPolicy::Skip,
+            crate::hub::DEFAULT_PARALLEL_FROM,
+        )
     }
 
     /// Stops the listener, closes every connection with 1001, and waits
