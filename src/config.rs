@@ -136,10 +136,12 @@ pub struct Config {
     /// filling it (a burst of frames), up to 4 KiB or this size if larger;
     /// up to 64 KiB while those reads bring small messages (at least one
     /// per 8 KiB, e.g. from a client that pipelines), so that one read
-    /// system call takes dozens of them. It shrinks back to this size once
-    /// traffic is small again. The
-    /// payload of a frame that does not fit is read straight into its
-    /// message, not through this buffer.
+    /// system call takes dozens of them. It shrinks back to this size after
+    /// four reads in a row bring less than this size, or a read times out
+    /// (one short read, such as the last bytes of a pipelined batch, is no
+    /// sign that traffic has become small). The payload of a frame that
+    /// does not fit is read straight into its message, not through this
+    /// buffer.
     pub read_buffer_size: usize,
     /// Which `Origin` headers the server accepts. Default
     /// [`OriginPolicy::SameHost`]: a browser page from another host or

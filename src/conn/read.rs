@@ -28,6 +28,14 @@ const BURST_READ_SIZE: usize = 4 << 10;
 const SMALL_MESSAGES_READ_SIZE: usize = 64 << 10;
 /// See [`SMALL_MESSAGES_READ_SIZE`].
 const SMALL_MESSAGE: usize = 8 << 10;
+/// A grown buffer goes back to the base size after this many reads in a
+/// row that brought less than the base size (or at once after a read
+/// timed out). One short read is no sign of a quiet peer: a pipelining
+/// client's batch often ends with a read of a payload's last bytes, and
+/// shrinking there made the next batch arrive through a 512-byte buffer
+/// doubling again, a read and a reply write per doubling, which the
+/// client then answered in as many pieces (bench-results/notes.md).
+const QUIET_READS: u8 = 4;
 
 /// What a bounded read produced.
 #[derive(Debug)]
@@ -60,6 +68,9 @@ pub(crate) struct ReadSide {
     read_msgs: usize,
     /// Bytes the last read returned (zero after a timeout).
     last_read: usize,
+    /// Reads in a row that brought less than `base_size`, up to
+    /// [`QUIET_READS`] (set to it by a timeout).
+    short_reads: u8,
     decoder: MessageDecoder,
     /// The read timeout currently set on the socket (`None`: blocking).
     armed: Option<Duration>,
@@ -114,6 +125,7 @@ impl ReadSide {
             small_messages_size: base_size.max(SMALL_MESSAGES_READ_SIZE),
             read_msgs: 0,
             last_read: 0,
+            short_reads: 0,
             decoder: decoder(role, config, negotiated),
             armed: Some(Duration::MAX),
             last_activity: now,
@@ -172,6 +184,8 @@ impl ReadSide {
                     self.metrics.bytes_in(direct + buffered);
                     self.end += buffered;
                     self.last_read = direct + buffered;
+                    self.short_reads =
+                        if self.last_read < self.base_size { (self.short_reads + 1).min(QUIET_READS) } else { 0 };
                     self.read_msgs = 0;
                     self.active = true;
                     if direct > 0 {
@@ -198,6 +212,7 @@ impl ReadSide {
                 Err(e) if is_timeout(&e) => {
                     self.armed = Some(Duration::ZERO);
                     self.last_read = 0;
+                    self.short_reads = QUIET_READS;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::from(e)),
@@ -239,7 +254,8 @@ impl ReadSide {
     /// straight into their messages, so the buffer holds frame headers and
     /// small frames: it doubles while reads keep filling it, up to the burst
     /// size, or further while they fill it with small messages, and goes
-    /// back to the base size once the last read was small or timed out.
+    /// back to the base size after [`QUIET_READS`] short reads in a row or a
+    /// timeout.
     fn make_room(&mut self) {
         // Every call leaves free space at the end, so a full buffer means the
         // read since the last call filled it: more bytes are likely waiting.
@@ -247,7 +263,7 @@ impl ReadSide {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if !filled && self.buf.len() > self.base_size && self.last_read < self.base_size {
+            if !filled && self.buf.len() > self.base_size && self.short_reads >= QUIET_READS {
                 self.buf = vec![0; self.base_size];
             }
         } else if self.start > 0 {
@@ -433,12 +449,60 @@ mod tests {
         read_messages(&mut side, 6, 64 << 10);
         assert!(side.buf.len() <= BURST_READ_SIZE, "{}", side.buf.len());
 
-        // A quiet peer again: back to the base size.
-        wire.lock().unwrap().extend(client_frames(1, 10));
-        read_messages(&mut side, 1, 10);
+        // A quiet peer again: back to the base size after a few short
+        // reads in a row, not after the first.
+        for i in 0..QUIET_READS {
+            wire.lock().unwrap().extend(client_frames(1, 10));
+            read_messages(&mut side, 1, 10);
+            if i + 1 < QUIET_READS {
+                assert!(side.buf.len() > 512, "shrunk after {} short reads", i + 1);
+            }
+        }
         let far = Instant::now() + Duration::from_secs(60);
         assert!(side.read(&mut |_| Some(far), &mut || Ok(())).is_err(), "the mock's end reads as EOF");
         assert_eq!(side.buf.len(), 512);
+    }
+
+    /// A pipelining peer's batches: each ends with a read of only the last
+    /// payload's tail. The next batch must still arrive in one read
+    /// through the grown buffer, not through the base size doubling again
+    /// (a read, and a reply write, per doubling).
+    #[test]
+    fn a_short_read_at_a_batchs_end_keeps_the_grown_buffer() {
+        let wire = Arc::new(Mutex::new(Vec::new()));
+        let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
+        let mut side = ReadSide::new(
+            io,
+            Role::Server,
+            &Config::default(),
+            Vec::new(),
+            &Negotiated::default(),
+            Instant::now(),
+            Arc::clone(Counters::global()),
+        );
+        let far = Instant::now() + Duration::from_secs(60);
+        for batch in 0..6 {
+            let frames = client_frames(32, 1000);
+            let (most, tail) = frames.split_at(frames.len() - 100);
+            wire.lock().unwrap().extend_from_slice(most);
+            // Every message but the last comes from what is waiting now.
+            for i in 0..31 {
+                match side.read(&mut |_| Some(far), &mut || Ok(())).unwrap() {
+                    Read::Message(OwnedMessage::Binary(b)) => assert_eq!(b, vec![i as u8; 1000]),
+                    other => panic!("{other:?}"),
+                }
+                if i == 0 && batch >= 2 {
+                    assert_eq!(side.last_read, most.len(), "batch {batch} took more than one read");
+                }
+            }
+            // The last payload's tail arrives alone: a short read.
+            wire.lock().unwrap().extend_from_slice(tail);
+            match side.read(&mut |_| Some(far), &mut || Ok(())).unwrap() {
+                Read::Message(OwnedMessage::Binary(b)) => assert_eq!(b, vec![31; 1000]),
+                other => panic!("{other:?}"),
+            }
+            assert!(side.last_read < 512, "the tail came alone");
+        }
     }
 
     /// Over TCP, payloads are read into uninitialised message memory
