@@ -75,7 +75,7 @@ const SERVERS: &[Server] = &[
     Server { name: "tokio-tungstenite", bin: "srv-tokio-tungstenite", raw: false, broadcast: true, extra: false },
     Server { name: "fastwebsockets", bin: "srv-fastwebsockets", raw: false, broadcast: false, extra: false },
     Server { name: "raw TCP (threads)", bin: "srv-rawtcp", raw: true, broadcast: false, extra: false },
-    Server { name: "minimal WebSocket echo", bin: "srv-wsmin", raw: false, broadcast: false, extra: true },
+    Server { name: "minimal WebSocket echo", bin: "srv-wsmin", raw: false, broadcast: true, extra: true },
     // The seed system (issue 17), from its own crate outside the workspace:
     // an absolute path, which `dir.join` keeps as it is.
     Server { name: "wenmeng", bin: SEED_BIN, raw: false, broadcast: true, extra: false },
@@ -832,6 +832,7 @@ fn targets(med: &Medians) -> Vec<String> {
     ));
     let (a, b) = (g("connect", "msgs_per_s", sy), g("connect", "msgs_per_s", "tungstenite"));
     v.push(format!("connects/s ≥ 1.5× tungstenite: {} ({})", r(a, b), check(cmp(a, b, &|a, b| a >= 1.5 * b))));
+    let min = "minimal WebSocket echo";
     for sc in ["bcast", "bcast10k"] {
         let a = g(sc, "p99_us", sy);
         let (t, u) = (g(sc, "p99_us", "tokio-tungstenite"), g(sc, "p99_us", "tungstenite"));
@@ -844,6 +845,29 @@ fn targets(med: &Medians) -> Vec<String> {
             r(a, u),
             check(cmp(a, u, &|a, b| a <= 0.5 * b)),
         ));
+        let f = g(sc, "p99_us", min);
+        if f.is_some() {
+            v.push(format!(
+                "{sc}: the serial-publish floor (the minimal echo's `/broadcast`: one blocking write per \
+                 subscriber and nothing else) has p99 {} tokio-tungstenite's and {} tungstenite's; syncws is {} \
+                 the floor. A target below the floor's ratio is out of reach for a server that writes each \
+                 subscriber with one send on this machine",
+                r(f, t),
+                r(f, u),
+                r(a, f),
+            ));
+        }
+    }
+    // Issue 17's "floor plus the protocol's own cost".
+    for sc in ["pp64", "pipe1k", "pipe64k", "pipe1m", "connect", "bcast", "bcast10k"] {
+        let (a, b) = (g(sc, "server_cpu_us_per_msg", sy), g(sc, "server_cpu_us_per_msg", min));
+        if b.is_some() {
+            v.push(format!(
+                "{sc} server CPU ≤ 1.05× the minimal WebSocket echo's: {} ({})",
+                r(a, b),
+                check(cmp(a, b, &|a, b| a <= 1.05 * b))
+            ));
+        }
     }
     v
 }

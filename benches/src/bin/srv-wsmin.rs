@@ -9,9 +9,18 @@
 //! Set against the raw TCP floor, it shows what the protocol itself costs;
 //! set against syncws, what syncws's features cost on top of it. Not in
 //! the default matrix: `bench-all --servers syncws,wsmin,rawtcp`.
+//!
+//! `/broadcast` is the same for a publish: each message a connection sends
+//! there is framed once and written, by that connection's thread, to every
+//! connection on the path (the sender included) with one blocking `write`
+//! each, under one lock: no queue, no per-subscriber state beyond the
+//! socket, nothing for a slow subscriber. Its delivery latency is what the
+//! kernel's sends alone take, the floor for any server that writes the
+//! subscribers one after another.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 
 use syncws::protocol::{apply_mask, FrameHeader, MAX_HEADER_LEN};
 
@@ -20,9 +29,25 @@ const COPY_LIMIT: usize = 16 << 10;
 /// The largest frame accepted (the benchmark sends at most 1 MiB).
 const MAX_FRAME: u64 = 16 << 20;
 
-fn serve(mut s: TcpStream) -> io::Result<()> {
+/// The connections on `/broadcast`, by id. Shared sockets, not clones:
+/// 10,000 subscribers must stay under the open-file limit.
+type Members = Arc<Mutex<Vec<(u64, Arc<TcpStream>)>>>;
+
+fn serve(mut s: TcpStream, id: u64, members: Members) -> io::Result<()> {
     s.set_nodelay(true)?;
-    let (_, mut buf) = syncws_bench::blocking_handshake(&mut s)?;
+    let (path, buf) = syncws_bench::blocking_handshake(&mut s)?;
+    if path == syncws_bench::BROADCAST_PATH {
+        let s = Arc::new(s);
+        members.lock().unwrap().push((id, Arc::clone(&s)));
+        let result = publish_all(&s, buf, &members);
+        members.lock().unwrap().retain(|(m, _)| *m != id);
+        return result;
+    }
+    echo(s, buf)
+}
+
+/// Echoes every frame back.
+fn echo(mut s: TcpStream, mut buf: Vec<u8>) -> io::Result<()> {
     let mut have = buf.len();
     buf.resize(have.max(64 << 10), 0);
     let mut out = Vec::with_capacity(64 << 10);
@@ -67,6 +92,48 @@ fn serve(mut s: TcpStream) -> io::Result<()> {
     }
 }
 
+/// Publishes every frame `s` sends to every member: framed once, then one
+/// `write_all` per member.
+fn publish_all(s: &TcpStream, mut buf: Vec<u8>, members: &Members) -> io::Result<()> {
+    let mut have = buf.len();
+    buf.resize(have.max(4 << 10), 0);
+    let mut frame = Vec::with_capacity(64 << 10);
+    loop {
+        let mut pos = 0;
+        while let Some((h, hlen)) = FrameHeader::parse(&buf[pos..have]).map_err(io::Error::other)? {
+            let (Some(key), true) = (h.mask, h.payload_len <= MAX_FRAME) else {
+                return Err(io::Error::other("unmasked or oversized frame"));
+            };
+            let len = h.payload_len as usize;
+            if have - pos < hlen + len {
+                if buf.len() < hlen + len {
+                    buf.resize(hlen + len, 0);
+                }
+                break;
+            }
+            let payload = &mut buf[pos + hlen..pos + hlen + len];
+            apply_mask(payload, key, 0);
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let n = FrameHeader { mask: None, ..h }.encode(&mut header);
+            frame.clear();
+            frame.extend_from_slice(&header[..n]);
+            frame.extend_from_slice(payload);
+            for (_, m) in members.lock().unwrap().iter() {
+                // A member that went away is dropped by its own thread.
+                let _ = (&**m).write_all(&frame);
+            }
+            pos += hlen + len;
+        }
+        buf.copy_within(pos..have, 0);
+        have -= pos;
+        let n = (&*s).read(&mut buf[have..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        have += n;
+    }
+}
+
 fn write_all_vectored(s: &mut TcpStream, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !parts.is_empty() {
         match s.write_vectored(parts)? {
@@ -80,8 +147,10 @@ fn write_all_vectored(s: &mut TcpStream, mut parts: &mut [IoSlice<'_>]) -> io::R
 fn main() -> io::Result<()> {
     let listener = TcpListener::bind(syncws_bench::addr_arg())?;
     syncws_bench::ready(listener.local_addr()?);
-    for stream in listener.incoming().flatten() {
-        std::thread::spawn(move || serve(stream));
+    let members = Members::default();
+    for (id, stream) in listener.incoming().flatten().enumerate() {
+        let members = Arc::clone(&members);
+        std::thread::spawn(move || serve(stream, id as u64, members));
     }
     Ok(())
 }
