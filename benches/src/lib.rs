@@ -92,6 +92,28 @@ pub fn blocking_handshake(stream: &mut (impl Read + Write)) -> io::Result<(Strin
     }
 }
 
+/// Opens an SVG chart: the document (`width` × `height`), a white
+/// background, `title` in bold, and a legend of `names`, each with its
+/// colour from `colors` (cycled), the swatches' top at `legend_y`. The
+/// caller adds the plot and the closing `</svg>`.
+pub fn svg_open(width: f64, height: f64, title: &str, names: &[&str], colors: &[&str], legend_y: f64) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(s, r#"<text x="10" y="18" font-size="14" font-weight="bold">{title}</text>"#);
+    for (i, name) in names.iter().enumerate() {
+        let x = 10.0 + i as f64 * 170.0;
+        let _ =
+            writeln!(s, r#"<rect x="{x}" y="{legend_y}" width="12" height="12" fill="{}"/>"#, colors[i % colors.len()]);
+        let _ = writeln!(s, r#"<text x="{}" y="{}">{name}</text>"#, x + 16.0, legend_y + 10.0);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -410,6 +410,19 @@ mod tests {
         wire
     }
 
+    /// A server's read side on `io`, default configuration.
+    fn server_side(io: Box<dyn ReadHalf>) -> ReadSide {
+        ReadSide::new(
+            io,
+            Role::Server,
+            &Config::default(),
+            Vec::new(),
+            &Negotiated::default(),
+            Instant::now(),
+            Arc::clone(Counters::global()),
+        )
+    }
+
     /// Reads `count` messages of `size` bytes; returns the largest buffer
     /// seen before each read.
     fn read_messages(side: &mut ReadSide, count: usize, size: usize) -> usize {
@@ -431,15 +444,7 @@ mod tests {
         wire.extend(client_frames(6, 64 << 10));
         let wire = Arc::new(Mutex::new(wire));
         let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
-        let mut side = ReadSide::new(
-            io,
-            Role::Server,
-            &Config::default(),
-            Vec::new(),
-            &Negotiated::default(),
-            Instant::now(),
-            Arc::clone(Counters::global()),
-        );
+        let mut side = server_side(io);
         assert_eq!(side.buf.len(), 512);
 
         // A burst of small messages: few reads, each bringing dozens.
@@ -471,15 +476,7 @@ mod tests {
     fn a_short_read_at_a_batchs_end_keeps_the_grown_buffer() {
         let wire = Arc::new(Mutex::new(Vec::new()));
         let io = Box::new(Waiting { bytes: Arc::clone(&wire), at: 0 });
-        let mut side = ReadSide::new(
-            io,
-            Role::Server,
-            &Config::default(),
-            Vec::new(),
-            &Negotiated::default(),
-            Instant::now(),
-            Arc::clone(Counters::global()),
-        );
+        let mut side = server_side(io);
         let far = Instant::now() + Duration::from_secs(60);
         for batch in 0..6 {
             let frames = client_frames(32, 1000);
@@ -513,15 +510,7 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let (io, _writer) = crate::Transport::split(socket).unwrap();
-        let mut side = ReadSide::new(
-            io,
-            Role::Server,
-            &Config::default(),
-            Vec::new(),
-            &Negotiated::default(),
-            Instant::now(),
-            Arc::clone(Counters::global()),
-        );
+        let mut side = server_side(io);
         let wire = client_frames(3, 100 << 10);
         let writer = std::thread::spawn(move || io::Write::write_all(&mut peer, &wire).map(|()| peer));
         read_messages(&mut side, 3, 100 << 10);

@@ -220,14 +220,14 @@ pub(crate) fn deliver_all(
     parallel_from: usize,
 ) -> Published {
     let wanted = chunks_for(members.len(), MAX_HELPERS, parallel_from) - 1;
-    if wanted == 0 || pool().most == 0 {
+    // The pool is made only by the first publish that needs it.
+    let Some(pool) = (wanted > 0).then(pool).filter(|p| p.most > 0) else {
         let mut report = Published::default();
         for sender in &members {
             deliver(sender, frame, max_backlog, policy, &mut report);
         }
         return report;
-    }
-    let pool = pool();
+    };
     let mut live = pool.live();
     let helpers = pool.start(&mut live, wanted);
     let chunks = chunks_for(members.len(), helpers, parallel_from);

@@ -888,21 +888,11 @@ fn chart(scens: &[Scenario], servers: &[&Server], med: &Medians) -> String {
     let max_ratio = 3.0;
     let group_h = bar_h * servers.len() as f64 + group_gap;
     let height = 70.0 + group_h * rows.len() as f64 + 30.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+    let names: Vec<&str> = servers.iter().map(|sv| sv.name).collect();
+    let title = format!(
+        "syncws benchmark: each server relative to tungstenite (taller = better; lower-is-better metrics inverted; capped at {max_ratio}×)"
     );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="10" y="18" font-size="14" font-weight="bold">syncws benchmark: each server relative to tungstenite (taller = better; lower-is-better metrics inverted; capped at {max_ratio}×)</text>"#
-    );
-    for (i, sv) in servers.iter().enumerate() {
-        let x = 10.0 + i as f64 * 170.0;
-        let _ = writeln!(s, r#"<rect x="{x}" y="30" width="12" height="12" fill="{}"/>"#, colors[i % colors.len()]);
-        let _ = writeln!(s, r#"<text x="{}" y="40">{}</text>"#, x + 16.0, sv.name);
-    }
+    let mut s = syncws_bench::svg_open(width, height, &title, &names, &colors, 30.0);
     let top = 60.0;
     let x1 = left + plot_w / max_ratio;
     let _ = writeln!(

@@ -701,21 +701,15 @@ fn svg(report: &Value) -> String {
         .unwrap_or(100_000.0);
     let max_p99 = (max_p99 / p99_step).ceil() * p99_step;
     let (rss_lo, rss_hi) = (2.0_f64, 512.0_f64);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    let names: Vec<&str> = series.iter().map(|(name, _)| name.as_str()).collect();
+    let mut s = syncws_bench::svg_open(
+        w,
+        h,
+        "Cost curve: idle connections held vs server RSS per connection and ping-pong p99 (64 active conns)",
+        &names,
+        &colors,
+        28.0,
     );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="10" y="18" font-size="14" font-weight="bold">Cost curve: idle connections held vs server RSS per connection and ping-pong p99 (64 active conns)</text>"#
-    );
-    for (i, (name, _)) in series.iter().enumerate() {
-        let x = 10.0 + i as f64 * 170.0;
-        let _ = writeln!(s, r#"<rect x="{x}" y="28" width="12" height="12" fill="{}"/>"#, colors[i % colors.len()]);
-        let _ = writeln!(s, r#"<text x="{}" y="38">{name}</text>"#, x + 16.0);
-    }
     for panel in 0..2 {
         let x0 = left + panel as f64 * (pw + 100.0);
         let (y0, y1) = (top + ph, top);
