@@ -8,6 +8,7 @@
 mod budget;
 mod head;
 mod lifecycle;
+mod prefetch;
 mod read;
 pub(crate) mod runner;
 mod sender;

@@ -292,6 +292,21 @@ impl Sender {
         self.out.write.metrics().queue_full();
     }
 
+    /// Asks the CPU to start loading this connection's outbound state, so
+    /// that a delivery to it a little later does not wait for memory: a
+    /// publish calls it a few subscribers ahead ([`crate::hub`]). The
+    /// first of two steps; [`prefetch_write`](Self::prefetch_write) is the
+    /// second, once this one's lines have arrived.
+    pub(crate) fn prefetch_out(&self) {
+        crate::conn::prefetch::object(Arc::as_ptr(&self.out));
+    }
+
+    /// The second step of [`prefetch_out`](Self::prefetch_out): the write
+    /// side's two allocations, whose addresses are in the outbound state.
+    pub(crate) fn prefetch_write(&self) {
+        self.out.write.prefetch();
+    }
+
     /// This connection's identity: the same for every clone of its
     /// `Sender`, and never given to another connection in this process.
     pub fn id(&self) -> u64 {

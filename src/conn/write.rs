@@ -194,6 +194,13 @@ impl WriteSide {
         Ok(WriteSide { state: Arc::new(Mutex::new(state)), shared })
     }
 
+    /// Asks the CPU to start loading the write state and the shared
+    /// state (see [`Sender::prefetch_out`](crate::conn::Sender)).
+    pub(crate) fn prefetch(&self) {
+        crate::conn::prefetch::object(Arc::as_ptr(&self.state));
+        crate::conn::prefetch::object(Arc::as_ptr(&self.shared));
+    }
+
     fn lock(&self) -> MutexGuard<'_, WriteState> {
         lock(&self.state)
     }

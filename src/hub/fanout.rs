@@ -54,11 +54,7 @@ struct Publish {
 
 impl Publish {
     fn deliver(&self, range: Range<usize>) -> Published {
-        let mut report = Published::default();
-        for sender in &self.members[range] {
-            deliver(sender, &self.frame, self.max_backlog, self.policy, &mut report);
-        }
-        report
+        deliver_each(&self.members[range], &self.frame, self.max_backlog, self.policy)
     }
 }
 
@@ -222,11 +218,7 @@ pub(crate) fn deliver_all(
     let wanted = chunks_for(members.len(), MAX_HELPERS, parallel_from) - 1;
     // The pool is made only by the first publish that needs it.
     let Some(pool) = (wanted > 0).then(pool).filter(|p| p.most > 0) else {
-        let mut report = Published::default();
-        for sender in &members {
-            deliver(sender, frame, max_backlog, policy, &mut report);
-        }
-        return report;
+        return deliver_each(&members, frame, max_backlog, policy);
     };
     let mut live = pool.live();
     let helpers = pool.start(&mut live, wanted);
@@ -246,6 +238,26 @@ pub(crate) fn deliver_all(
     let part = publish.deliver(mine);
     publish.done.finish(&part);
     publish.done.wait()
+}
+
+/// Delivers `frame` to each of `members` in order, on this thread. Each
+/// subscriber's state is hinted to the CPU ahead of its turn, in two steps
+/// (its outbound state two turns ahead, the write side that state points
+/// to one turn ahead), so that the loads run during the sends before it:
+/// server CPU per delivery to 1,000 subscribers 5.2-5.8 -> 4.5-4.9 µs, p99
+/// 6.7-8.4 -> 5.9-6.5 ms (bench-results/notes.md).
+fn deliver_each(members: &[Sender], frame: &Arc<[u8]>, max_backlog: usize, policy: BacklogPolicy) -> Published {
+    let mut report = Published::default();
+    for (i, sender) in members.iter().enumerate() {
+        if let Some(next) = members.get(i + 2) {
+            next.prefetch_out();
+        }
+        if let Some(next) = members.get(i + 1) {
+            next.prefetch_write();
+        }
+        deliver(sender, frame, max_backlog, policy, &mut report);
+    }
+    report
 }
 
 #[cfg(test)]
