@@ -10,7 +10,8 @@
 //! contexts reset after every message, level 1), `--deflate-level6`
 //! (zlib's default level) or `--deflate-takeover` (context takeover both
 //! ways). Without it, nothing is negotiated. `--max-connections=N`
-//! raises the live-connection cap (cost-curve's 19,000 idle connections).
+//! raises the live-connection cap (cost-curve's 19,000 idle connections);
+//! `--parallel-from=N` sets the hub's [`Hub::set_parallel_from`].
 
 use syncws::{
     Config, DeflateConfig, Hub, Listener, OwnedMessage, Prepared, Result, Sender, WsHandshake, WsOption, WsTrait,
@@ -59,6 +60,7 @@ fn main() -> Result<()> {
             // cost-curve's 19,000 connections pass the default cap (16,384).
             other => match other.strip_prefix("--max-connections=").and_then(|n| n.parse().ok()) {
                 Some(n) => config.max_connections(n),
+                None if other.starts_with("--parallel-from=") => config,
                 None => return Err(syncws::Error::Config(format!("unknown argument {other}"))),
             },
         };
@@ -66,6 +68,10 @@ fn main() -> Result<()> {
     let listener = Listener::bind_with_config(syncws_bench::addr_arg(), config)?;
     syncws_bench::ready(listener.local_addr());
     let all = Hub::new();
+    let parallel_from = std::env::args().find_map(|a| a.strip_prefix("--parallel-from=").and_then(|n| n.parse().ok()));
+    if let Some(n) = parallel_from {
+        all.set_parallel_from(n);
+    }
     listener.serve(move |server| {
         server.set_callback_ws(Box::new(Handler { sender: None, hub: None, all: all.clone() }));
     })
