@@ -46,11 +46,55 @@ fn serve(mut s: TcpStream, id: u64, members: Members) -> io::Result<()> {
     echo(s, buf)
 }
 
-/// Echoes every frame back.
-fn echo(mut s: TcpStream, mut buf: Vec<u8>) -> io::Result<()> {
-    let mut have = buf.len();
-    buf.resize(have.max(64 << 10), 0);
+/// Echoes every frame back: small ones gathered into one write per read,
+/// large ones written from where they were read.
+fn echo(s: TcpStream, buf: Vec<u8>) -> io::Result<()> {
     let mut out = Vec::with_capacity(64 << 10);
+    each_frame(&s, buf, 64 << 10, |frame| {
+        let Some((header, payload)) = frame else {
+            // The read's frames are all handled.
+            return flush(&s, &mut out);
+        };
+        if payload.len() <= COPY_LIMIT {
+            out.extend_from_slice(header);
+            out.extend_from_slice(payload);
+            return Ok(());
+        }
+        flush(&s, &mut out)?;
+        write_all_vectored(&s, &mut [IoSlice::new(header), IoSlice::new(payload)])
+    })
+}
+
+/// Publishes every frame `s` sends to every member: framed once, then one
+/// `write_all` per member.
+fn publish_all(s: &TcpStream, buf: Vec<u8>, members: &Members) -> io::Result<()> {
+    let mut frame_bytes = Vec::with_capacity(64 << 10);
+    each_frame(s, buf, 4 << 10, |frame| {
+        if let Some((header, payload)) = frame {
+            frame_bytes.clear();
+            frame_bytes.extend_from_slice(header);
+            frame_bytes.extend_from_slice(payload);
+            for (_, m) in members.lock().unwrap().iter() {
+                // A member that went away is dropped by its own thread.
+                let _ = (&**m).write_all(&frame_bytes);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads `s` until it closes (`buf`: what came with the handshake, then
+/// at least `size` bytes of room). Each whole frame is unmasked in place
+/// and handed to `f` as its unmasked header and its payload; `f(None)`
+/// follows the last whole frame of each read.
+fn each_frame(
+    mut s: &TcpStream,
+    mut buf: Vec<u8>,
+    size: usize,
+    mut f: impl FnMut(Option<(&[u8], &[u8])>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut have = buf.len();
+    buf.resize(have.max(size), 0);
     loop {
         let mut pos = 0;
         while let Some((h, hlen)) = FrameHeader::parse(&buf[pos..have]).map_err(io::Error::other)? {
@@ -68,20 +112,10 @@ fn echo(mut s: TcpStream, mut buf: Vec<u8>) -> io::Result<()> {
             apply_mask(payload, key, 0);
             let mut header = [0u8; MAX_HEADER_LEN];
             let n = FrameHeader { mask: None, ..h }.encode(&mut header);
-            if len <= COPY_LIMIT {
-                out.extend_from_slice(&header[..n]);
-                out.extend_from_slice(payload);
-            } else {
-                s.write_all(&out)?;
-                out.clear();
-                write_all_vectored(&mut s, &mut [IoSlice::new(&header[..n]), IoSlice::new(payload)])?;
-            }
+            f(Some((&header[..n], payload)))?;
             pos += hlen + len;
         }
-        if !out.is_empty() {
-            s.write_all(&out)?;
-            out.clear();
-        }
+        f(None)?;
         buf.copy_within(pos..have, 0);
         have -= pos;
         let n = s.read(&mut buf[have..])?;
@@ -92,49 +126,16 @@ fn echo(mut s: TcpStream, mut buf: Vec<u8>) -> io::Result<()> {
     }
 }
 
-/// Publishes every frame `s` sends to every member: framed once, then one
-/// `write_all` per member.
-fn publish_all(s: &TcpStream, mut buf: Vec<u8>, members: &Members) -> io::Result<()> {
-    let mut have = buf.len();
-    buf.resize(have.max(4 << 10), 0);
-    let mut frame = Vec::with_capacity(64 << 10);
-    loop {
-        let mut pos = 0;
-        while let Some((h, hlen)) = FrameHeader::parse(&buf[pos..have]).map_err(io::Error::other)? {
-            let (Some(key), true) = (h.mask, h.payload_len <= MAX_FRAME) else {
-                return Err(io::Error::other("unmasked or oversized frame"));
-            };
-            let len = h.payload_len as usize;
-            if have - pos < hlen + len {
-                if buf.len() < hlen + len {
-                    buf.resize(hlen + len, 0);
-                }
-                break;
-            }
-            let payload = &mut buf[pos + hlen..pos + hlen + len];
-            apply_mask(payload, key, 0);
-            let mut header = [0u8; MAX_HEADER_LEN];
-            let n = FrameHeader { mask: None, ..h }.encode(&mut header);
-            frame.clear();
-            frame.extend_from_slice(&header[..n]);
-            frame.extend_from_slice(payload);
-            for (_, m) in members.lock().unwrap().iter() {
-                // A member that went away is dropped by its own thread.
-                let _ = (&**m).write_all(&frame);
-            }
-            pos += hlen + len;
-        }
-        buf.copy_within(pos..have, 0);
-        have -= pos;
-        let n = (&*s).read(&mut buf[have..])?;
-        if n == 0 {
-            return Ok(());
-        }
-        have += n;
+/// Writes and empties `out`, if it holds anything.
+fn flush(mut s: &TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        s.write_all(out)?;
+        out.clear();
     }
+    Ok(())
 }
 
-fn write_all_vectored(s: &mut TcpStream, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+fn write_all_vectored(mut s: &TcpStream, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !parts.is_empty() {
         match s.write_vectored(parts)? {
             0 => return Err(io::ErrorKind::WriteZero.into()),
