@@ -318,7 +318,10 @@ impl Sender {
     /// queued messages, the whole frames of queued publishes. Messages
     /// written at once, or batched on the connection's own thread, are
     /// not counted. Bounded by [`Config::queue_max_bytes`] (one message
-    /// larger than that is let in alone).
+    /// larger than that is let in alone). A message counts until the
+    /// write that carries it returns, so on a busy machine, where the
+    /// writer thread may wait for a core between its write and the count,
+    /// the figure can include bytes the peer has already read.
     ///
     /// ```no_run
     /// # fn demo(sender: syncws::Sender) -> syncws::Result<()> {
