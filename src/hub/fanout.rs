@@ -3,22 +3,23 @@
 //! Each delivery is a non-blocking write of the shared frame on its
 //! subscriber's socket. Nearly all of its cost is the kernel's: the TCP
 //! send and, on loopback, the receiver's side and its wake-up, measured
-//! at about 13 µs a delivery on this project's 2-core machine
+//! at 4-9 µs a delivery on this project's 2-core machine
 //! (`bench-results/notes.md`). One thread delivering to 10,000 subscribers
-//! so keeps the last one waiting some 130 ms while the other cores idle;
-//! an async server spreads the same writes over its worker threads.
+//! so keeps the last one waiting some 50-90 ms while the other cores may
+//! idle; an async server spreads the same writes over its worker threads.
 //!
 //! From a topic's parallel threshold on ([`DEFAULT_PARALLEL_FROM`], set by
 //! [`Hub::set_parallel_from`](super::Hub::set_parallel_from)), the
-//! subscribers are cut into contiguous chunks of at least half that many: the publishing thread delivers the first,
-//! the threads of a small pool the others (one fewer than the cores the
-//! process may use, at most [`MAX_HELPERS`]; started by such a publish,
-//! never for small topics, and ended after the listener's idle wait
-//! without work), and the publish returns when every chunk is done. A subscriber is in one chunk only and the next publish
-//! of the same thread starts after this one ended, so each publisher's
-//! messages still reach every subscriber in order. The helpers only run
-//! [`deliver`], which never blocks: a publisher waits for CPU work, never
-//! for a subscriber.
+//! subscribers are cut into contiguous chunks of at least half that many:
+//! the publishing thread delivers the first, the threads of a small pool
+//! the others (one fewer than the cores the process may use, at most
+//! [`MAX_HELPERS`]; started by such a publish, never for small topics, and
+//! ended after the listener's idle wait without work), and the publish
+//! returns when every chunk is done. A subscriber is in one chunk only and
+//! the next publish of the same thread starts after this one ended, so
+//! each publisher's messages still reach every subscriber in order. The
+//! helpers only run [`deliver`], which never blocks: a publisher waits for
+//! CPU work, never for a subscriber.
 
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};

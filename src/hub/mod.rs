@@ -506,8 +506,7 @@ impl Hub {
     }
 
     fn deliver_all(&self, members: Vec<Sender>, msg: &Prepared) -> Published {
-        let parallel_from = self.inner.parallel_from.load(Ordering::Relaxed);
-        fanout::deliver_all(members, msg.shared(), self.inner.max_backlog, self.inner.policy, parallel_from)
+        fanout::deliver_all(members, msg.shared(), self.inner.max_backlog, self.inner.policy, self.parallel_from())
     }
 
     /// Makes `link` the hub's link to Redis; false if it has one.

@@ -50,6 +50,7 @@ impl WsTrait for Handler {
 
 fn main() -> Result<()> {
     let mut config = Config::default();
+    let mut parallel_from = None;
     for arg in std::env::args().skip(2) {
         config = match arg.as_str() {
             "--deflate" => config.deflate(Some(DeflateConfig::default())),
@@ -58,17 +59,22 @@ fn main() -> Result<()> {
                 DeflateConfig::default().server_no_context_takeover(false).client_no_context_takeover(false),
             )),
             // cost-curve's 19,000 connections pass the default cap (16,384).
-            other => match other.strip_prefix("--max-connections=").and_then(|n| n.parse().ok()) {
-                Some(n) => config.max_connections(n),
-                None if other.starts_with("--parallel-from=") => config,
-                None => return Err(syncws::Error::Config(format!("unknown argument {other}"))),
-            },
+            other => {
+                let number = |flag: &str| other.strip_prefix(flag).and_then(|n| n.parse::<usize>().ok());
+                if let Some(n) = number("--max-connections=") {
+                    config.max_connections(n)
+                } else if let Some(n) = number("--parallel-from=") {
+                    parallel_from = Some(n);
+                    config
+                } else {
+                    return Err(syncws::Error::Config(format!("unknown argument {other}")));
+                }
+            }
         };
     }
     let listener = Listener::bind_with_config(syncws_bench::addr_arg(), config)?;
     syncws_bench::ready(listener.local_addr());
     let all = Hub::new();
-    let parallel_from = std::env::args().find_map(|a| a.strip_prefix("--parallel-from=").and_then(|n| n.parse().ok()));
     if let Some(n) = parallel_from {
         all.set_parallel_from(n);
     }
