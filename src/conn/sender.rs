@@ -124,6 +124,10 @@ pub(crate) struct Outbound {
     watchers: Mutex<Watchers>,
     /// A [`Control::Flush`] is on its way to the writer thread.
     flush_asked: AtomicBool,
+    /// A Close is on the writer thread's queue, or the connection is being
+    /// shut down ([`Sender::close_now`]): later sends are refused at once,
+    /// before the write side's state says so.
+    close_queued: AtomicBool,
     write: WriteSide,
     policy: QueuePolicy,
     close_timeout: Duration,
@@ -207,6 +211,7 @@ impl Sender {
             id: next_sender_id(),
             watchers: Mutex::new(Watchers::default()),
             flush_asked: AtomicBool::new(false),
+            close_queued: AtomicBool::new(false),
             write,
             policy: config.queue_policy,
             close_timeout: config.close_timeout,
@@ -339,6 +344,9 @@ impl Sender {
         if !out.write.life().may_send() {
             return Err(refused(out.write.life().get()));
         }
+        if out.close_queued.load(Ordering::Acquire) {
+            return Err(Error::Send(SendError::CloseSent));
+        }
         if thread_token() == out.owner {
             let full = {
                 let mut local = lock(&out.local);
@@ -420,6 +428,7 @@ impl Sender {
     /// never leave, so the socket is shut down, which ends the connection
     /// either way.
     pub(crate) fn close_now(&self, code: CloseCode, reason: &str) {
+        self.out.close_queued.store(true, Ordering::Release);
         let close = CloseData::new(code, reason);
         let _ = self.ensure_writer();
         let _ = self.enqueue(Item::Msg(OwnedMessage::Close(Some(close))), QueuePolicy::Drop);
@@ -436,7 +445,7 @@ impl Sender {
             QueuePolicy::Block(wait) => Some(Instant::now() + wait),
             QueuePolicy::Drop | QueuePolicy::Close => None,
         };
-        let (len, owned) = (msg.len(), msg.owned_len());
+        let (len, owned, is_close) = (msg.len(), msg.owned_len(), msg.is_close());
         match out.bytes.take(len, owned, deadline) {
             Taken::Yes => {}
             Taken::Full => return Err(Refused::Full),
@@ -449,7 +458,12 @@ impl Sender {
             None => tx.try_send(msg).map_err(|e| e.is_full()),
         };
         match pushed {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if is_close {
+                    self.out.close_queued.store(true, Ordering::Release);
+                }
+                Ok(())
+            }
             Err(full) => {
                 out.queued.fetch_sub(1, Ordering::AcqRel);
                 out.bytes.release(len, owned);
@@ -501,10 +515,16 @@ impl Sender {
         self.out.write.shutdown(Shutdown::Both);
     }
 
-    /// True once nothing more can be sent: a Close was sent, or the
-    /// connection failed or ended. Sends then fail with [`Error::Send`].
+    /// True once nothing more can be sent: a Close was written, or queued
+    /// from another thread for the writer thread (so a send right after
+    /// [`close`](Self::close) is refused, not silently dropped behind it),
+    /// or the connection is being shut down for a full queue or the memory
+    /// budget, or it failed or ended. Sends then fail with [`Error::Send`].
+    /// A Close batched on the connection's own thread counts once written,
+    /// just before that thread next waits; sends after it are refused
+    /// already.
     pub fn is_closed(&self) -> bool {
-        !self.out.write.life().may_send()
+        !self.out.write.life().may_send() || self.out.close_queued.load(Ordering::Acquire)
     }
 
     /// Writes what the owner thread batched. Called by the connection
@@ -797,6 +817,58 @@ mod tests {
         let msgs = decode(&out.lock().unwrap());
         assert_eq!(msgs.len(), 2);
         assert!(matches!(&msgs[1], OwnedMessage::Close(Some(c)) if c.reason == "bye"));
+    }
+
+    #[test]
+    fn a_send_after_a_queued_close_is_refused_before_the_close_is_written() {
+        let (mock, out) = Mock::new(vec![None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        // Holding the mock's buffer keeps the writer thread inside its
+        // write of a large message: the Close stays queued behind it.
+        let held = out.lock().unwrap();
+        thread::scope(|s| {
+            s.spawn(|| {
+                sender.send(OwnedMessage::Binary(vec![1; 1 << 20])).unwrap();
+                sender.close(CloseCode::NORMAL, "bye").unwrap();
+            });
+        });
+        thread::scope(|s| {
+            s.spawn(|| {
+                assert!(sender.is_closed(), "a Close is queued: nothing more can be sent");
+                let after = sender.send("after".into());
+                assert!(matches!(after, Err(Error::Send(SendError::CloseSent))), "{after:?}");
+            });
+        });
+        drop(held);
+        let far = std::time::Instant::now() + Duration::from_secs(60);
+        assert_eq!(write.life().wait_while(State::Open, far), State::CloseSent);
+        write.flush_pending().unwrap();
+        sender.end();
+        let msgs = decode(&out.lock().unwrap());
+        assert_eq!(msgs.len(), 2, "the large message and the Close, nothing after it");
+        assert!(matches!(&msgs[1], OwnedMessage::Close(Some(c)) if c.reason == "bye"));
+    }
+
+    #[test]
+    fn a_connection_closed_for_a_full_queue_refuses_sends_at_once() {
+        let (mock, out) = Mock::new(vec![None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), &Config::default());
+        let held = out.lock().unwrap();
+        thread::scope(|s| {
+            s.spawn(|| {
+                sender.send(OwnedMessage::Binary(vec![1; 1 << 20])).unwrap();
+                sender.close_now(CloseCode::AGAIN, "server memory budget exceeded");
+                // The writer is still in its write of the large message
+                // (the mock's shutdown fails nothing): refused all the same.
+                let after = sender.send("after".into());
+                assert!(matches!(after, Err(Error::Send(SendError::CloseSent))), "{after:?}");
+                assert!(sender.try_send("after".into()).is_err());
+            });
+        });
+        drop(held);
+        sender.end();
     }
 
     #[test]
