@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use crate::conn::state::{Event, Life, State};
-use crate::error::{Error, Phase, Result};
+use crate::error::{Error, Phase, Result, SendError};
 use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
 #[cfg(feature = "deflate")]
@@ -47,7 +47,9 @@ struct WriteState {
     /// connection's state, and in the stack frames that build it.
     masks: Option<Box<MaskGen>>,
     /// Encoded frames not yet written. Between calls it is empty, or holds
-    /// the unwritten end of a frame [`WriteSide::try_send_now`] began.
+    /// the unwritten end of a frame [`WriteSide::try_send_now`] began, or
+    /// the frames the connection's own thread encoded
+    /// ([`WriteSide::frame_now`]) and writes before it next waits.
     batch: Vec<u8>,
     /// The transport has no non-blocking write (`try_write` answered
     /// `Unsupported`): cross-thread sends always go to the writer thread.
@@ -248,9 +250,48 @@ impl WriteSide {
     /// sizes allow. Messages after a Close, or after a failure, are refused
     /// with [`Error::AlreadyClosed`].
     pub(crate) fn send_all(&self, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
+        self.send_framed(0, msgs)
+    }
+
+    /// [`send_all`](Self::send_all) after `framed` messages that
+    /// [`frame_now`](Self::frame_now) put in the batch: they are written
+    /// first, and counted with the rest.
+    pub(crate) fn send_framed(&self, framed: usize, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
         let mut st = self.lock();
-        let result = st.send_all(msgs);
+        let result = st.send_all(framed, msgs);
         self.check(&mut st, result)
+    }
+
+    /// Encodes a small data message (or a small shared frame) sent on the
+    /// connection's own thread into the batch at once, without writing
+    /// it: [`send_all`](Self::send_all) writes it with what follows, before
+    /// that thread next waits for the network. The message's memory is
+    /// freed here, so the next message read reuses it while it is still
+    /// in the cache. Anything else comes back as `Err(item)` for the
+    /// caller's own batch; so does every message once the batch holds
+    /// [`BATCH_KEEP`] bytes, which the caller then writes.
+    ///
+    /// Only when the state allows a message; otherwise the send's error.
+    pub(crate) fn frame_now(&self, item: Item) -> Result<std::result::Result<(), Item>> {
+        let small = match &item {
+            Item::Msg(msg) | Item::Plain(msg) => is_small_data(msg),
+            Item::Frame(frame) => frame.len() <= COPY_LIMIT,
+        };
+        if !small {
+            return Ok(Err(item));
+        }
+        let mut st = self.lock();
+        if !self.shared.life.may_send() {
+            return Err(Error::Send(match self.shared.life.get() {
+                State::CloseSent | State::Closed => SendError::CloseSent,
+                _ => SendError::Closed,
+            }));
+        }
+        if st.batch.len() >= BATCH_KEEP {
+            return Ok(Err(item));
+        }
+        let result = st.append(item);
+        self.check(&mut st, result).map(Ok)
     }
 
     /// Writes what [`try_send_now`](Self::try_send_now) left unwritten, if
@@ -285,7 +326,7 @@ impl WriteSide {
     pub(crate) fn fail_with(&self, close: Option<OwnedMessage>) {
         let mut st = self.lock();
         if let Some(close) = close.filter(|_| self.shared.life.may_send()) {
-            let _ = st.send_all(&mut std::iter::once(Item::Msg(close)));
+            let _ = st.send_all(0, &mut std::iter::once(Item::Msg(close)));
         }
         self.shared.life.apply(Event::Fail);
     }
@@ -476,13 +517,32 @@ impl WriteState {
         }
     }
 
-    fn send_all(&mut self, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
+    /// Encodes a small data message or shared frame into the batch
+    /// ([`WriteSide::frame_now`]).
+    #[inline]
+    fn append(&mut self, item: Item) -> Result<()> {
+        let key = self.masks.as_mut().map(|m| m.next_key());
+        #[cfg(feature = "deflate")]
+        if let Some(frame) = self.compressed_frame(&item, key)? {
+            return self.write_frame(&frame);
+        }
+        match &item {
+            // `frame_now` takes data messages only.
+            Item::Msg(msg) | Item::Plain(msg) => {
+                append_data_frame(msg, key, &mut self.batch);
+            }
+            Item::Frame(frame) => self.batch.extend_from_slice(frame),
+        }
+        Ok(())
+    }
+
+    fn send_all(&mut self, framed: usize, msgs: &mut dyn Iterator<Item = Item>) -> Result<()> {
         if self.shared.life.is_over() {
             return Err(Error::AlreadyClosed);
         }
         // Messages committed to the batch or written; counted once, when
         // the batch is written.
-        let mut count = 0;
+        let mut count = framed;
         for item in msgs {
             if !self.shared.life.may_send() {
                 self.flush()?;
