@@ -771,6 +771,15 @@ mod tests {
     use crate::conn::write::mock::{decode, Mock};
     use crate::protocol::Role;
 
+    /// A server connection's write side and sender over a mock socket
+    /// that takes every byte; the bytes written.
+    fn mock_server(config: &Config) -> (WriteSide, Sender, Arc<Mutex<Vec<u8>>>) {
+        let (mock, out) = Mock::new(vec![None]);
+        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
+        let sender = Sender::new(write.clone(), config);
+        (write, sender, out)
+    }
+
     /// Source and number from a test message such as `"t1:42"`.
     fn parse(msg: &OwnedMessage) -> (String, usize) {
         let OwnedMessage::Text(s) = msg else { panic!("unexpected {msg:?}") };
@@ -829,9 +838,7 @@ mod tests {
 
     #[test]
     fn nothing_is_sent_after_a_close_and_the_sender_says_why() {
-        let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
-        let sender = Sender::new(write.clone(), &Config::default());
+        let (write, sender, out) = mock_server(&Config::default());
         // On the connection's own thread, a send after a batched Close is
         // refused at once, not dropped later.
         sender.send(OwnedMessage::Text("before".into())).unwrap();
@@ -855,61 +862,46 @@ mod tests {
 
     #[test]
     fn a_send_after_a_queued_close_is_refused_before_the_close_is_written() {
-        let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
-        let sender = Sender::new(write.clone(), &Config::default());
-        // Holding the mock's buffer keeps the writer thread inside its
-        // write of a large message: the Close stays queued behind it.
-        let held = out.lock().unwrap();
-        thread::scope(|s| {
-            s.spawn(|| {
-                sender.send(OwnedMessage::Binary(vec![1; 1 << 20])).unwrap();
-                sender.close(CloseCode::NORMAL, "bye").unwrap();
+        // A Close the application sends from another thread, and the one
+        // that ends a connection whose queue or memory budget is full.
+        type Closer = fn(&Sender);
+        let closers: [(&str, Closer); 2] = [
+            ("bye", |s| s.close(CloseCode::NORMAL, "bye").unwrap()),
+            ("budget", |s| s.close_now(CloseCode::AGAIN, "budget")),
+        ];
+        for (reason, close) in closers {
+            let (write, sender, out) = mock_server(&Config::default());
+            // Holding the mock's buffer keeps the writer thread inside its
+            // write of a large message: the Close stays queued behind it.
+            let held = out.lock().unwrap();
+            thread::scope(|s| {
+                s.spawn(|| {
+                    sender.send(OwnedMessage::Binary(vec![1; 1 << 20])).unwrap();
+                    close(&sender);
+                });
             });
-        });
-        thread::scope(|s| {
-            s.spawn(|| {
-                assert!(sender.is_closed(), "a Close is queued: nothing more can be sent");
-                let after = sender.send("after".into());
-                assert!(matches!(after, Err(Error::Send(SendError::CloseSent))), "{after:?}");
+            thread::scope(|s| {
+                s.spawn(|| {
+                    assert!(sender.is_closed(), "{reason}: a Close is queued, nothing more can be sent");
+                    let after = sender.send("after".into());
+                    assert!(matches!(after, Err(Error::Send(SendError::CloseSent))), "{reason}: {after:?}");
+                    assert!(sender.try_send("after".into()).is_err(), "{reason}");
+                });
             });
-        });
-        drop(held);
-        let far = std::time::Instant::now() + Duration::from_secs(60);
-        assert_eq!(write.life().wait_while(State::Open, far), State::CloseSent);
-        write.flush_pending().unwrap();
-        sender.end();
-        let msgs = decode(&out.lock().unwrap());
-        assert_eq!(msgs.len(), 2, "the large message and the Close, nothing after it");
-        assert!(matches!(&msgs[1], OwnedMessage::Close(Some(c)) if c.reason == "bye"));
-    }
-
-    #[test]
-    fn a_connection_closed_for_a_full_queue_refuses_sends_at_once() {
-        let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
-        let sender = Sender::new(write.clone(), &Config::default());
-        let held = out.lock().unwrap();
-        thread::scope(|s| {
-            s.spawn(|| {
-                sender.send(OwnedMessage::Binary(vec![1; 1 << 20])).unwrap();
-                sender.close_now(CloseCode::AGAIN, "server memory budget exceeded");
-                // The writer is still in its write of the large message
-                // (the mock's shutdown fails nothing): refused all the same.
-                let after = sender.send("after".into());
-                assert!(matches!(after, Err(Error::Send(SendError::CloseSent))), "{after:?}");
-                assert!(sender.try_send("after".into()).is_err());
-            });
-        });
-        drop(held);
-        sender.end();
+            drop(held);
+            let far = std::time::Instant::now() + Duration::from_secs(60);
+            assert_eq!(write.life().wait_while(State::Open, far), State::CloseSent);
+            write.flush_pending().unwrap();
+            sender.end();
+            let msgs = decode(&out.lock().unwrap());
+            assert_eq!(msgs.len(), 2, "{reason}: the large message and the Close, nothing after it");
+            assert!(matches!(&msgs[1], OwnedMessage::Close(Some(c)) if c.reason == reason));
+        }
     }
 
     #[test]
     fn a_batch_overtaken_by_another_threads_close_is_dropped_not_an_error() {
-        let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
-        let sender = Sender::new(write.clone(), &Config::default());
+        let (write, sender, out) = mock_server(&Config::default());
         // A small message is encoded at once: it was sent before the other
         // thread's Close, and goes out before it. A large one waits in the
         // owner's batch until the flush.
@@ -933,10 +925,8 @@ mod tests {
 
     #[test]
     fn the_owners_messages_are_encoded_at_once_and_written_in_one_batch() {
-        let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
         let config = Config::default().queue_capacity(8);
-        let sender = Sender::new(write.clone(), &config);
+        let (_, sender, out) = mock_server(&config);
         // Small, large, small: the large one and what follows it wait in
         // the owner's batch, behind the encoded frames, in order.
         sender.send("one".into()).unwrap();
