@@ -107,10 +107,10 @@ impl Counters {
         GLOBAL.get_or_init(Arc::default)
     }
 
-    /// A message was read.
+    /// `n` messages were read.
     #[inline(always)]
-    pub(crate) fn message_in(&self) {
-        self.input.messages.fetch_add(1, Relaxed);
+    pub(crate) fn messages_in(&self, n: usize) {
+        self.input.messages.fetch_add(n as u64, Relaxed);
     }
 
     /// A read system call returned `n` bytes.
@@ -277,6 +277,11 @@ pub struct Stats {
     /// their close handshake.
     pub closed: Closed,
     /// Messages read, control messages (Ping, Pong, Close) included.
+    /// Counted per batch: the messages of one read count before the
+    /// connection's thread writes its replies and waits for more (or when
+    /// the connection ends), so a snapshot taken meanwhile may not have
+    /// the batch being handled; `messages_out` counts per written batch
+    /// alike.
     pub messages_in: u64,
     /// Bytes read after the handshakes, as on the wire (frame headers
     /// included; TLS records not).
@@ -497,7 +502,7 @@ mod tests {
         c.opened();
         c.refused(Refusal::Origin);
         c.websocket_opened();
-        c.message_in();
+        c.messages_in(1);
         c.bytes_in(11);
         let text = c.snapshot().to_prometheus();
         assert!(text.ends_with('\n'));

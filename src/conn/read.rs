@@ -66,6 +66,11 @@ pub(crate) struct ReadSide {
     small_messages_size: usize,
     /// Messages decoded from the bytes of the last read.
     read_msgs: usize,
+    /// Messages decoded and not yet added to `metrics`: they are added
+    /// before the thread next waits for the network (or when the side is
+    /// dropped), one shared counter update per batch instead of per
+    /// message.
+    uncounted: usize,
     /// Bytes the last read returned (zero after a timeout).
     last_read: usize,
     /// Reads in a row that brought less than `base_size`, up to
@@ -82,6 +87,14 @@ pub(crate) struct ReadSide {
     active: bool,
     /// Where messages and bytes read are counted.
     metrics: Arc<Counters>,
+}
+
+impl Drop for ReadSide {
+    /// Messages of the last batch still count when the connection ends
+    /// before its thread waits again (an error, a Close).
+    fn drop(&mut self) {
+        self.count_messages();
+    }
 }
 
 impl ReadSide {
@@ -124,6 +137,7 @@ impl ReadSide {
             burst_size: base_size.max(BURST_READ_SIZE),
             small_messages_size: base_size.max(SMALL_MESSAGES_READ_SIZE),
             read_msgs: 0,
+            uncounted: 0,
             last_read: 0,
             short_reads: 0,
             decoder: decoder(role, config, negotiated),
@@ -155,10 +169,11 @@ impl ReadSide {
                 self.start += used;
                 if let Some(msg) = msg {
                     self.read_msgs += 1;
-                    self.metrics.message_in();
+                    self.uncounted += 1;
                     return Ok(Read::Message(msg));
                 }
             }
+            self.count_messages();
             self.make_room();
             before_block()?;
             let now = Instant::now();
@@ -204,7 +219,7 @@ impl ReadSide {
                         };
                         if let Some(msg) = msg {
                             self.read_msgs += 1;
-                            self.metrics.message_in();
+                            self.uncounted += 1;
                             return Ok(Read::Message(msg));
                         }
                     }
@@ -217,6 +232,14 @@ impl ReadSide {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::from(e)),
             }
+        }
+    }
+
+    /// Adds the messages decoded since the last count to the metrics.
+    #[inline]
+    fn count_messages(&mut self) {
+        if self.uncounted > 0 {
+            self.metrics.messages_in(std::mem::take(&mut self.uncounted));
         }
     }
 
@@ -436,6 +459,41 @@ mod tests {
             }
         }
         largest
+    }
+
+    #[test]
+    fn messages_count_before_the_thread_waits_and_when_the_side_ends() {
+        let side_with = |count: usize, metrics: &Arc<Counters>| {
+            let io = Box::new(Waiting { bytes: Arc::new(Mutex::new(client_frames(count, 100))), at: 0 });
+            let config = Config::default();
+            ReadSide::new(
+                io,
+                Role::Server,
+                &config,
+                Vec::new(),
+                &Negotiated::default(),
+                Instant::now(),
+                Arc::clone(metrics),
+            )
+        };
+        let metrics = Arc::new(Counters::default());
+        let mut side = side_with(3, &metrics);
+        read_messages(&mut side, 3, 100);
+        // Counted by the time the thread writes its replies and waits.
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut seen = None;
+        let end = side.read(&mut |_| Some(far), &mut || {
+            seen = Some(metrics.snapshot().messages_in);
+            Ok(())
+        });
+        assert!(end.is_err(), "the peer has nothing more");
+        assert_eq!(seen, Some(3));
+        // A connection that ends in the middle of a batch counts what it read.
+        let metrics = Arc::new(Counters::default());
+        let mut side = side_with(3, &metrics);
+        read_messages(&mut side, 2, 100);
+        drop(side);
+        assert_eq!(metrics.snapshot().messages_in, 2);
     }
 
     #[test]
