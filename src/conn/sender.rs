@@ -39,7 +39,6 @@ use log::{debug, warn};
 
 use crate::config::{Config, QueuePolicy};
 use crate::conn::budget::{Budget, Taken};
-use crate::conn::state::State;
 use crate::conn::write::{Item, Now, WriteSide};
 use crate::error::{Error, Limit, Result, SendError};
 use crate::message::{CloseCode, CloseData, OwnedMessage};
@@ -360,7 +359,7 @@ impl Sender {
     fn send_item(&self, item: Item, mode: Mode) -> Result<()> {
         let out = &*self.out;
         if !out.write.life().may_send() {
-            return Err(refused(out.write.life().get()));
+            return Err(out.write.life().get().refusal());
         }
         if out.close_queued.load(Ordering::Acquire) {
             return Err(Error::Send(SendError::CloseSent));
@@ -649,14 +648,6 @@ impl Sender {
     }
 }
 
-/// Why a send is refused in `state` (one where nothing may be sent).
-fn refused(state: State) -> Error {
-    match state {
-        State::CloseSent | State::Closed => Error::Send(SendError::CloseSent),
-        _ => Error::Send(SendError::Closed),
-    }
-}
-
 impl Outbound {
     /// The queue to the writer thread, made on first use.
     fn queue(&self) -> &(cb::Sender<Item>, cb::Receiver<Item>) {
@@ -768,6 +759,7 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::state::State;
     use crate::conn::write::mock::{decode, Mock};
     use crate::protocol::Role;
 

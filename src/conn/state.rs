@@ -32,6 +32,8 @@ use std::time::Instant;
 
 use log::error;
 
+use crate::error::{Error, SendError};
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -105,6 +107,15 @@ impl State {
     /// it.
     pub(crate) fn is_over(self) -> bool {
         is_over(self as u8)
+    }
+
+    /// The error of a send refused in this state (one where nothing may
+    /// be sent): our Close went out, or the connection failed or ended.
+    pub(crate) fn refusal(self) -> Error {
+        match self {
+            State::CloseSent | State::Closed => Error::Send(SendError::CloseSent),
+            _ => Error::Send(SendError::Closed),
+        }
     }
 
     fn from_u8(v: u8) -> State {

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use crate::conn::state::{Event, Life, State};
-use crate::error::{Error, Phase, Result, SendError};
+use crate::error::{Error, Phase, Result};
 use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
 #[cfg(feature = "deflate")]
@@ -282,10 +282,7 @@ impl WriteSide {
         }
         let mut st = self.lock();
         if !self.shared.life.may_send() {
-            return Err(Error::Send(match self.shared.life.get() {
-                State::CloseSent | State::Closed => SendError::CloseSent,
-                _ => SendError::Closed,
-            }));
+            return Err(self.shared.life.get().refusal());
         }
         if st.batch.len() >= BATCH_KEEP {
             return Ok(Err(item));
