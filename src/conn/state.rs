@@ -56,8 +56,8 @@ pub(crate) enum State {
     /// nothing of it is used any more.
     Ended,
     /// The plain API has told its caller that the connection ended
-    /// ([`Error::ConnectionClosed`](crate::Error::ConnectionClosed) once;
-    /// later reads get `AlreadyClosed`).
+    /// ([`Error::ConnectionClosed`] once; later reads get
+    /// `AlreadyClosed`).
     Reported,
 }
 
