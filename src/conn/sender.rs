@@ -376,20 +376,13 @@ impl Sender {
                 }
                 // Encoded at once when nothing waits in the batch ahead of
                 // it (the common case: an echo, replies to a burst).
-                let item = if local.msgs.is_empty() {
-                    match out.write.frame_now(item)? {
-                        Ok(()) => {
-                            local.framed += 1;
-                            None
-                        }
-                        Err(item) => Some(item),
+                let left = if local.msgs.is_empty() { out.write.frame_now(item)?.err() } else { Some(item) };
+                match left {
+                    None => local.framed += 1,
+                    Some(item) => {
+                        local.closing = item.is_close();
+                        local.msgs.push(item);
                     }
-                } else {
-                    Some(item)
-                };
-                if let Some(item) = item {
-                    local.closing = item.is_close();
-                    local.msgs.push(item);
                 }
                 local.len() >= out.local_limit
             };

@@ -130,6 +130,16 @@ impl Item {
     pub(crate) fn is_close(&self) -> bool {
         matches!(self, Item::Msg(OwnedMessage::Close(_)) | Item::Plain(OwnedMessage::Close(_)))
     }
+
+    /// A Text or Binary message, or a shared frame, small enough to be
+    /// copied into the batch ([`COPY_LIMIT`]).
+    #[inline]
+    fn is_small(&self) -> bool {
+        match self {
+            Item::Msg(msg) | Item::Plain(msg) => is_small_data(msg),
+            Item::Frame(frame) => frame.len() <= COPY_LIMIT,
+        }
+    }
 }
 
 /// What [`WriteSide::try_send_now`] did with a message.
@@ -273,11 +283,7 @@ impl WriteSide {
     ///
     /// Only when the state allows a message; otherwise the send's error.
     pub(crate) fn frame_now(&self, item: Item) -> Result<std::result::Result<(), Item>> {
-        let small = match &item {
-            Item::Msg(msg) | Item::Plain(msg) => is_small_data(msg),
-            Item::Frame(frame) => frame.len() <= COPY_LIMIT,
-        };
-        if !small {
+        if !item.is_small() {
             return Ok(Err(item));
         }
         let mut st = self.lock();
@@ -362,11 +368,7 @@ impl WriteSide {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(Now::Queue(item)),
         };
-        let small = match &item {
-            Item::Msg(msg) | Item::Plain(msg) => is_small_data(msg),
-            Item::Frame(frame) => frame.len() <= COPY_LIMIT,
-        };
-        if !small
+        if !item.is_small()
             || st.no_try_write
             || !st.batch.is_empty()
             || queued.load(Ordering::Acquire) != 0
