@@ -23,9 +23,15 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 syncws=$repo
 save=
 compare=
-scenarios="pingpong echo64k"
+scenarios="pingpong echo64k pipe1k"
 n_pingpong=5000
 n_echo64k=500
+n_pipe1k=250
+# Messages per round trip: pipe1k writes a burst of 32 before reading the
+# echoes (callgrind-echo.rs's PIPE1K_BURST); the others one.
+burst_pingpong=1
+burst_echo64k=1
+burst_pipe1k=32
 args=("$@")
 
 usage() {
@@ -36,9 +42,10 @@ Options:
   --save FILE        write the figures (with date, versions, command) to FILE
   --compare FILE     print the ratio to FILE's figures; exit 1 above ${LIMIT}
   --syncws DIR       the syncws checkout to measure (default $repo)
-  --scenarios LIST   comma-separated, from: pingpong,echo64k (default both)
+  --scenarios LIST   comma-separated, from: pingpong,echo64k,pipe1k (default all)
   --n-pingpong N     round trips of the pingpong scenario's shorter run (default $n_pingpong)
   --n-echo64k N      round trips of the echo64k scenario's shorter run (default $n_echo64k)
+  --n-pipe1k N       bursts of 32 of the pipe1k scenario's shorter run (default $n_pipe1k)
 EOF
 }
 
@@ -50,12 +57,13 @@ while [ $# -gt 0 ]; do
         --scenarios) scenarios=${2//,/ }; shift 2 ;;
         --n-pingpong) n_pingpong=${2:?}; shift 2 ;;
         --n-echo64k) n_echo64k=${2:?}; shift 2 ;;
+        --n-pipe1k) n_pipe1k=${2:?}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "callgrind.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
 done
 for s in $scenarios; do
-    case $s in pingpong|echo64k) ;; *) echo "callgrind.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+    case $s in pingpong|echo64k|pipe1k) ;; *) echo "callgrind.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 [ -f "$syncws/Cargo.toml" ] && grep -q '^name = "syncws"' "$syncws/Cargo.toml" ||
     { echo "callgrind.sh: no syncws crate in $syncws" >&2; exit 2; }
@@ -138,10 +146,11 @@ describe() { # checkout -> "commit[, with uncommitted changes] (path)"
 results=()
 for s in $scenarios; do
     n_var=n_$s
+    burst_var=burst_$s
     n=${!n_var}
     i1=$(run "$s" "$n")
     i2=$(run "$s" $((2 * n)))
-    per=$(awk -v a="$i1" -v b="$i2" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+    per=$(awk -v a="$i1" -v b="$i2" -v n="$n" -v m="${!burst_var}" 'BEGIN { printf "%.1f", (b - a) / (n * m) }')
     echo "callgrind.sh: $s: I($n) = $i1, I($((2 * n))) = $i2" >&2
     printf '%-10s %s\n' "$s" "$per"
     results+=("$s $per")
@@ -154,7 +163,7 @@ if [ -n "$save" ]; then
         echo "# syncws: $(describe "$syncws")"
         echo "# valgrind: $(valgrind --version)"
         echo "# rustc: $(rustc --version)"
-        echo "# N: pingpong $n_pingpong, echo64k $n_echo64k"
+        echo "# N: pingpong $n_pingpong, echo64k $n_echo64k, pipe1k $n_pipe1k (bursts of $burst_pipe1k)"
         echo "# command: benches/callgrind.sh ${args[*]}"
         printf '%s\n' "${results[@]}" | awk '{ printf "%-10s %s\n", $1, $2 }'
     } >"$save"

@@ -4,6 +4,8 @@
 //! ```text
 //! callgrind-echo pingpong N    N × 32-byte text message, echoed
 //! callgrind-echo echo64k N     N × 64 KiB binary message, echoed
+//! callgrind-echo pipe1k N      N × a burst of 32 1 KiB binary messages,
+//!                              written at once, then the 32 echoes read
 //! ```
 //!
 //! The main thread is the client; the server runs on the first thread it
@@ -39,8 +41,12 @@ impl WsTrait for Echo {
     }
 }
 
+/// Messages per round trip of the pipe1k scenario (as bench-all's
+/// pipelined 1 KiB scenario keeps in flight per connection).
+const PIPE1K_BURST: usize = 32;
+
 fn usage() -> ! {
-    eprintln!("usage: callgrind-echo pingpong|echo64k N");
+    eprintln!("usage: callgrind-echo pingpong|echo64k|pipe1k N");
     std::process::exit(2);
 }
 
@@ -50,9 +56,12 @@ fn main() {
         [_, s, n] => (s.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage())),
         _ => usage(),
     };
-    let message = match scenario {
-        "pingpong" => Message::text("0123456789abcdef0123456789abcdef"),
-        "echo64k" => Message::binary((0..64 << 10).map(|i: u32| (i * 7 + i / 251) as u8).collect::<Vec<u8>>()),
+    let binary = |size: u32| Message::binary((0..size).map(|i| (i * 7 + i / 251) as u8).collect::<Vec<u8>>());
+    // The message and how many are sent before the echoes are read.
+    let (message, burst) = match scenario {
+        "pingpong" => (Message::text("0123456789abcdef0123456789abcdef"), 1),
+        "echo64k" => (binary(64 << 10), 1),
+        "pipe1k" => (binary(1 << 10), PIPE1K_BURST),
         _ => usage(),
     };
 
@@ -74,9 +83,14 @@ fn main() {
     let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), stream).expect("handshake");
     let start = Instant::now();
     for i in 0..n {
-        ws.send(message.clone()).expect("send");
-        let echo = ws.read().expect("read");
-        assert!(echo == message, "round trip {i}: the echo differs from what was sent");
+        for _ in 0..burst {
+            ws.write(message.clone()).expect("send");
+        }
+        ws.flush().expect("send");
+        for _ in 0..burst {
+            let echo = ws.read().expect("read");
+            assert!(echo == message, "round trip {i}: the echo differs from what was sent");
+        }
     }
     let elapsed = start.elapsed();
     ws.close(None).expect("close");
