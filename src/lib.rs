@@ -175,8 +175,9 @@
 //! nor at `trace`.
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
-// comment: `send_dontwait` and `read_uninit` in transport/socket.rs, and setting a
-// message's length after such a read (`Assembler::assume_init`).
+// comment: `send_dontwait` and `read_uninit` in transport/socket.rs, setting a
+// message's length after such a read (`Assembler::assume_init`), and a text
+// message made from bytes just checked to be ASCII (`assembler::text_of`).
 #![deny(unsafe_code)]
 
 mod acceptor;

@@ -286,8 +286,7 @@ impl Assembler {
                     return self.inflated(h.opcode == OpCode::Text, payload);
                 }
                 if h.opcode == OpCode::Text {
-                    let text = std::str::from_utf8(payload).map_err(|_| Error::Utf8)?;
-                    Ok(OwnedMessage::Text(text.to_owned()))
+                    Ok(OwnedMessage::Text(text_of(payload)?))
                 } else {
                     Ok(OwnedMessage::Binary(payload.to_vec()))
                 }
@@ -321,6 +320,20 @@ impl Assembler {
             }
         }
     }
+}
+
+/// `payload` as text, or [`Error::Utf8`]. ASCII is checked a word at a
+/// time first: most small text messages are ASCII (JSON, chat), and for
+/// them that check costs a fifth of `str::from_utf8`'s byte-wise start
+/// (ping-pong of 32-byte text: 118 -> 20 instructions per message,
+/// `benches/callgrind.sh`).
+fn text_of(payload: &[u8]) -> Result<String> {
+    if payload.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        #[allow(unsafe_code)]
+        return Ok(unsafe { String::from_utf8_unchecked(payload.to_vec()) });
+    }
+    Ok(std::str::from_utf8(payload).map_err(|_| Error::Utf8)?.to_owned())
 }
 
 /// Fails with [`Limit::Message`] if `held + more` bytes exceed `max`.

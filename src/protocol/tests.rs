@@ -387,6 +387,35 @@ fn invalid_utf8_fails_on_the_bad_byte() {
 }
 
 #[test]
+fn whole_text_frames_are_checked_whether_ascii_or_not() {
+    // Whole frames in one buffer take the ASCII shortcut when they can;
+    // every length around the word size, each kind of content at every
+    // position, must give what `str::from_utf8` says.
+    let bad: [&[u8]; 4] = [&[0xff], &[0xe2, 0x82], &[0xed, 0xa0, 0x80], &[0xc0, 0x80]];
+    for len in 0..40 {
+        for at in 0..=len {
+            let mut ascii: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let (msgs, err) = decode(&frame(true, true, 1, &ascii));
+            assert!(err.is_none(), "ascii, len {len}: {err:?}");
+            assert_eq!(msgs, [OwnedMessage::Text(String::from_utf8(ascii.clone()).unwrap())]);
+
+            let mut wide = ascii.clone();
+            wide.splice(at..at, "é€😀".bytes());
+            let (msgs, err) = decode(&frame(true, true, 1, &wide));
+            assert!(err.is_none(), "non-ascii at {at}, len {len}: {err:?}");
+            assert_eq!(msgs, [OwnedMessage::Text(String::from_utf8(wide).unwrap())]);
+
+            for b in bad {
+                ascii.splice(at..at, b.iter().copied());
+                let (msgs, err) = decode(&frame(true, true, 1, &ascii));
+                assert!(matches!(err, Some(Error::Utf8)), "{b:x?} at {at}, len {len}: {msgs:?} {err:?}");
+                ascii.drain(at..at + b.len());
+            }
+        }
+    }
+}
+
+#[test]
 fn declared_giant_frame_is_refused_before_allocation() {
     // 200 MB declared, nothing of it sent.
     let mut h = vec![0x82, 0xff];
