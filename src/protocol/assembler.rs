@@ -324,9 +324,9 @@ impl Assembler {
 
 /// `payload` as text, or [`Error::Utf8`]. ASCII is checked a word at a
 /// time first: most small text messages are ASCII (JSON, chat), and for
-/// them that check costs a fifth of `str::from_utf8`'s byte-wise start
-/// (ping-pong of 32-byte text: 118 -> 20 instructions per message,
-/// `benches/callgrind.sh`).
+/// them that check costs a third of `str::from_utf8`, whose byte-wise
+/// start dominates a short payload (ping-pong of 32-byte text: 1,933 ->
+/// 1,857 instructions per message, `benches/callgrind.sh`).
 fn text_of(payload: &[u8]) -> Result<String> {
     if payload.is_ascii() {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
