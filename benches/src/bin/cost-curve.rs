@@ -22,9 +22,10 @@
 //! each, every connection multiplexed with mio (19,000 client threads
 //! beside a 19,000-thread server would pass `pid_max`). Each holds at most
 //! `--per-holder` connections (one process may open 20,000 files here),
-//! and binds its sockets to its own 127.x.0.y source address, so no
-//! holder shares the ~28,000 ephemeral ports of one address with another,
-//! nor with the TIME_WAIT sockets a previous server's holders left. The
+//! and binds its sockets to its own 127.x.r.y source address (x per
+//! server, r per run, y per holder), so no holder shares the ~28,000
+//! ephemeral ports of one address with another, nor with the TIME_WAIT
+//! sockets a previous server's, or a previous run's, holders left. The
 //! handshake is a real one (`Sec-WebSocket-Accept` checked); a Ping from
 //! the server is answered with a (masked) Pong, a Close or EOF counts as a
 //! dropped connection.
@@ -316,9 +317,9 @@ fn run_server_inner(
         // Holders needed for this step, each filled evenly.
         let need = step.div_ceil(opts.per_holder.max(1));
         while holders.len() < need {
-            // 127.(10 + server).0.(2 + holder): fresh addresses for every
-            // server, so no TIME_WAIT of a previous run is in the way.
-            let src = format!("127.{}.0.{}", 10 + index, 2 + holders.len());
+            // 127.(10 + server).(run).(2 + holder): fresh addresses for
+            // every server, and for every run, so no TIME_WAIT is in the way.
+            let src = format!("127.{}.{}.{}", 10 + index, run_octet(), 2 + holders.len());
             holders.push(Holder::spawn(&exe, &addr, &src)?);
         }
         let per = step.div_ceil(need);
@@ -586,7 +587,7 @@ fn markdown(report: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "Each step adds idle connections to those already held (holder processes, mio, one 127.x.0.y source \
+        "Each step adds idle connections to those already held (holder processes, mio, one 127.x.r.y source \
          address each); RSS per connection is the server's RSS growth since it started ÷ connections held; \
          connects/s is the step's connections (TCP + upgrade, 64 in flight per holder) ÷ its wall time; \
          ping-pong is `syncws bench --mode ping-pong --conns 64 --duration {}` beside the idle connections. \
@@ -948,6 +949,16 @@ fn classify(e: &io::Error, what: &str) -> String {
         Some(32) => "closed by the server before the upgrade request was written (a refusal)".into(),
         _ => format!("{what}: {}", e.kind()),
     }
+}
+
+/// The third octet of this run's holder addresses, from the process id:
+/// a holder's closed connections stay in TIME_WAIT on its address for a
+/// minute, and the kernel's search for a free port on an address whose
+/// ports are mostly in TIME_WAIT slows connects by ten times and more (a
+/// run right after another, on the same addresses: 19,000 held at 430-560
+/// connects/s instead of 5,800). Consecutive runs have other process ids.
+fn run_octet() -> u32 {
+    1 + std::process::id() % 250
 }
 
 /// Starts a non-blocking connect from `src`; returns the socket and the
