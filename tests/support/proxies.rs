@@ -47,6 +47,19 @@ impl Drop for ProxyProcess {
     }
 }
 
+/// True when a process listens on `addr` (loopback), for waiting on one
+/// just started on a port picked free. A connect to that port before the
+/// process binds it can pick the same port as its own source and connect
+/// to itself (TCP simultaneous open on loopback), which looks like success
+/// while nobody listens; the process then fails to bind and exits, and the
+/// test meets "connection refused" later. Such a connection is not counted.
+pub fn listening(addr: SocketAddr) -> bool {
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+        Ok(s) => s.local_addr().ok() != Some(addr),
+        Err(_) => false,
+    }
+}
+
 /// A port nothing listens on now (bound, then released). Another process
 /// could take it before the proxy does: the starters retry.
 fn free_port() -> u16 {
@@ -143,7 +156,9 @@ pub fn microsocks(credentials: Option<(&str, &str)>) -> ProxyProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let until = Instant::now() + START;
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            // Listening, and not someone else on that port: a microsocks
+            // that lost the port to another process has exited.
+            if listening(addr) && child.try_wait().ok().flatten().is_none() {
                 return ProxyProcess { child, addr, dir: None };
             }
             if child.try_wait().ok().flatten().is_some() || Instant::now() > until {

@@ -294,7 +294,7 @@ impl Nginx {
                 if let Ok(Some(_)) = child.try_wait() {
                     break false;
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                if super::proxies::listening(addr) {
                     break true;
                 }
                 if Instant::now() >= until {
