@@ -9,8 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# scenario -> the commit its baseline was saved at (the file's comments)
-declare -A base=([pingpong]=da1a66d [echo64k]=da1a66d [pipe1k]=51e791f)
+# scenario -> the commit its baseline was measured at (the file's third field)
+baseline=bench-results/callgrind-baseline.txt
+declare -A base=()
+while read -r s _ c; do
+  [ -n "$c" ] || { echo "callgrind-check: $baseline: no commit for '$s'" >&2; exit 2; }
+  base[$s]=$c
+done < <(sed 's/#.*//' "$baseline" | awk 'NF')
+[ ${#base[@]} -gt 0 ] || { echo "callgrind-check: $baseline: no scenarios" >&2; exit 2; }
 work=target/callgrind-ci
 for c in $(printf '%s\n' "${base[@]}" | sort -u); do
   if ! git cat-file -e "$c^{commit}" 2>/dev/null; then
@@ -29,7 +35,7 @@ for c in $(printf '%s\n' "${base[@]}" | sort -u); do
   echo "callgrind-check: $scenarios at the baseline commit $c" >&2
   benches/callgrind.sh --syncws "$work/wt-$c" --scenarios "$scenarios" --save "$work/$c.txt" >/dev/null
 done
-for s in pingpong echo64k pipe1k; do
+for s in "${!base[@]}"; do
   grep "^$s " "$work/${base[$s]}.txt"
 done >"$work/baseline.txt"
 echo "callgrind-check: this checkout" >&2

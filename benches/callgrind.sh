@@ -165,7 +165,12 @@ if [ -n "$save" ]; then
         echo "# rustc: $(rustc --version)"
         echo "# N: pingpong $n_pingpong, echo64k $n_echo64k, pipe1k $n_pipe1k (bursts of $burst_pipe1k)"
         echo "# command: benches/callgrind.sh ${args[*]}"
-        printf '%s\n' "${results[@]}" | awk '{ printf "%-10s %s\n", $1, $2 }'
+        # The third field, the commit measured, is what .ci/callgrind-check.sh
+        # checks out to measure the baseline again; none for a checkout with
+        # uncommitted changes, which no one else can check out.
+        rev=$(git -C "$syncws" rev-parse --short HEAD 2>/dev/null || true)
+        [ -z "$(git -C "$syncws" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] || rev=
+        printf '%s\n' "${results[@]}" | awk -v rev="$rev" '{ printf "%-10s %-9s %s\n", $1, $2, rev }'
     } >"$save"
     echo "callgrind.sh: wrote $save" >&2
 fi
@@ -183,10 +188,11 @@ if [ -n "$compare" ]; then
     printf '%-10s %12s %12s %8s\n' scenario instr/msg baseline ratio
     printf '%s\n' "${results[@]}" | awk -v limit="$LIMIT" -v base="$compare" '
         BEGIN {
-            # The baseline: "scenario value" lines; "#" starts a comment.
+            # The baseline: "scenario value [commit]" lines; "#" starts a comment.
             while ((getline line < base) > 0) {
                 sub(/#.*/, "", line)
-                if (split(line, f) == 2) b[f[1]] = f[2]
+                n = split(line, f)
+                if (n == 2 || n == 3) b[f[1]] = f[2]
             }
         }
         {
