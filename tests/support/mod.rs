@@ -3,6 +3,7 @@
 //! timeouts. No test sleeps to wait for readiness.
 #![allow(dead_code)]
 
+pub mod ports;
 pub mod proxies;
 pub mod servers;
 

@@ -8,12 +8,14 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::ports::{free_port, listening};
 
 /// How long a proxy may take to start; reached only when broken.
 const START: Duration = Duration::from_secs(20);
@@ -45,25 +47,6 @@ impl Drop for ProxyProcess {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// True when a process listens on `addr` (loopback), for waiting on one
-/// just started on a port picked free. A connect to that port before the
-/// process binds it can pick the same port as its own source and connect
-/// to itself (TCP simultaneous open on loopback), which looks like success
-/// while nobody listens; the process then fails to bind and exits, and the
-/// test meets "connection refused" later. Such a connection is not counted.
-pub fn listening(addr: SocketAddr) -> bool {
-    match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-        Ok(s) => s.local_addr().ok() != Some(addr),
-        Err(_) => false,
-    }
-}
-
-/// A port nothing listens on now (bound, then released). Another process
-/// could take it before the proxy does: the starters retry.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().unwrap().port()
 }
 
 fn spawn(command: &mut Command, name: &str) -> Child {
@@ -158,10 +141,12 @@ pub fn microsocks(credentials: Option<(&str, &str)>) -> ProxyProcess {
         loop {
             // Listening, and not someone else on that port: a microsocks
             // that lost the port to another process has exited.
-            if listening(addr) && child.try_wait().ok().flatten().is_none() {
+            let listens = listening(addr);
+            let exited = child.try_wait().ok().flatten().is_some();
+            if listens && !exited {
                 return ProxyProcess { child, addr, dir: None };
             }
-            if child.try_wait().ok().flatten().is_some() || Instant::now() > until {
+            if exited || Instant::now() > until {
                 break;
             }
             // A process gives no readiness signal to wait on: poll.

@@ -9,20 +9,16 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::ports::{free_port, listening};
+
 /// How long a server may take to start; reached only when broken.
 const START: Duration = Duration::from_secs(30);
-
-/// A port nothing listens on now (bound, then released). Another process
-/// could take it first: the starters retry with another.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().unwrap().port()
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -294,7 +290,7 @@ impl Nginx {
                 if let Ok(Some(_)) = child.try_wait() {
                     break false;
                 }
-                if super::proxies::listening(addr) {
+                if listening(addr) {
                     break true;
                 }
                 if Instant::now() >= until {

@@ -2,6 +2,10 @@
 //! by channel, watchdogs with `recv_timeout`, never a sleep.
 #![allow(dead_code)]
 
+/// Free ports and readiness for the processes below: one copy, the library's.
+#[path = "../../../tests/support/ports.rs"]
+pub mod ports;
+
 /// The real proxies (tinyproxy, microsocks): one copy, the library's.
 #[path = "../../../tests/support/proxies.rs"]
 pub mod proxies;
