@@ -17,6 +17,9 @@
 //! threads, the step's connects per second (TCP connect + upgrade, 64 in
 //! flight per holder), and the p50/p99 of `syncws bench --mode ping-pong
 //! --conns 64` run against the server while the idle ones are held.
+//! `rawtcp` (`srv-rawtcp`, as in `bench-all`) is the thread floor: a
+//! thread per connection and nothing else, so what any thread-per-connection
+//! server pays per connection shows beside what the async servers pay.
 //!
 //! Holders are this same binary started with `--hold-addr`: one thread
 //! each, every connection multiplexed with mio (19,000 client threads
@@ -58,8 +61,9 @@ use socket2::{Domain, Socket, Type};
 #[derive(Parser, Debug)]
 struct Opts {
     /// Servers (comma-separated): syncws, tungstenite, tokio-tungstenite,
-    /// wenmeng.
-    #[arg(long, value_delimiter = ',', default_value = "syncws,tungstenite,tokio-tungstenite,wenmeng")]
+    /// wenmeng, rawtcp (the raw TCP thread-per-connection floor, as in
+    /// `bench-all`).
+    #[arg(long, value_delimiter = ',', default_value = "syncws,tungstenite,tokio-tungstenite,wenmeng,rawtcp")]
     servers: Vec<String>,
     /// Connections held at each step (ascending; each step adds to the
     /// previous one).
@@ -87,15 +91,21 @@ struct Server {
     /// Binary in target/release, or the seed crate's own target.
     bin: &'static str,
     args: &'static [&'static str],
+    /// Echoes the bytes it reads without decoding them: the ping-pong
+    /// load generator runs with `--raw-echo`.
+    raw: bool,
 }
 
 const SERVERS: &[Server] = &[
     // The default `Config` but for `max_connections` (16,384 by default,
     // under the 19,000 of the last step).
-    Server { name: "syncws", bin: "srv-syncws", args: &["--max-connections=20000"] },
-    Server { name: "tungstenite", bin: "srv-tungstenite", args: &[] },
-    Server { name: "tokio-tungstenite", bin: "srv-tokio-tungstenite", args: &[] },
-    Server { name: "wenmeng", bin: SEED_BIN, args: &[] },
+    Server { name: "syncws", bin: "srv-syncws", args: &["--max-connections=20000"], raw: false },
+    Server { name: "tungstenite", bin: "srv-tungstenite", args: &[], raw: false },
+    Server { name: "tokio-tungstenite", bin: "srv-tokio-tungstenite", args: &[], raw: false },
+    Server { name: "wenmeng", bin: SEED_BIN, args: &[], raw: false },
+    // The thread floor: a thread per connection (`std::thread::spawn`, no
+    // pool, no cap) that answers the upgrade and then echoes raw bytes.
+    Server { name: "rawtcp", bin: "srv-rawtcp", args: &[], raw: true },
 ];
 
 /// The seed system's binary, built from its own crate (outside the
@@ -372,7 +382,7 @@ fn run_server_inner(
             still_open += r["held"].as_u64().unwrap_or(0) as usize;
             pongs += r["pongs"].as_u64().unwrap_or(0);
         }
-        let pp = pingpong(dir, &addr, pid, opts.pp_secs);
+        let pp = pingpong(dir, &addr, pid, opts.pp_secs, server.raw);
         let failed = added < step - (held - added);
         let exited = server_proc.0.try_wait().ok().flatten().map(|st| {
             let text = std::fs::read_to_string(&err_path).unwrap_or_default();
@@ -507,11 +517,12 @@ fn diagnose(errors: &BTreeMap<String, u64>, peak: &Peak, exited: Option<&str>) -
     }
 }
 
-fn pingpong(dir: &Path, addr: &str, pid: u32, secs: f64) -> Value {
+fn pingpong(dir: &Path, addr: &str, pid: u32, secs: f64, raw: bool) -> Value {
     let run = || -> Result<Value, String> {
         let child = Command::new(dir.join("syncws"))
             .args(["bench", "--url", &format!("ws://{addr}/"), "--mode", "ping-pong", "--conns", "64"])
             .args(["--duration", &secs.to_string(), "--warmup", "0.5", "--server-pid", &pid.to_string()])
+            .args(raw.then_some("--raw-echo"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
