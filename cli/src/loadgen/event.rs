@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::stats::{cpu_time, nanos, rss_and_threads};
+use super::stats::{cpu_time, nanos, rss_and_threads, CpuTime};
 use super::wire::{self, encode_close, key, FrameReader, Payloads, Rng, Stream, Target, WireError, WireResult};
 use super::{merge, open, Args, Mode, Part, Report, Window};
 
@@ -146,7 +146,7 @@ pub(super) fn threads(args: &Args, conns: usize) -> usize {
 
 /// This process's CPU time, for the client's share of the window.
 fn own_cpu() -> Option<Duration> {
-    cpu_time(std::process::id())
+    cpu_time(std::process::id()).map(CpuTime::total)
 }
 
 /// Records the client's CPU over the window in `report`.
@@ -212,7 +212,7 @@ fn watch(
     let cpu1 = own_cpu();
     if let Some(pid) = args.server_pid {
         if let (Some(a), Some(b)) = (server0, cpu_time(pid)) {
-            report.server_cpu_s = Some(b.saturating_sub(a).as_secs_f64());
+            report.set_server_cpu(a, b);
         }
         if let Some((rss, threads)) = rss_and_threads(pid) {
             report.server_rss_kib = Some(rss);

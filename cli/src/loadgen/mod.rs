@@ -33,9 +33,11 @@
 //!
 //! Messages are counted, and latencies kept, for the measurement window
 //! only: `--duration` seconds after `--warmup` seconds. With `--server-pid`,
-//! the server's CPU time over the window (from `/proc/PID/stat`) and its
-//! resident memory and thread count at the end of the window (from
-//! `/proc/PID/status`) are reported too.
+//! the server's CPU time over the window (from `/proc/PID/stat`; per
+//! message in all, and split into user and system time, which tells a
+//! server's own work from the kernel's) and its resident memory and thread
+//! count at the end of the window (from `/proc/PID/status`) are reported
+//! too.
 
 mod event;
 pub mod stats;
@@ -48,7 +50,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stats::{cpu_time, nanos, percentiles, rss_and_threads, Percentiles};
+use stats::{cpu_time, nanos, percentiles, rss_and_threads, CpuTime, Percentiles};
 use wire::{connect, encode_close, key, FrameReader, Payloads, Rng, Stream, Target, WireError, WireResult};
 
 /// What the load generator does.
@@ -122,8 +124,8 @@ pub struct Args {
     /// The path joined in broadcast mode.
     #[arg(long, default_value = "/broadcast")]
     pub broadcast_path: String,
-    /// Process id of the server, to report its CPU per message, memory and
-    /// threads.
+    /// Process id of the server, to report its CPU per message (in all,
+    /// in user space and in the kernel), memory and threads.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// The server is a raw TCP echo: it sends the client's masked frames back
@@ -171,6 +173,9 @@ pub struct Report {
     pub first_error: Option<String>,
     /// Server CPU time over the window, seconds.
     pub server_cpu_s: Option<f64>,
+    /// The part of `server_cpu_s` spent in user space (the rest is the
+    /// kernel's, on the server's behalf), seconds.
+    pub server_user_s: Option<f64>,
     /// Server resident memory at the end of the window, KiB.
     pub server_rss_kib: Option<u64>,
     /// Server threads at the end of the window.
@@ -208,6 +213,21 @@ impl Report {
         (self.msgs > 0).then(|| cpu * 1e6 / self.msgs as f64)
     }
 
+    /// Of [`server_cpu_us_per_msg`](Self::server_cpu_us_per_msg), the
+    /// microseconds in user space and in the kernel.
+    pub fn server_user_sys_us_per_msg(&self) -> Option<(f64, f64)> {
+        let (cpu, user) = (self.server_cpu_s?, self.server_user_s?);
+        (self.msgs > 0).then(|| (user * 1e6 / self.msgs as f64, (cpu - user) * 1e6 / self.msgs as f64))
+    }
+
+    /// Records the server's CPU over the window, from its CPU time at the
+    /// window's start and end.
+    pub(super) fn set_server_cpu(&mut self, start: CpuTime, end: CpuTime) {
+        let used = end.since(start);
+        self.server_cpu_s = Some(used.total().as_secs_f64());
+        self.server_user_s = Some(used.user.as_secs_f64());
+    }
+
     /// The load generator's CPU over the window, in percent of one core.
     pub fn client_cpu_pct(&self) -> Option<f64> {
         let cpu = self.client_cpu_s?;
@@ -232,7 +252,8 @@ impl Report {
             "{{\"mode\":\"{}\",\"label\":{},\"conns\":{},\"connected\":{},\"size\":{},\"text\":{},\
              \"in_flight\":{},\"window_s\":{:.3},\"msgs\":{},\"bytes\":{},\"msgs_per_s\":{:.1},\
              \"mb_per_s\":{:.3},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"errors\":{},\
-             \"first_error\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\"server_rss_kib\":{},\
+             \"first_error\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\"server_user_us_per_msg\":{},\
+             \"server_sys_us_per_msg\":{},\"server_rss_kib\":{},\
              \"server_threads\":{},\"rss_per_conn_kib\":{},\"client_cpu_s\":{},\"client_cpu_pct\":{},\
              \"client_threads\":{},\"client_bound\":{}}}",
             self.mode,
@@ -255,6 +276,8 @@ impl Report {
             string(self.first_error.as_deref()),
             num(self.server_cpu_s),
             num(self.server_cpu_us_per_msg()),
+            num(self.server_user_sys_us_per_msg().map(|(user, _)| user)),
+            num(self.server_user_sys_us_per_msg().map(|(_, sys)| sys)),
             int(self.server_rss_kib),
             int(self.server_threads),
             num(self.rss_per_conn_kib),
@@ -292,6 +315,9 @@ impl Report {
         }
         if let Some(c) = self.server_cpu_us_per_msg() {
             s += &format!("\n  server CPU {c:.2} µs per message");
+            if let Some((user, sys)) = self.server_user_sys_us_per_msg() {
+                s += &format!(" (user {user:.2}, system {sys:.2})");
+            }
         }
         if let (Some(r), Some(t)) = (self.server_rss_kib, self.server_threads) {
             s += &format!("\n  server RSS {r} KiB, {t} threads");
@@ -442,7 +468,7 @@ fn watch_server(args: &Args, window: Window, report: &mut Report) {
     sleep_until(window.end);
     let cpu1 = cpu_time(pid);
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        report.server_cpu_s = Some(b.saturating_sub(a).as_secs_f64());
+        report.set_server_cpu(a, b);
     }
     if let Some((rss, threads)) = rss_and_threads(pid) {
         report.server_rss_kib = Some(rss);
@@ -711,7 +737,7 @@ fn broadcast_run(args: &Args, target: &Target, report: &mut Report) {
     }
     if let (Some((pid, _)), Some(a)) = (cpu, cpu0) {
         if let Some(b) = cpu_time(pid) {
-            report.server_cpu_s = Some(b.saturating_sub(a).as_secs_f64());
+            report.set_server_cpu(a, b);
         }
         if let Some((rss, threads)) = rss_and_threads(pid) {
             report.server_rss_kib = Some(rss);
@@ -848,7 +874,9 @@ fn connect_run(args: &Args, target: &Target, report: &mut Report) {
     let parts: Vec<Part> = handles.into_iter().map(|h| h.join().unwrap_or_default()).collect();
     report.window_s = start.elapsed().as_secs_f64();
     if let (Some(pid), Some(a)) = (args.server_pid, cpu0) {
-        report.server_cpu_s = cpu_time(pid).map(|b| b.saturating_sub(a).as_secs_f64());
+        if let Some(b) = cpu_time(pid) {
+            report.set_server_cpu(a, b);
+        }
         if let Some((rss, threads)) = rss_and_threads(pid) {
             report.server_rss_kib = Some(rss);
             report.server_threads = Some(threads);

@@ -33,8 +33,30 @@ pub fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+/// CPU time a process has used, from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// In user space.
+    pub user: Duration,
+    /// In the kernel, on the process's behalf (system calls, the network
+    /// stack's work they do).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// User and system time together.
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    /// What was used from `earlier` to `self`.
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime { user: self.user.saturating_sub(earlier.user), system: self.system.saturating_sub(earlier.system) }
+    }
+}
+
+/// CPU time (user and system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> Option<CpuTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold
     // spaces: state is field 3, utime 14, stime 15.
@@ -43,7 +65,7 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
-    Some(Duration::from_millis((utime + stime) * 10))
+    Some(CpuTime { user: Duration::from_millis(utime * 10), system: Duration::from_millis(stime * 10) })
 }
 
 /// Resident memory (KiB) and thread count of a process, from
@@ -74,7 +96,16 @@ mod tests {
     #[test]
     fn reads_its_own_process() {
         let pid = std::process::id();
-        assert!(cpu_time(pid).is_some());
+        let before = cpu_time(pid).unwrap();
+        // Spin until the clock (10 ms ticks) has counted some user time.
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while cpu_time(pid).unwrap().since(before).user.is_zero() && start.elapsed() < Duration::from_secs(10) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = cpu_time(pid).unwrap().since(before);
+        assert!(!used.user.is_zero(), "10 s of spinning counted no user time");
+        assert_eq!(used.total(), used.user + used.system);
         let (rss, threads) = rss_and_threads(pid).unwrap();
         assert!(rss > 0 && threads >= 1);
     }
