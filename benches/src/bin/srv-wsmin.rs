@@ -10,6 +10,11 @@
 //! set against syncws, what syncws's features cost on top of it. Not in
 //! the default matrix: `bench-all --servers syncws,wsmin,rawtcp`.
 //!
+//! `srv-wsmin ADDR --owned` echoes each small message through a `Vec` of
+//! its own (allocated, copied into, freed once the reply is gathered), as
+//! a library that hands the application owned messages must: the floor
+//! for that kind of API, which is what syncws's `on_message` is.
+//!
 //! `/broadcast` is the same for a publish: each message a connection sends
 //! there is framed once and written, by that connection's thread, to every
 //! connection on the path (the sender included) with one blocking `write`
@@ -33,7 +38,7 @@ const MAX_FRAME: u64 = 16 << 20;
 /// 10,000 subscribers must stay under the open-file limit.
 type Members = Arc<Mutex<Vec<(u64, Arc<TcpStream>)>>>;
 
-fn serve(mut s: TcpStream, id: u64, members: Members) -> io::Result<()> {
+fn serve(mut s: TcpStream, id: u64, members: Members, owned: bool) -> io::Result<()> {
     s.set_nodelay(true)?;
     let (path, buf) = syncws_bench::blocking_handshake(&mut s)?;
     if path == syncws_bench::BROADCAST_PATH {
@@ -43,12 +48,13 @@ fn serve(mut s: TcpStream, id: u64, members: Members) -> io::Result<()> {
         members.lock().unwrap().retain(|(m, _)| *m != id);
         return result;
     }
-    echo(s, buf)
+    echo(s, buf, owned)
 }
 
 /// Echoes every frame back: small ones gathered into one write per read,
-/// large ones written from where they were read.
-fn echo(s: TcpStream, buf: Vec<u8>) -> io::Result<()> {
+/// large ones written from where they were read. `owned`: each small one
+/// passes through a `Vec` of its own first.
+fn echo(s: TcpStream, buf: Vec<u8>, owned: bool) -> io::Result<()> {
     let mut out = Vec::with_capacity(64 << 10);
     each_frame(&s, buf, 64 << 10, |frame| {
         let Some((header, payload)) = frame else {
@@ -57,7 +63,14 @@ fn echo(s: TcpStream, buf: Vec<u8>) -> io::Result<()> {
         };
         if payload.len() <= COPY_LIMIT {
             out.extend_from_slice(header);
-            out.extend_from_slice(payload);
+            if owned {
+                // `black_box`: the compiler would otherwise see through
+                // the allocation and the copy and leave them out.
+                let msg = std::hint::black_box(payload.to_vec());
+                out.extend_from_slice(&msg);
+            } else {
+                out.extend_from_slice(payload);
+            }
             return Ok(());
         }
         flush(&s, &mut out)?;
@@ -148,10 +161,15 @@ fn write_all_vectored(mut s: &TcpStream, mut parts: &mut [IoSlice<'_>]) -> io::R
 fn main() -> io::Result<()> {
     let listener = TcpListener::bind(syncws_bench::addr_arg())?;
     syncws_bench::ready(listener.local_addr()?);
+    let owned = match std::env::args().nth(2).as_deref() {
+        None => false,
+        Some("--owned") => true,
+        Some(other) => return Err(io::Error::other(format!("unknown argument {other:?} (only --owned)"))),
+    };
     let members = Members::default();
     for (id, stream) in listener.incoming().flatten().enumerate() {
         let members = Arc::clone(&members);
-        std::thread::spawn(move || serve(stream, id as u64, members));
+        std::thread::spawn(move || serve(stream, id as u64, members, owned));
     }
     Ok(())
 }
