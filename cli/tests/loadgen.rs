@@ -103,6 +103,40 @@ fn correct_echo_counts_messages_without_errors() {
     }
 }
 
+/// With `--server-pid`, the server's CPU per message is reported, in all
+/// and split into user and system time that add up to it.
+#[test]
+fn server_cpu_is_reported_in_all_and_split_into_user_and_system() {
+    // The echo runs in this process, so its pid is the server's.
+    let url = syncws_echo();
+    let pid = std::process::id().to_string();
+    let extra = [
+        "--mode",
+        "pipelined",
+        "--conns",
+        "2",
+        "--count",
+        "2000",
+        "--in-flight",
+        "8",
+        "--size",
+        "1000",
+        "--server-pid",
+        &pid,
+    ];
+    let report = run(&args(&url, &extra)).unwrap();
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    let cpu = report.server_cpu_us_per_msg().expect("server CPU per message");
+    let (user, sys) = report.server_user_sys_us_per_msg().expect("user and system parts");
+    assert!(user >= 0.0 && sys >= 0.0, "user {user}, system {sys}");
+    assert!((user + sys - cpu).abs() < 1e-6, "user {user} + system {sys} != {cpu}");
+    let json = report.to_json();
+    assert!(json.contains("\"server_user_us_per_msg\":") && json.contains("\"server_sys_us_per_msg\":"), "{json}");
+    assert!(report
+        .summary()
+        .contains(&format!("server CPU {cpu:.2} µs per message (user {user:.2}, system {sys:.2})")));
+}
+
 #[test]
 fn corrupted_echo_is_an_error_not_a_message() {
     let url = corrupting_echo();
