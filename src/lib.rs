@@ -176,8 +176,9 @@
 #![deny(missing_docs)]
 // `unsafe` is allowed only where measured to pay, each with its SAFETY
 // comment: `send_dontwait` and `read_uninit` in transport/socket.rs, setting a
-// message's length after such a read (`Assembler::assume_init`), and a text
-// message made from bytes just checked to be ASCII (`assembler::text_of`).
+// message's length after such a read (`Assembler::assume_init`), a text
+// message made from bytes just checked to be ASCII (`assembler::text_of`), and
+// unmasking while copying into a buffer's spare capacity (`mask::extend_masked`).
 #![deny(unsafe_code)]
 
 mod acceptor;

@@ -163,11 +163,7 @@ impl MessageDecoder {
             Ok(len) if len <= rest.len() && self.assembler.takes_whole(h) => len,
             _ => return Ok(None),
         };
-        let payload = &mut rest[..len];
-        if let Some(key) = h.mask {
-            apply_mask(payload, key, 0);
-        }
-        Ok(Some((len, self.assembler.whole(h, payload)?)))
+        Ok(Some((len, self.assembler.whole(h, &mut rest[..len])?)))
     }
 
     fn check(&self, h: &FrameHeader) -> Result<()> {

@@ -4,7 +4,7 @@
 use crate::error::{Error, Limit, Result, SendError};
 use crate::message::OwnedMessage;
 use crate::protocol::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::protocol::mask::apply_mask;
+use crate::protocol::mask::{apply_mask, extend_masked};
 
 /// One frame ready for the wire: its header bytes and its (already masked)
 /// payload, kept apart so the payload is written with `write_vectored`
@@ -116,10 +116,9 @@ pub(crate) fn append_data_frame(msg: &OwnedMessage, mask: Option<[u8; 4]>, out: 
     let mut header = [0u8; MAX_HEADER_LEN];
     let header_len = h.encode(&mut header);
     out.extend_from_slice(&header[..header_len]);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key, 0);
+    match mask {
+        Some(key) => extend_masked(out, payload, key),
+        None => out.extend_from_slice(payload),
     }
     true
 }

@@ -15,12 +15,7 @@
 /// ```
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    // `[k0 k1 k2 k3 k0 k1 k2 k3]` read as one native-endian word masks any
-    // 8 bytes that start at a multiple of 4 from `buf[0]`.
-    let mut pattern = [0u8; 8];
-    pattern[..4].copy_from_slice(&key);
-    pattern[4..].copy_from_slice(&key);
-    let word = u64::from_ne_bytes(pattern);
+    let word = key_word(key);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut b = [0u8; 8];
@@ -31,6 +26,47 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= key[i & 3];
     }
+}
+
+/// Appends `src` XORed with `key` (from the key's first byte) to `out`:
+/// masking or unmasking while copying, one pass over the bytes where
+/// [`apply_mask`] after a copy makes two.
+pub(crate) fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
+    let word = key_word(key);
+    let len = src.len();
+    out.reserve(len);
+    let dst = &mut out.spare_capacity_mut()[..len];
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (dc, sc) in (&mut d).zip(&mut s) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(sc);
+        let v = u64::from_ne_bytes(b) ^ word;
+        #[allow(unsafe_code)]
+        // SAFETY: `dc` is 8 bytes of `out`'s spare capacity; an unaligned
+        // write of a `u64` is what `write_unaligned` is for.
+        unsafe {
+            dc.as_mut_ptr().cast::<u64>().write_unaligned(v)
+        };
+    }
+    for (i, (dc, sc)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
+        dc.write(sc ^ key[i & 3]);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the loops above wrote every one of the `len` bytes after
+    // `out.len()`, within the capacity reserved.
+    unsafe {
+        out.set_len(out.len() + len)
+    };
+}
+
+/// `[k0 k1 k2 k3 k0 k1 k2 k3]` read as one native-endian word: it masks any
+/// 8 bytes that start at a multiple of 4 from the key stream's position 0.
+fn key_word(key: [u8; 4]) -> u64 {
+    let mut pattern = [0u8; 8];
+    pattern[..4].copy_from_slice(&key);
+    pattern[4..].copy_from_slice(&key);
+    u64::from_ne_bytes(pattern)
 }
 
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
@@ -128,6 +164,25 @@ mod tests {
         }
         assert_eq!(at, 256);
         assert_eq!(whole, pieces);
+    }
+
+    #[test]
+    fn masking_while_copying_equals_copying_then_masking() {
+        let key = [0x9a, 0x01, 0xff, 0x5c];
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 13 + 5) as u8).collect();
+        for start in 0..16 {
+            for len in 0..80 {
+                for held in [0, 1, 7, 8] {
+                    let prefix: Vec<u8> = (0..held).map(|i| 0xe0 | i as u8).collect();
+                    let mut want = prefix.clone();
+                    want.extend_from_slice(&src[start..start + len]);
+                    apply_mask(&mut want[held..], key, 0);
+                    let mut got = prefix;
+                    extend_masked(&mut got, &src[start..start + len], key);
+                    assert_eq!(got, want, "start {start} len {len} held {held}");
+                }
+            }
+        }
     }
 
     #[test]
