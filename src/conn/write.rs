@@ -29,7 +29,7 @@ use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
 #[cfg(feature = "deflate")]
 use crate::protocol::deflate::Compressor;
-use crate::protocol::{append_data_frame, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
+use crate::protocol::{append_data_frame, spare, MaskGen, OutFrame, Role, MAX_HEADER_LEN};
 #[cfg(feature = "deflate")]
 use crate::protocol::{OpCode, RSV1};
 use crate::stats::Counters;
@@ -525,12 +525,13 @@ impl WriteState {
         if let Some(frame) = self.compressed_frame(&item, key)? {
             return self.write_frame(&frame);
         }
-        match &item {
+        match item {
             // `frame_now` takes data messages only.
             Item::Msg(msg) | Item::Plain(msg) => {
-                append_data_frame(msg, key, &mut self.batch);
+                append_data_frame(&msg, key, &mut self.batch);
+                spare::give_message(msg);
             }
-            Item::Frame(frame) => self.batch.extend_from_slice(frame),
+            Item::Frame(frame) => self.batch.extend_from_slice(&frame),
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use crate::message::{CloseCode, CloseData, OwnedMessage};
 use crate::protocol::deflate::Inflater;
 use crate::protocol::frame::{FrameHeader, OpCode, RSV1};
 use crate::protocol::mask::{apply_mask, extend_masked};
+use crate::protocol::spare;
 use crate::protocol::utf8::Utf8Validator;
 
 /// A data message being reassembled.
@@ -285,7 +286,7 @@ impl Assembler {
     pub(crate) fn whole(&mut self, h: &FrameHeader, payload: &mut [u8]) -> Result<OwnedMessage> {
         if matches!(h.opcode, OpCode::Text | OpCode::Binary) && h.rsv & RSV1 == 0 {
             self.check_size(0, payload.len() as u64)?;
-            let mut bytes = Vec::with_capacity(payload.len());
+            let mut bytes = spare::buffer(payload.len());
             match h.mask {
                 Some(key) => extend_masked(&mut bytes, payload, key),
                 None => bytes.extend_from_slice(payload),

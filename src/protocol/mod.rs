@@ -23,6 +23,7 @@ pub(crate) mod deflate;
 mod encoder;
 mod frame;
 mod mask;
+pub(crate) mod spare;
 mod utf8;
 
 pub use decoder::MessageDecoder;
