@@ -27,7 +27,8 @@ enum State {
 /// Turns bytes from the peer into messages, without I/O.
 ///
 /// Feed it whatever arrived; it consumes whole headers and any part of a
-/// payload, unmasks in place, and returns a message each time one completes.
+/// payload, unmasking as it goes (in place, or while copying a whole
+/// message out), and returns a message each time one completes.
 /// Partial headers are left unconsumed, so the caller keeps them and feeds
 /// them again with more bytes. Payload bytes are delivered as they arrive:
 /// invalid UTF-8 fails on the first bad byte, and a header that declares
@@ -91,7 +92,9 @@ impl MessageDecoder {
     /// used, with a message if one completed. Call again with the rest
     /// (`&mut input[used..]`) until it uses nothing and returns no message.
     ///
-    /// `input` is unmasked in place. After an error, or after a Close
+    /// `input` is the decoder's to use: what the consumed bytes hold
+    /// afterwards is unspecified (payload may have been unmasked in place,
+    /// or copied out still masked). After an error, or after a Close
     /// message, the decoder is finished and returns
     /// [`Error::AlreadyClosed`].
     pub fn feed(&mut self, input: &mut [u8]) -> Result<(usize, Option<OwnedMessage>)> {
