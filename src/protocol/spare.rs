@@ -31,13 +31,15 @@ thread_local! {
 #[inline]
 pub(crate) fn buffer(len: usize) -> Vec<u8> {
     if len <= MAX_SPARE {
-        if let Some(mut spare) = SPARE.take() {
+        // `try_with`: while the thread's locals are being destroyed (a
+        // send from another thread-local's destructor) there is no spare.
+        if let Some(mut spare) = SPARE.try_with(Cell::take).ok().flatten() {
             let cap = spare.capacity();
             if cap >= len && cap - len <= len / 4 + 32 {
                 spare.clear();
                 return spare;
             }
-            SPARE.set(Some(spare));
+            let _ = SPARE.try_with(|s| s.set(Some(spare)));
         }
     }
     Vec::with_capacity(len)
@@ -49,7 +51,7 @@ pub(crate) fn buffer(len: usize) -> Vec<u8> {
 pub(crate) fn give(buf: Vec<u8>) {
     let cap = buf.capacity();
     if cap != 0 && cap <= MAX_SPARE {
-        drop(SPARE.replace(Some(buf)));
+        let _ = SPARE.try_with(|s| s.replace(Some(buf)));
     }
 }
 
@@ -103,6 +105,28 @@ mod tests {
             give(Vec::with_capacity(MAX_SPARE));
             assert!(buffer(MAX_SPARE + 1).capacity() > MAX_SPARE);
             assert!(SPARE.take().is_some(), "a message over MAX_SPARE leaves the spare alone");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_sends_while_its_thread_locals_are_destroyed_does_not_panic() {
+        // Thread-local destructors run in the reverse order of first use:
+        // `LATE` (first used before `SPARE`) is dropped after `SPARE` is
+        // gone, and a send from its destructor (an application's sender
+        // kept in a thread-local, say) must neither panic nor keep a buffer.
+        struct Late;
+        impl Drop for Late {
+            fn drop(&mut self) {
+                give(Vec::with_capacity(16));
+                assert!(buffer(16).capacity() >= 16);
+            }
+        }
+        thread_local!(static LATE: Late = const { Late });
+        std::thread::spawn(|| {
+            LATE.with(|_| {});
+            give(Vec::with_capacity(16));
         })
         .join()
         .unwrap();
