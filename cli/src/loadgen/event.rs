@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::stats::{cpu_time, nanos, rss_and_threads, CpuTime};
+use super::stats::{cpu_time, nanos, CpuTime};
 use super::wire::{self, encode_close, key, FrameReader, Payloads, Rng, Stream, Target, WireError, WireResult};
 use super::{merge, open, Args, Mode, Part, Report, Window};
 
@@ -211,13 +211,7 @@ fn watch(
     sleep_until_or_done(window.end, running);
     let cpu1 = own_cpu();
     if let Some(pid) = args.server_pid {
-        if let (Some(a), Some(b)) = (server0, cpu_time(pid)) {
-            report.set_server_cpu(a, b);
-        }
-        if let Some((rss, threads)) = rss_and_threads(pid) {
-            report.server_rss_kib = Some(rss);
-            report.server_threads = Some(threads);
-        }
+        report.record_server(pid, server0);
     }
     report.window_s = args.duration;
     (cpu0, cpu1)

@@ -220,12 +220,19 @@ impl Report {
         (self.msgs > 0).then(|| (user * 1e6 / self.msgs as f64, (cpu - user) * 1e6 / self.msgs as f64))
     }
 
-    /// Records the server's CPU over the window, from its CPU time at the
-    /// window's start and end.
-    pub(super) fn set_server_cpu(&mut self, start: CpuTime, end: CpuTime) {
-        let used = end.since(start);
-        self.server_cpu_s = Some(used.total().as_secs_f64());
-        self.server_user_s = Some(used.user.as_secs_f64());
+    /// Records the server at the end of a window: its CPU over the window
+    /// (from `cpu_start`, its CPU time when the window began, if that was
+    /// read) and its resident memory and threads now.
+    pub(super) fn record_server(&mut self, pid: u32, cpu_start: Option<CpuTime>) {
+        if let (Some(start), Some(end)) = (cpu_start, cpu_time(pid)) {
+            let used = end.since(start);
+            self.server_cpu_s = Some(used.total().as_secs_f64());
+            self.server_user_s = Some(used.user.as_secs_f64());
+        }
+        if let Some((rss, threads)) = rss_and_threads(pid) {
+            self.server_rss_kib = Some(rss);
+            self.server_threads = Some(threads);
+        }
     }
 
     /// The load generator's CPU over the window, in percent of one core.
@@ -466,14 +473,7 @@ fn watch_server(args: &Args, window: Window, report: &mut Report) {
     sleep_until(window.start);
     let cpu0 = cpu_time(pid);
     sleep_until(window.end);
-    let cpu1 = cpu_time(pid);
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        report.set_server_cpu(a, b);
-    }
-    if let Some((rss, threads)) = rss_and_threads(pid) {
-        report.server_rss_kib = Some(rss);
-        report.server_threads = Some(threads);
-    }
+    report.record_server(pid, cpu0);
     report.window_s = args.duration;
 }
 
@@ -736,13 +736,7 @@ fn broadcast_run(args: &Args, target: &Target, report: &mut Report) {
         }
     }
     if let (Some((pid, _)), Some(a)) = (cpu, cpu0) {
-        if let Some(b) = cpu_time(pid) {
-            report.set_server_cpu(a, b);
-        }
-        if let Some((rss, threads)) = rss_and_threads(pid) {
-            report.server_rss_kib = Some(rss);
-            report.server_threads = Some(threads);
-        }
+        report.record_server(pid, Some(a));
     }
     shared.stop.store(true, Ordering::Release);
     for s in &sockets {
@@ -874,13 +868,7 @@ fn connect_run(args: &Args, target: &Target, report: &mut Report) {
     let parts: Vec<Part> = handles.into_iter().map(|h| h.join().unwrap_or_default()).collect();
     report.window_s = start.elapsed().as_secs_f64();
     if let (Some(pid), Some(a)) = (args.server_pid, cpu0) {
-        if let Some(b) = cpu_time(pid) {
-            report.set_server_cpu(a, b);
-        }
-        if let Some((rss, threads)) = rss_and_threads(pid) {
-            report.server_rss_kib = Some(rss);
-            report.server_threads = Some(threads);
-        }
+        report.record_server(pid, Some(a));
     }
     merge(report, parts);
     report.connected = report.msgs as usize;
