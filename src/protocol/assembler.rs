@@ -284,29 +284,35 @@ impl Assembler {
     /// `payload`, one pass over its bytes instead of two; anything else is
     /// unmasked in place first.
     pub(crate) fn whole(&mut self, h: &FrameHeader, payload: &mut [u8]) -> Result<OwnedMessage> {
-        if matches!(h.opcode, OpCode::Text | OpCode::Binary) && h.rsv & RSV1 == 0 {
-            self.check_size(0, payload.len() as u64)?;
-            let mut bytes = spare::buffer(payload.len());
-            match h.mask {
-                Some(key) => extend_masked(&mut bytes, payload, key),
-                None => bytes.extend_from_slice(payload),
+        let unmask = |payload: &mut [u8]| {
+            if let Some(key) = h.mask {
+                apply_mask(payload, key, 0);
             }
-            return match h.opcode {
-                OpCode::Text => text_of(bytes).map(OwnedMessage::Text),
-                _ => Ok(OwnedMessage::Binary(bytes)),
-            };
-        }
-        if let Some(key) = h.mask {
-            apply_mask(payload, key, 0);
-        }
+        };
         match h.opcode {
             OpCode::Text | OpCode::Binary => {
                 self.check_size(0, payload.len() as u64)?;
-                self.inflated(h.opcode == OpCode::Text, payload)
+                if h.rsv & RSV1 != 0 {
+                    unmask(payload);
+                    return self.inflated(h.opcode == OpCode::Text, payload);
+                }
+                let mut bytes = spare::buffer(payload.len());
+                match h.mask {
+                    Some(key) => extend_masked(&mut bytes, payload, key),
+                    None => bytes.extend_from_slice(payload),
+                }
+                if h.opcode == OpCode::Text {
+                    text_of(bytes).map(OwnedMessage::Text)
+                } else {
+                    Ok(OwnedMessage::Binary(bytes))
+                }
             }
             // `takes_whole` refuses continuations; never reached.
             OpCode::Continue => Err(ProtocolError::UnexpectedContinuation.into()),
-            control => control_message(control, payload.to_vec()),
+            control => {
+                unmask(payload);
+                control_message(control, payload.to_vec())
+            }
         }
     }
 
