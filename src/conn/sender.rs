@@ -248,6 +248,7 @@ impl Sender {
     /// Binary message of at least `DeflateConfig::threshold` bytes is
     /// compressed; [`send_uncompressed`](Self::send_uncompressed) sends one
     /// as it is.
+    #[inline]
     pub fn send(&self, msg: OwnedMessage) -> Result<()> {
         self.send_item(Item::Msg(msg), Mode::Policy)
     }

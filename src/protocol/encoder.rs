@@ -112,7 +112,23 @@ pub(crate) fn append_data_frame(msg: &OwnedMessage, mask: Option<[u8; 4]>, out: 
         OwnedMessage::Binary(b) => (OpCode::Binary, b.as_slice()),
         _ => return false,
     };
-    let h = FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+    let len = payload.len();
+    if mask.is_none() && len <= 0xffff {
+        // The server's frames, written without `FrameHeader::encode`'s
+        // array and variable-length copy: a 2- or 4-byte header of a
+        // known length (this runs for every small reply).
+        out.reserve(4 + len);
+        let b0 = 0x80 | opcode.bits();
+        if len <= 125 {
+            out.extend_from_slice(&[b0, len as u8]);
+        } else {
+            let [hi, lo] = (len as u16).to_be_bytes();
+            out.extend_from_slice(&[b0, 126, hi, lo]);
+        }
+        out.extend_from_slice(payload);
+        return true;
+    }
+    let h = FrameHeader { fin: true, rsv: 0, opcode, mask, payload_len: len as u64 };
     let mut header = [0u8; MAX_HEADER_LEN];
     let header_len = h.encode(&mut header);
     out.extend_from_slice(&header[..header_len]);
@@ -145,11 +161,20 @@ mod tests {
 
     #[test]
     fn append_data_frame_matches_out_frame() {
-        for (msg, mask) in [
+        let mut cases = vec![
             (OwnedMessage::Text("Hello".into()), Some([0x37, 0xfa, 0x21, 0x3d])),
             (OwnedMessage::Binary(vec![7; 300]), None),
             (OwnedMessage::Binary(vec![1; 70_000]), Some([1, 2, 3, 4])),
-        ] {
+        ];
+        // Each side of every header-length boundary, unmasked (the server's
+        // short path) and masked.
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536] {
+            for mask in [None, Some([5, 6, 7, 8])] {
+                cases.push((OwnedMessage::Binary(vec![3; len]), mask));
+                cases.push((OwnedMessage::Text("t".repeat(len)), mask));
+            }
+        }
+        for (msg, mask) in cases {
             let mut want = Vec::new();
             OutFrame::new(msg.clone(), mask).unwrap().write_to(&mut want);
             let mut got = vec![9];

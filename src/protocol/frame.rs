@@ -45,7 +45,7 @@ impl OpCode {
         })
     }
 
-    fn bits(self) -> u8 {
+    pub(crate) fn bits(self) -> u8 {
         match self {
             OpCode::Continue => 0x0,
             OpCode::Text => 0x1,
