@@ -10,10 +10,13 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handshake::extensions::Negotiated;
 use crate::message::OwnedMessage;
-use crate::protocol::{MessageDecoder, Role};
+use crate::protocol::{MessageDecoder, Role, MAX_HEADER_LEN};
 use crate::stats::Counters;
 use crate::transport::{self, is_timeout, ReadHalf, Released};
 
+/// A read that puts at least this much payload in place reads only a frame
+/// header's worth after it ([`tail_len`]).
+const LARGE_PAYLOAD: usize = 16 << 10;
 /// The most payload one read system call puts straight into a message.
 const MAX_READ_CHUNK: usize = 256 << 10;
 /// While reads keep filling the buffer, it doubles up to this (or
@@ -206,6 +209,9 @@ impl ReadSide {
                         if self.last_read < self.base_size { (self.short_reads + 1).min(QUIET_READS) } else { 0 };
                     self.read_msgs = 0;
                     self.active = true;
+                    if direct >= LARGE_PAYLOAD && self.buf.len() > self.burst_size {
+                        self.shrink_for_large_messages();
+                    }
                     if direct > 0 {
                         let msg = if uninit {
                             // SAFETY: `read_some` had `read_uninit` read
@@ -248,8 +254,10 @@ impl ReadSide {
 
     /// One read system call. Between reads the buffer holds at most a
     /// partial header. Inside a data frame's payload it is empty: the
-    /// payload is read straight into the message (no copy), and whatever
-    /// follows the frame into the buffer, in the same system call.
+    /// payload is read straight into the message (no copy), and what
+    /// follows the frame into the buffer, in the same system call: as much
+    /// as it holds after a short rest of payload, a header's worth after a
+    /// long one ([`tail_len`]).
     ///
     /// Returns the bytes that went to the payload and to the buffer, and
     /// whether the payload's space was uninitialised memory (read with
@@ -260,7 +268,8 @@ impl ReadSide {
             if self.uninit {
                 if let Some(space) = self.decoder.payload_space_uninit(MAX_READ_CHUNK) {
                     let direct = space.len();
-                    match self.io.read_uninit(space, &mut self.buf, transport::SEALED) {
+                    let tail = tail_len(direct, self.buf.len());
+                    match self.io.read_uninit(space, &mut self.buf[..tail], transport::SEALED) {
                         Some(result) => return (result.map(split(direct)), true),
                         // Asked once: the zero-filled space below from now on.
                         None => self.uninit = false,
@@ -269,7 +278,8 @@ impl ReadSide {
             }
             if let Some(space) = self.decoder.payload_space(MAX_READ_CHUNK) {
                 let direct = space.len();
-                let mut bufs = [IoSliceMut::new(space), IoSliceMut::new(&mut self.buf)];
+                let tail = tail_len(direct, self.buf.len());
+                let mut bufs = [IoSliceMut::new(space), IoSliceMut::new(&mut self.buf[..tail])];
                 return (self.io.read_vectored(&mut bufs).map(split(direct)), false);
             }
         }
@@ -315,6 +325,17 @@ impl ReadSide {
         }
     }
 
+    /// Large messages after a burst of small ones: they are read into their
+    /// own memory, with a header's worth into the buffer after each
+    /// ([`tail_len`]), so reads no longer fill it and it goes back to the
+    /// burst size here.
+    #[cold]
+    fn shrink_for_large_messages(&mut self) {
+        let keep = self.burst_size.max(self.end);
+        self.buf.truncate(keep);
+        self.buf.shrink_to_fit();
+    }
+
     /// Sets the socket's read timeout so the next read returns by `wait`,
     /// skipping the system call when the timeout already set is close enough
     /// (it may then fire a little late, by at most the slack).
@@ -355,6 +376,21 @@ impl ReadSide {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// How much of the read buffer a read that puts `direct` bytes of payload
+/// in place may fill after them: all of it (`buf_len`) after a short rest
+/// of payload, a frame header's worth after a long one. Large messages come
+/// one after another: the next one's header is all the buffer needs, and
+/// the next read then puts its payload in place too, where bytes read into
+/// the buffer would be copied into the message.
+#[inline]
+fn tail_len(direct: usize, buf_len: usize) -> usize {
+    if direct >= LARGE_PAYLOAD {
+        MAX_HEADER_LEN.min(buf_len)
+    } else {
+        buf_len
     }
 }
 
@@ -452,8 +488,13 @@ mod tests {
     /// Reads `count` messages of `size` bytes; returns the largest buffer
     /// seen before each read.
     fn read_messages(side: &mut ReadSide, count: usize, size: usize) -> usize {
+        read_messages_from(side, 0, count, size)
+    }
+
+    /// [`read_messages`] where the first message is filled with `first`.
+    fn read_messages_from(side: &mut ReadSide, first: usize, count: usize, size: usize) -> usize {
         let mut largest = 0;
-        for i in 0..count {
+        for i in first..first + count {
             largest = largest.max(side.buf.len());
             let far = Instant::now() + Duration::from_secs(60);
             match side.read(&mut |_| Some(far), &mut || Ok(())).unwrap() {
@@ -527,6 +568,27 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         assert!(side.read(&mut |_| Some(far), &mut || Ok(())).is_err(), "the mock's end reads as EOF");
         assert_eq!(side.buf.len(), 512);
+    }
+
+    /// Large messages one after another, all waiting: each read puts a
+    /// whole payload in place and takes only the next header into the
+    /// buffer, so no payload byte is copied through it. Small messages
+    /// after them still arrive dozens to a read.
+    #[test]
+    fn after_a_large_payload_a_read_takes_only_the_next_header() {
+        let mut wire = client_frames(5, 64 << 10);
+        wire.extend(client_frames(300, 1000));
+        let io = Box::new(Waiting { bytes: Arc::new(Mutex::new(wire)), at: 0 });
+        let mut side = server_side(io);
+        for i in 0..5 {
+            read_messages_from(&mut side, i, 1, 64 << 10);
+            // The next frame's header (14 bytes for 64 KiB, 6 for 1,000).
+            assert!(side.end - side.start <= MAX_HEADER_LEN, "message {i}: {} bytes buffered", side.end - side.start);
+            if i > 0 {
+                assert_eq!(side.last_read, (64 << 10) + MAX_HEADER_LEN, "message {i} took more than one read");
+            }
+        }
+        assert_eq!(read_messages(&mut side, 300, 1000), SMALL_MESSAGES_READ_SIZE);
     }
 
     /// A pipelining peer's batches: each ends with a read of only the last
