@@ -37,9 +37,9 @@
 //! over [`SHARDS`] cache lines ([`Shard`]), each thread adding to its own
 //! (handed out round robin, [`thread_shard`]), and a snapshot sums them.
 //! With one line for all, 64 connections in ping-pong on two cores moved
-//! it between the cores for most messages: the server's user time per
-//! message was 0.76-0.92 µs with it and 0.60-0.85 µs without counters
-//! (bench-results/notes.md). Within a shard the read side's counters and
+//! it between the cores for most messages: spread, the server's user
+//! time per message went from 0.85 to 0.75 µs (medians of 10 rounds,
+//! bench-results/notes.md). Within a shard the read side's counters and
 //! the write side's sit on lines of their own ([`Flow`]), as a
 //! connection's two sides may run on different threads.
 //!
