@@ -7,7 +7,8 @@
 # (nothing is cached outside the checkout). The only toolchain is stable
 # Rust, so RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly flags
 # (-Zsanitizer=address among them). FUZZ_SANITIZER=none runs without ASan.
-# Checks fmt and clippy of fuzz/ first (the root's checks do not cover it).
+# Checks fmt and clippy of fuzz/ first (the root's checks do not cover it),
+# and runs its unit tests: the inputs fuzzing found, kept as regressions.
 # Exits non-zero if any target finds a crash, leak, out-of-memory or
 # timeout, and prints the artifact that reproduces it.
 set -euo pipefail
@@ -26,6 +27,9 @@ fi
 
 echo "== fmt and clippy of fuzz/ (its own workspace, outside the root's) ($(date +%T))"
 (cd fuzz && cargo fmt --check && cargo clippy --all-targets -- -D warnings)
+# Inputs fuzzing once found, kept as the harnesses' unit tests.
+echo "== fuzz/ regression inputs ($(date +%T))"
+(cd fuzz && cargo test --lib)
 
 bash fuzz/seeds.sh
 echo "== building fuzz targets, sanitizer $SANITIZER ($(date +%T))"
