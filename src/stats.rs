@@ -134,11 +134,21 @@ fn new_thread_shard(slot: &'static std::thread::LocalKey<std::cell::Cell<u8>>) -
 
 const _: () = assert!(SHARDS < u8::MAX as usize);
 
+/// Every thread's [`Shard`].
+#[derive(Debug)]
+struct Shards([Shard; SHARDS]);
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards(std::array::from_fn(|_| Shard::default()))
+    }
+}
+
 /// The counters themselves, shared by a listener, its acceptor and its
 /// connections.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Counters {
-    flows: [Shard; SHARDS],
+    flows: Shards,
     accepted: AtomicU64,
     open: AtomicU64,
     websockets_opened: AtomicU64,
@@ -148,26 +158,11 @@ pub(crate) struct Counters {
     memory_budget: AtomicU64,
 }
 
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            flows: std::array::from_fn(|_| Shard::default()),
-            accepted: AtomicU64::default(),
-            open: AtomicU64::default(),
-            websockets_opened: AtomicU64::default(),
-            refused: Default::default(),
-            closed: std::array::from_fn(|_| AtomicU64::default()),
-            queue_full: AtomicU64::default(),
-            memory_budget: AtomicU64::default(),
-        }
-    }
-}
-
 impl Counters {
     /// The calling thread's share of the message and byte counters.
     #[inline(always)]
     fn flow(&self) -> &Shard {
-        &self.flows[thread_shard()]
+        &self.flows.0[thread_shard()]
     }
 
     /// The process-wide counters, for connections no listener made.
@@ -243,7 +238,7 @@ impl Counters {
 
     /// One message or byte counter, summed over the shards.
     fn sum(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
-        self.flows.iter().map(|f| counter(f).load(Relaxed)).fold(0, u64::wrapping_add)
+        self.flows.0.iter().map(|f| counter(f).load(Relaxed)).fold(0, u64::wrapping_add)
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

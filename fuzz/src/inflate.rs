@@ -13,8 +13,9 @@
 //! payload in one call with flate2 into a buffer of the limit plus one
 //! byte: the same bytes, a 1009 where it would go over the limit, a 1007
 //! where it is not DEFLATE (or a 1009 where it is not DEFLATE but goes over
-//! the limit before the fault, fed a byte at a time). `.ci/fuzz.sh` runs it with `-malloc_limit_mb=256`:
-//! nothing a payload expands to may be allocated past the limit.
+//! the limit before the fault, fed a byte at a time). `.ci/fuzz.sh` runs it
+//! with `-malloc_limit_mb=256`: nothing a payload expands to may be
+//! allocated past the limit.
 
 use flate2::{Decompress, FlushDecompress, Status};
 use syncws::protocol::{DeflateParams, MessageDecoder, Role};

@@ -209,9 +209,6 @@ impl ReadSide {
                         if self.last_read < self.base_size { (self.short_reads + 1).min(QUIET_READS) } else { 0 };
                     self.read_msgs = 0;
                     self.active = true;
-                    if direct >= LARGE_PAYLOAD && self.buf.len() > self.burst_size {
-                        self.shrink_for_large_messages();
-                    }
                     if direct > 0 {
                         let msg = if uninit {
                             // SAFETY: `read_some` had `read_uninit` read
@@ -307,10 +304,13 @@ impl ReadSide {
             self.end -= self.start;
             self.start = 0;
         }
-        if filled {
+        // A read of a large payload's rest takes only a header's worth into
+        // the buffer ([`tail_len`]), so large messages need not fill it to
+        // be seen.
+        if filled || self.last_read >= LARGE_PAYLOAD {
             let small_messages = self.read_msgs * SMALL_MESSAGE >= self.last_read;
             let limit = if small_messages { self.small_messages_size } else { self.burst_size };
-            if self.buf.len() < limit {
+            if filled && self.buf.len() < limit {
                 self.buf.resize((self.buf.len() * 2).min(limit), 0);
             } else if self.buf.len() > limit && self.end < limit {
                 // Large messages now: read them into their own memory.
@@ -323,17 +323,6 @@ impl ReadSide {
             // always larger than a header: this is a safety net.
             self.buf.resize(self.buf.len().max(16) * 2, 0);
         }
-    }
-
-    /// Large messages after a burst of small ones: they are read into their
-    /// own memory, with a header's worth into the buffer after each
-    /// ([`tail_len`]), so reads no longer fill it and it goes back to the
-    /// burst size here.
-    #[cold]
-    fn shrink_for_large_messages(&mut self) {
-        let keep = self.burst_size.max(self.end);
-        self.buf.truncate(keep);
-        self.buf.shrink_to_fit();
     }
 
     /// Sets the socket's read timeout so the next read returns by `wait`,
