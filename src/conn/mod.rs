@@ -22,3 +22,5 @@ pub(crate) use sender::EndHook;
 pub use sender::Sender;
 pub(crate) use socket::Opened;
 pub use socket::{WebSocket, WsReader, WsWriter};
+#[cfg(test)]
+pub(crate) use write::mock::decode as write_mock_decode;

@@ -751,6 +751,18 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
 }
 
 #[cfg(test)]
+impl Sender {
+    /// For other modules' unit tests: a server connection's sender over a
+    /// mock socket that takes every byte, and the bytes written.
+    pub(crate) fn mock_server() -> (Sender, Arc<Mutex<Vec<u8>>>) {
+        let (mock, out) = crate::conn::write::mock::Mock::new(vec![None]);
+        let role = crate::protocol::Role::Server;
+        let write = WriteSide::new(Box::new(mock), role, Duration::from_secs(5)).expect("a mock write side");
+        (Sender::new(write, &Config::default()), out)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::conn::state::State;

@@ -46,7 +46,7 @@ pub(crate) const MAX_HELPERS: usize = 7;
 
 /// What the chunks of one publish share.
 struct Publish {
-    members: Vec<Sender>,
+    members: Arc<[Sender]>,
     frame: Arc<[u8]>,
     max_backlog: usize,
     policy: BacklogPolicy,
@@ -210,7 +210,7 @@ pub(crate) fn chunks_for(n: usize, helpers: usize, parallel_from: usize) -> usiz
 /// Delivers `frame` to every one of `members`, spread over the pool when
 /// there are enough of them; returns what happened to each.
 pub(crate) fn deliver_all(
-    members: Vec<Sender>,
+    members: Arc<[Sender]>,
     frame: &Arc<[u8]>,
     max_backlog: usize,
     policy: BacklogPolicy,

@@ -25,7 +25,7 @@
 //! leave fewer than `MAPS_RESERVE` (2,048) maps for the rest of the process
 //! (about 15,870 threads under the default limit).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -93,7 +93,10 @@ impl Drop for Ended {
 
 #[derive(Default)]
 struct Registry {
-    entries: HashMap<u64, Entry>,
+    /// By connection number, so a broadcast writes to the connections in
+    /// the order they were accepted (the order of their sockets in the
+    /// kernel's memory: `Topic::members` in `hub`).
+    entries: BTreeMap<u64, Entry>,
     live: usize,
     per_ip: HashMap<IpAddr, usize>,
 }
@@ -651,7 +654,7 @@ impl Running {
     /// # Ok::<(), syncws::Error>(())
     /// ```
     pub fn broadcast(&self, msg: &crate::Prepared) -> crate::Published {
-        let senders: Vec<crate::Sender> = {
+        let senders: Arc<[crate::Sender]> = {
             let reg = self.handle.shared.lock();
             reg.entries
                 .values()
