@@ -446,11 +446,11 @@ impl Hub {
                 Some((key, _)) => Arc::clone(key),
                 None => Arc::from(topic),
             };
-            let members = st.topics.entry(Arc::clone(&key)).or_default();
-            if !members.insert(id, sender, &mut stale) {
+            let entry = st.topics.entry(Arc::clone(&key)).or_default();
+            if !entry.insert(id, sender, &mut stale) {
                 return false;
             }
-            if members.members.len() == 1 {
+            if entry.members.len() == 1 {
                 st.topics_changed();
             }
             st.by_conn.entry(id).or_default().push(key);
@@ -473,11 +473,11 @@ impl Hub {
         let id = sender.id();
         let mut stale = Vec::new();
         let mut st = self.inner.write();
-        let Some(members) = st.topics.get_mut(topic) else { return false };
-        if !members.remove(id, &mut stale) {
+        let Some(entry) = st.topics.get_mut(topic) else { return false };
+        if !entry.remove(id, &mut stale) {
             return false;
         }
-        if members.members.is_empty() {
+        if entry.members.is_empty() {
             st.topics.remove(topic);
             st.topics_changed();
         }
@@ -638,9 +638,9 @@ impl EndHook for Inner {
         let mut st = self.write();
         let Some(topics) = st.by_conn.remove(&id) else { return };
         for topic in topics {
-            if let Some(members) = st.topics.get_mut(&topic) {
-                members.remove(id, &mut stale);
-                if members.members.is_empty() {
+            if let Some(entry) = st.topics.get_mut(&topic) {
+                entry.remove(id, &mut stale);
+                if entry.members.is_empty() {
                     st.topics.remove(&topic);
                     st.topics_changed();
                 }
