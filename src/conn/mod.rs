@@ -18,9 +18,11 @@ mod write;
 
 pub(crate) use head::{read_exact_into, read_head};
 pub(crate) use lifecycle::Connection;
+#[cfg(test)]
+pub(crate) use sender::mock_server;
 pub(crate) use sender::EndHook;
 pub use sender::Sender;
 pub(crate) use socket::Opened;
 pub use socket::{WebSocket, WsReader, WsWriter};
 #[cfg(test)]
-pub(crate) use write::mock::decode as write_mock_decode;
+pub(crate) use write::mock;

@@ -750,16 +750,15 @@ fn wait_ended(control: &cb::Receiver<Control>, wait: Duration) -> std::result::R
     }
 }
 
+/// For unit tests, here and in other modules: a server connection's write
+/// side and sender over a mock socket that takes every byte; the bytes
+/// written.
 #[cfg(test)]
-impl Sender {
-    /// For other modules' unit tests: a server connection's sender over a
-    /// mock socket that takes every byte, and the bytes written.
-    pub(crate) fn mock_server() -> (Sender, Arc<Mutex<Vec<u8>>>) {
-        let (mock, out) = crate::conn::write::mock::Mock::new(vec![None]);
-        let role = crate::protocol::Role::Server;
-        let write = WriteSide::new(Box::new(mock), role, Duration::from_secs(5)).expect("a mock write side");
-        (Sender::new(write, &Config::default()), out)
-    }
+pub(crate) fn mock_server(config: &Config) -> (WriteSide, Sender, Arc<Mutex<Vec<u8>>>) {
+    let (mock, out) = crate::conn::write::mock::Mock::new(vec![None]);
+    let write = WriteSide::new(Box::new(mock), crate::protocol::Role::Server, Duration::from_secs(5)).unwrap();
+    let sender = Sender::new(write.clone(), config);
+    (write, sender, out)
 }
 
 #[cfg(test)]
@@ -768,15 +767,6 @@ mod tests {
     use crate::conn::state::State;
     use crate::conn::write::mock::{decode, Mock};
     use crate::protocol::Role;
-
-    /// A server connection's write side and sender over a mock socket
-    /// that takes every byte; the bytes written.
-    fn mock_server(config: &Config) -> (WriteSide, Sender, Arc<Mutex<Vec<u8>>>) {
-        let (mock, out) = Mock::new(vec![None]);
-        let write = WriteSide::new(Box::new(mock), Role::Server, Duration::from_secs(5)).unwrap();
-        let sender = Sender::new(write.clone(), config);
-        (write, sender, out)
-    }
 
     /// Source and number from a test message such as `"t1:42"`.
     fn parse(msg: &OwnedMessage) -> (String, usize) {

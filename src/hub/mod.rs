@@ -48,6 +48,7 @@
 //! loop: a publish may come from any thread, a connection's callbacks
 //! included.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -329,10 +330,8 @@ impl Topic {
 
     /// Adds `sender` under `id`; false if it was a member.
     fn insert(&mut self, id: u64, sender: &Sender, dropped: &mut Vec<Arc<[Sender]>>) -> bool {
-        if self.members.contains_key(&id) {
-            return false;
-        }
-        self.members.insert(id, sender.clone());
+        let Entry::Vacant(slot) = self.members.entry(id) else { return false };
+        slot.insert(sender.clone());
         dropped.extend(self.list.take());
         true
     }
@@ -653,11 +652,12 @@ impl EndHook for Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::write_mock_decode as decode;
+    use crate::config::Config;
+    use crate::conn::{mock, mock_server};
 
     /// The messages a mock connection was sent.
     fn received(out: &std::sync::Mutex<Vec<u8>>) -> Vec<OwnedMessage> {
-        decode(&out.lock().unwrap())
+        mock::decode(&out.lock().unwrap())
     }
 
     fn text(s: &str) -> OwnedMessage {
@@ -669,8 +669,8 @@ mod tests {
         // The list a publish makes is shared by the next ones only until
         // the members change.
         let hub = Hub::new();
-        let (a, a_out) = Sender::mock_server();
-        let (b, b_out) = Sender::mock_server();
+        let (_, a, a_out) = mock_server(&Config::default());
+        let (_, b, b_out) = mock_server(&Config::default());
         assert!(hub.subscribe(&a, "t"));
         assert_eq!(hub.publish("t", &Prepared::text("1")).delivered, 1);
         assert_eq!(hub.publish("t", &Prepared::text("2")).delivered, 1);
@@ -693,8 +693,8 @@ mod tests {
     #[test]
     fn a_change_releases_the_list_publishes_shared() {
         let hub = Hub::new();
-        let (a, _a_out) = Sender::mock_server();
-        let (b, _b_out) = Sender::mock_server();
+        let (_, a, _) = mock_server(&Config::default());
+        let (_, b, _) = mock_server(&Config::default());
         hub.subscribe(&a, "t");
         hub.subscribe(&b, "t");
         hub.publish("t", &Prepared::text("x"));
@@ -714,7 +714,7 @@ mod tests {
     fn publishes_visit_subscribers_in_connection_order() {
         // Subscribed in a scrambled order, delivered in the order the
         // connections' senders were made (their sockets' order in memory).
-        let senders: Vec<Sender> = (0..64).map(|_| Sender::mock_server().0).collect();
+        let senders: Vec<Sender> = (0..64).map(|_| mock_server(&Config::default()).1).collect();
         let hub = Hub::new();
         for i in 0..senders.len() {
             assert!(hub.subscribe(&senders[(i * 37) % senders.len()], "t"));
