@@ -14,7 +14,9 @@
 //! never shows up in another's; the table holds medians over the rounds.
 //! `--pin` adds a pinned run of every cell (client and server on a core
 //! each, `taskset`), reported apart; naming `syncws-twin` in `--servers`
-//! adds the identical-server check (issue 17).
+//! adds the identical-server check (issue 17), `wsmin` the minimal
+//! WebSocket echo and `wsmin-owned` the same passing each small message
+//! through a `Vec` of its own (references for server CPU).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,8 +44,9 @@ struct Opts {
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
     /// Only these servers (comma-separated names). `wsmin`, the minimal
-    /// WebSocket echo, is a reference outside the default set: it runs only
-    /// when named here.
+    /// WebSocket echo, `wsmin-owned`, the same with an owned `Vec` per small
+    /// message, and `syncws-twin` are outside the default set: they run
+    /// only when named here.
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
     /// Only these scenarios (comma-separated ids).
@@ -59,6 +62,8 @@ struct Opts {
 struct Server {
     name: &'static str,
     bin: &'static str,
+    /// Arguments after the address.
+    args: &'static [&'static str],
     /// Echoes raw bytes (the load generator must accept masked frames).
     raw: bool,
     broadcast: bool,
@@ -68,20 +73,33 @@ struct Server {
 }
 
 /// The servers. One more is one more line here; a server that is the same
-/// binary as an earlier entry (`syncws-twin`) is matched by its name only.
+/// binary as an earlier entry (`wsmin-owned`, `syncws-twin`) is matched by
+/// its name only.
 const SERVERS: &[Server] = &[
-    Server { name: "syncws", bin: "srv-syncws", raw: false, broadcast: true, extra: false },
-    Server { name: "tungstenite", bin: "srv-tungstenite", raw: false, broadcast: true, extra: false },
-    Server { name: "tokio-tungstenite", bin: "srv-tokio-tungstenite", raw: false, broadcast: true, extra: false },
-    Server { name: "fastwebsockets", bin: "srv-fastwebsockets", raw: false, broadcast: false, extra: false },
-    Server { name: "raw TCP (threads)", bin: "srv-rawtcp", raw: true, broadcast: false, extra: false },
-    Server { name: "minimal WebSocket echo", bin: "srv-wsmin", raw: false, broadcast: true, extra: true },
+    Server { name: "syncws", bin: "srv-syncws", args: &[], raw: false, broadcast: true, extra: false },
+    Server { name: "tungstenite", bin: "srv-tungstenite", args: &[], raw: false, broadcast: true, extra: false },
+    Server {
+        name: "tokio-tungstenite",
+        bin: "srv-tokio-tungstenite",
+        args: &[],
+        raw: false,
+        broadcast: true,
+        extra: false,
+    },
+    Server { name: "fastwebsockets", bin: "srv-fastwebsockets", args: &[], raw: false, broadcast: false, extra: false },
+    Server { name: "raw TCP (threads)", bin: "srv-rawtcp", args: &[], raw: true, broadcast: false, extra: false },
+    Server { name: "minimal WebSocket echo", bin: "srv-wsmin", args: &[], raw: false, broadcast: true, extra: true },
+    // The same, each small message passed through a `Vec` of its own: the
+    // floor for a library that hands the application owned messages, as
+    // syncws's `on_message` does. Echo scenarios only (a publish is the
+    // same with and without it).
+    Server { name: "wsmin-owned", bin: "srv-wsmin", args: &["--owned"], raw: false, broadcast: false, extra: true },
     // The seed system (issue 17), from its own crate outside the workspace:
     // an absolute path, which `dir.join` keeps as it is.
-    Server { name: "wenmeng", bin: SEED_BIN, raw: false, broadcast: true, extra: false },
+    Server { name: "wenmeng", bin: SEED_BIN, args: &[], raw: false, broadcast: true, extra: false },
     // The harness check of issue 17: the syncws binary again under another
     // name; its ratios to `syncws` must be noise (0.95-1.05).
-    Server { name: "syncws-twin", bin: "srv-syncws", raw: false, broadcast: true, extra: true },
+    Server { name: "syncws-twin", bin: "srv-syncws", args: &[], raw: false, broadcast: true, extra: true },
 ];
 
 /// The seed system's echo server (wenmeng 0.3), built by `build_seed`.
@@ -282,8 +300,12 @@ fn main() {
     // (`raw TCP (threads)` or `rawtcp`); an unknown name is an error, not a
     // silently smaller run.
     let first_of_bin = |s: &Server| SERVERS.iter().find(|x| x.bin == s.bin).is_some_and(|x| x.name == s.name);
-    let server_matches =
-        |s: &Server, n: &str| n == s.name || (first_of_bin(s) && n == s.bin.trim_start_matches("srv-"));
+    // The binary's name without `srv-`, for the first server of each binary.
+    let short = |s: &Server| {
+        let file = Path::new(s.bin).file_name().and_then(|f| f.to_str()).unwrap_or(s.bin);
+        first_of_bin(s).then(|| file.trim_start_matches("srv-").to_string())
+    };
+    let server_matches = |s: &Server, n: &str| n == s.name || short(s).is_some_and(|b| b == n);
     let all_scens = scenarios(secs, warmup, idle_conns);
     let unknown: Vec<&String> = opts
         .servers
@@ -296,9 +318,9 @@ fn main() {
     if !unknown.is_empty() {
         let names: Vec<String> = SERVERS
             .iter()
-            .map(|s| match s.bin.trim_start_matches("srv-") {
-                short if short == s.name => short.to_string(),
-                short => format!("{short} ({})", s.name),
+            .map(|s| match short(s) {
+                Some(b) if b != s.name => format!("{b} ({})", s.name),
+                _ => s.name.to_string(),
             })
             .collect();
         let ids: Vec<&str> = all_scens.iter().map(|s| s.id).chain([DEFLATE_ID]).collect();
@@ -557,6 +579,7 @@ fn run_one(dir: &Path, loadgen: &Path, server: &Server, sc: &Scenario, pin: bool
     // taskset execs the program: the child's pid is the server's.
     let mut child = command(&dir.join(server.bin), pin.then_some(SERVER_CPU))
         .arg(&addr)
+        .args(server.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -866,6 +889,17 @@ fn targets(med: &Medians) -> Vec<String> {
                 "{sc} server CPU ≤ 1.05× the minimal WebSocket echo's: {} ({})",
                 r(a, b),
                 check(cmp(a, b, &|a, b| a <= 1.05 * b))
+            ));
+        }
+        // A reference, not an issue target: the same floor for a library
+        // whose callback owns each message.
+        let o = g(sc, "server_cpu_us_per_msg", "wsmin-owned");
+        if o.is_some() {
+            v.push(format!(
+                "{sc} server CPU ≤ 1.05× the minimal echo's with an owned message each (wsmin-owned, a \
+                 reference: the floor for an owned-message callback): {} ({})",
+                r(a, o),
+                check(cmp(a, o, &|a, b| a <= 1.05 * b))
             ));
         }
     }
