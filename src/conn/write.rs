@@ -282,6 +282,7 @@ impl WriteSide {
     /// [`BATCH_KEEP`] bytes, which the caller then writes.
     ///
     /// Only when the state allows a message; otherwise the send's error.
+    #[inline]
     pub(crate) fn frame_now(&self, item: Item) -> Result<std::result::Result<(), Item>> {
         if !item.is_small() {
             return Ok(Err(item));

@@ -106,6 +106,7 @@ impl OutFrame {
 /// (for a write that may take nothing, after which the message is queued
 /// as it is). Text and Binary only: returns false, appending nothing, for
 /// anything else.
+#[inline]
 pub(crate) fn append_data_frame(msg: &OwnedMessage, mask: Option<[u8; 4]>, out: &mut Vec<u8>) -> bool {
     let (opcode, payload) = match msg {
         OwnedMessage::Text(s) => (OpCode::Text, s.as_bytes()),
