@@ -30,9 +30,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         let mut blocks = buf.chunks_exact_mut(BLOCK);
         for block in &mut blocks {
             for i in 0..BLOCK / 8 {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&block[i * 8..i * 8 + 8]);
-                let v = u64::from_ne_bytes(b) ^ word;
+                let v = masked(&block[i * 8..i * 8 + 8], word);
                 block[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
             }
         }
@@ -40,9 +38,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(chunk);
-        let v = u64::from_ne_bytes(b) ^ word;
+        let v = masked(chunk, word);
         chunk.copy_from_slice(&v.to_ne_bytes());
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
@@ -64,9 +60,7 @@ pub(crate) fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
         let mut s64 = src.chunks_exact(BLOCK);
         for (dc, sc) in (&mut d64).zip(&mut s64) {
             for i in 0..BLOCK / 8 {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&sc[i * 8..i * 8 + 8]);
-                let v = u64::from_ne_bytes(b) ^ word;
+                let v = masked(&sc[i * 8..i * 8 + 8], word);
                 #[allow(unsafe_code)]
                 // SAFETY: `dc` is `BLOCK` bytes of `out`'s spare capacity
                 // and `i * 8 + 8 <= BLOCK`; an unaligned write of a `u64`
@@ -83,9 +77,7 @@ pub(crate) fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (dc, sc) in (&mut d).zip(&mut s) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(sc);
-        let v = u64::from_ne_bytes(b) ^ word;
+        let v = masked(sc, word);
         #[allow(unsafe_code)]
         // SAFETY: `dc` is 8 bytes of `out`'s spare capacity; an unaligned
         // write of a `u64` is what `write_unaligned` is for.
@@ -102,6 +94,14 @@ pub(crate) fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
     unsafe {
         out.set_len(out.len() + len)
     };
+}
+
+/// The 8 bytes of `bytes` read as a native-endian word, XORed with `word`.
+#[inline(always)]
+fn masked(bytes: &[u8], word: u64) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(bytes);
+    u64::from_ne_bytes(b) ^ word
 }
 
 /// `[k0 k1 k2 k3 k0 k1 k2 k3]` read as one native-endian word: it masks any
